@@ -1,0 +1,21 @@
+# One image for every Pulse service (exporters, bridge, demo); docker-compose.yml
+# picks the module with `command`.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PULSE_DATA_DIR=/data \
+    PULSE_CONFIG=/etc/pulse/pulse.yml
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pulse ./pulse
+COPY exporters ./exporters
+COPY bridge ./bridge
+COPY demo ./demo
+COPY grafana ./grafana
+COPY rules ./rules
+COPY alertmanager ./alertmanager
+COPY docs ./docs
+RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 pulse \
+    && mkdir -p /data && chown pulse /data
+COPY deploy/compose/pulse.yml /etc/pulse/pulse.yml
+USER pulse
+VOLUME ["/data"]
+CMD ["python", "-m", "bridge"]

@@ -1,0 +1,44 @@
+# The two commands of the quick start: `make run` and `make test`.
+# Each creates .venv, installs Pulse into it and makes sure Prometheus and
+# Alertmanager are installed (Debian packages) before doing its job.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: run test venv tools lint check-config dashboards bench clean
+
+run: venv tools
+	$(BIN)/pulse up --demo
+
+test: venv tools
+	$(BIN)/ruff check .
+	$(BIN)/pulse check-config pulse.yml
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+tools:
+	@scripts/ensure-tools.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+check-config: venv
+	$(BIN)/pulse check-config pulse.yml
+
+dashboards: venv
+	$(BIN)/python -m grafana.generate
+
+bench: venv tools
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pulse .pytest_cache

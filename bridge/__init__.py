@@ -1,0 +1,33 @@
+"""The bridge: alert rules by API, Alertmanager webhooks to apprise, the analytics API."""
+
+from __future__ import annotations
+
+from flask import Flask
+from prometheus_client import CollectorRegistry
+
+from bridge import health
+from bridge.errors import register_error_handlers
+from pulse.config import Config, load_config
+from pulse.service import add_standard_routes
+
+COMPONENT = "bridge"
+
+# One blueprint per resource; this table is where a reader learns what exists.
+BLUEPRINTS = [
+    health.bp,
+]
+
+
+def create_app(config: Config | None = None, registry: CollectorRegistry | None = None) -> Flask:
+    """The bridge's Flask app (config: a loaded Config; default: load pulse.yml)."""
+    cfg = config if config is not None else load_config()
+    registry = registry or CollectorRegistry()
+    app = Flask(__name__)
+    app.config["PULSE"] = cfg
+    app.config["REGISTRY"] = registry
+    app.json.sort_keys = False
+    register_error_handlers(app)
+    add_standard_routes(app, registry, COMPONENT)
+    for bp in BLUEPRINTS:
+        app.register_blueprint(bp)
+    return app

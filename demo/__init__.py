@@ -1,0 +1,1 @@
+"""The demo fitness platform: an instrumented API and a traffic simulator."""

@@ -1,0 +1,1 @@
+"""Exporters: each turns one part of the platform into Prometheus series."""

@@ -1,0 +1,7 @@
+"""Run the infrastructure exporter."""
+
+from exporters.infrastructure import COMPONENT, create_app
+from pulse.service import run_service
+
+if __name__ == "__main__":
+    run_service(COMPONENT, create_app, lambda cfg: cfg.exporters.infrastructure.listen)

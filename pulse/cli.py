@@ -1,0 +1,209 @@
+"""The `pulse` command: up, down, status, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from pulse.config import ConfigError, expand_env, load_config
+from pulse.log import register_secrets, setup
+from pulse.paths import DEFAULT_CONFIG
+from pulse.secrets import ensure_generated
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("PULSE_CONFIG") or DEFAULT_CONFIG)
+
+
+def _data_dir_hint(path: Path) -> Path:
+    """The data dir a config names, read before full validation (for generated secrets)."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    value = raw.get("data_dir", ".pulse") if isinstance(raw, dict) else ".pulse"
+    value = expand_env(value, os.environ, "", []) if isinstance(value, str) else ".pulse"
+    return Path(os.environ.get("PULSE_DATA_DIR") or value or ".pulse").resolve()
+
+
+def _load(path: Path):
+    ensure_generated(_data_dir_hint(path))
+    return load_config(path)
+
+
+def cmd_check_config(args) -> int:
+    """Validate a configuration file; print every problem and exit 1, or say it is valid."""
+    path = _config_path(args.file)
+    env = dict(os.environ)
+    for name in ("PULSE_ADMIN_TOKEN", "PULSE_PRIVACY_SALT"):
+        # Generated at `pulse up` when unset, so their absence is not a problem here.
+        env.setdefault(name, "x" * 32)
+    try:
+        load_config(path, env=env)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: valid")
+    return 0
+
+
+def cmd_up(args) -> int:
+    """Start the whole stack (foreground, or --detach)."""
+    from pulse.supervisor import StackError, run_up
+
+    path = _config_path(args.config)
+    try:
+        cfg = _load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup("pulse", cfg.log_level)
+    register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT")])
+    if args.detach:
+        return _up_detached(cfg, args, path)
+    try:
+        return run_up(cfg, args.demo, str(path.resolve()))
+    except StackError as exc:
+        print(f"pulse up: {exc}", file=sys.stderr)
+        return 1
+
+
+def _up_detached(cfg, args, path: Path) -> int:
+    from pulse.supervisor import read_state
+
+    logs = Path(cfg.data_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / "pulse.log"
+    argv = [sys.executable, "-m", "pulse", "up", "--config", str(path.resolve())]
+    if args.demo:
+        argv.append("--demo")
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        state = read_state(cfg)
+        if state and state["pid"] == proc.pid:
+            print(f"pulse: stack started in the background (pid {proc.pid}); "
+                  f"log {log_path}; stop it with `pulse down`")
+            print(f"admin token: {os.environ.get('PULSE_ADMIN_TOKEN', '')}")
+            return 0
+        if proc.poll() is not None:
+            print(f"pulse up --detach: the stack exited with code {proc.returncode}; "
+                  f"see {log_path}", file=sys.stderr)
+            print(log_path.read_text(errors="replace")[-3000:], file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print(f"pulse up --detach: not ready after 90 s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def cmd_down(args) -> int:
+    """Stop a stack started with `pulse up --detach`."""
+    from pulse.supervisor import stop_detached
+
+    try:
+        cfg = _load(_config_path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if stop_detached(cfg):
+        print("pulse: stack stopped")
+        return 0
+    print("pulse: no running stack for this data dir", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args) -> int:
+    """Report each component's state; exit 1 when any is down."""
+    import json
+
+    from pulse.supervisor import status
+
+    try:
+        cfg = _load(_config_path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    rows = status(cfg, demo=args.demo)
+    if args.json:
+        print(json.dumps([{"component": n, "url": u, "state": s} for n, u, s in rows]))
+    else:
+        for name, url, state in rows:
+            print(f"{name:<15} {state:<8} {url}")
+    return 0 if all(s in ("up", "running") for _, _, s in rows) else 1
+
+
+def cmd_render(args) -> int:
+    """Write prometheus.yml and alertmanager.yml (native data dir, or --compose OUT)."""
+    from pulse.render import alertmanager_config, dump, prometheus_config, write_atomic
+    from pulse.supervisor import render_configs
+
+    path = _config_path(args.config)
+    try:
+        cfg = _load(path) if not args.compose else load_config(path, env=_render_env())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.compose:
+        out = Path(args.compose)
+        write_atomic(out / "prometheus.yml", dump(prometheus_config(cfg, demo=True,
+                                                                    compose=True)))
+        write_atomic(out / "alertmanager.yml", dump(alertmanager_config(cfg, compose=True)))
+        print(f"wrote {out / 'prometheus.yml'} and {out / 'alertmanager.yml'}")
+    else:
+        for name, written in render_configs(cfg, args.demo).items():
+            print(f"{name}: {written}")
+    return 0
+
+
+def _render_env() -> dict[str, str]:
+    """Placeholders for secrets that compose configs never contain."""
+    env = dict(os.environ)
+    env.update({"PULSE_ADMIN_TOKEN": "x" * 32, "PULSE_PRIVACY_SALT": "x" * 32})
+    return env
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `pulse` and its subcommands."""
+    parser = argparse.ArgumentParser(prog="pulse", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="start the whole stack")
+    p.add_argument("--config", help="pulse.yml (default: PULSE_CONFIG or the shipped one)")
+    p.add_argument("--demo", action="store_true", help="also start the demo API and traffic")
+    p.add_argument("--detach", action="store_true", help="run in the background")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop a stack started with --detach")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("status", help="report each component")
+    p.add_argument("--config")
+    p.add_argument("--demo", action="store_true", help="include the demo components")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("render", help="write the generated Prometheus/Alertmanager configs")
+    p.add_argument("--config")
+    p.add_argument("--demo", action="store_true")
+    p.add_argument("--compose", metavar="DIR", help="render for docker-compose into DIR")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file", nargs="?")
+    p.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pulse` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)

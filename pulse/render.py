@@ -1,0 +1,156 @@
+"""Generated configuration: prometheus.yml and alertmanager.yml for a Pulse stack.
+
+One function decides the topology (which jobs scrape which address); the native
+stack and docker-compose both render from it, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pulse.config import Config, split_listen, url_host_port
+from pulse.paths import ALERTMANAGER_DIR, RULES_DIR
+
+# The bridge address the committed alertmanager/alertmanager.yml points at;
+# rendering rewrites it to the configured (or compose) bridge address.
+DEFAULT_BRIDGE_BASE = "http://127.0.0.1:8080"
+
+# Compose service name of every scrape job (and of Prometheus/Alertmanager).
+COMPOSE_HOSTS = {
+    "prometheus": "prometheus",
+    "alertmanager": "alertmanager",
+    "events": "events",
+    "infrastructure": "infrastructure",
+    "integrations": "integrations",
+    "ai": "ai",
+    "bridge": "bridge",
+    "demo": "demo-app",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One scrape job: its name, the host and port it listens on, and its config key."""
+
+    job: str
+    host: str
+    port: int
+    config_key: str
+    metrics_path: str = "/metrics"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def targets(cfg: Config, demo: bool = False) -> list[Target]:
+    """Every scrape job of the stack, in start order."""
+    out = []
+    host, port = url_host_port(cfg.prometheus.url)
+    out.append(Target("prometheus", host, port, "prometheus.url"))
+    host, port = url_host_port(cfg.alertmanager.url)
+    out.append(Target("alertmanager", host, port, "alertmanager.url"))
+    for name, section in cfg.exporters.items():
+        if section.enabled:
+            host, port = split_listen(section.listen)
+            out.append(Target(name, host, port, f"exporters.{name}.listen"))
+    if cfg.bridge.enabled:
+        host, port = split_listen(cfg.bridge.listen)
+        out.append(Target("bridge", host, port, "bridge.listen"))
+    if demo:
+        host, port = split_listen(cfg.demo.listen)
+        out.append(Target("demo", host, port, "demo.listen"))
+    return out
+
+
+def bridge_rules_dir(data_dir: str | Path) -> Path:
+    """Where the bridge keeps the rule files it writes (watched by Prometheus)."""
+    return Path(data_dir) / "rules"
+
+
+def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) -> dict:
+    """prometheus.yml for this configuration (compose=True: container addresses)."""
+    def addr(t: Target) -> str:
+        return f"{COMPOSE_HOSTS[t.job]}:{t.port}" if compose else t.address
+
+    if compose:
+        rule_files = ["/etc/pulse/rules/*.rules.yml", "/data/rules/*.yml"]
+    else:
+        rule_files = [str(RULES_DIR / "*.rules.yml"),
+                      str(bridge_rules_dir(cfg.data_dir) / "*.yml")]
+    am = next(t for t in targets(cfg, demo) if t.job == "alertmanager")
+    doc: dict = {
+        "global": {
+            "scrape_interval": cfg.prometheus.scrape_interval,
+            "evaluation_interval": cfg.prometheus.evaluation_interval,
+            "external_labels": {"stack": "pulse"},
+        },
+        "rule_files": rule_files,
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [addr(am)]}]}]},
+        "scrape_configs": [
+            {
+                "job_name": t.job,
+                "metrics_path": t.metrics_path,
+                "static_configs": [{"targets": [addr(t)]}],
+            }
+            for t in targets(cfg, demo)
+        ],
+    }
+    if cfg.prometheus.remote_write:
+        doc["remote_write"] = []
+        for rw in cfg.prometheus.remote_write:
+            entry: dict = {"url": rw.url}
+            if rw.get("bearer_token"):
+                entry["authorization"] = {"credentials": rw.bearer_token}
+            doc["remote_write"].append(entry)
+    return doc
+
+
+def _rewrite_urls(node, old: str, new: str):
+    if isinstance(node, dict):
+        return {k: _rewrite_urls(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_urls(v, old, new) for v in node]
+    if isinstance(node, str) and node.startswith(old):
+        return new + node[len(old):]
+    return node
+
+
+def alertmanager_config(cfg: Config, compose: bool = False) -> dict:
+    """alertmanager.yml: the committed routing tree, pointed at the configured bridge."""
+    doc = yaml.safe_load((ALERTMANAGER_DIR / "alertmanager.yml").read_text())
+    if compose:
+        base = f"http://{COMPOSE_HOSTS['bridge']}:{split_listen(cfg.bridge.listen)[1]}"
+    else:
+        host, port = split_listen(cfg.bridge.listen)
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        base = f"http://{host}:{port}"
+    doc = _rewrite_urls(doc, DEFAULT_BRIDGE_BASE, base)
+    templates = doc.get("templates") or []
+    if templates:
+        root = "/etc/alertmanager/templates" if compose else str(ALERTMANAGER_DIR / "templates")
+        doc["templates"] = [str(Path(root) / Path(t).name) for t in templates]
+    return doc
+
+
+def dump(doc: dict) -> str:
+    """YAML text with a header saying it is generated."""
+    header = "# Generated by `pulse` from pulse.yml; edit the source, not this file.\n"
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write to a temporary name beside path, fsync, and swap it in."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

@@ -1,0 +1,95 @@
+"""What every Pulse HTTP process shares: /metrics, health endpoints and the WSGI server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from flask import Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+
+from pulse import __version__
+from pulse.config import Config, ConfigError, load_config, split_listen
+from pulse.log import register_secrets, setup
+
+log = logging.getLogger(__name__)
+
+
+def add_standard_routes(app: Flask, registry: CollectorRegistry, component: str) -> None:
+    """Mount /metrics, /-/healthy and /-/ready on app, and a pulse_build_info series."""
+    Gauge("pulse_build_info", "Pulse version and component (always 1).",
+          ["version", "component"], registry=registry).labels(__version__, component).set(1)
+
+    @app.get("/metrics")
+    def metrics():
+        """Prometheus exposition of this process's registry."""
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/-/healthy")
+    def healthy():
+        """Liveness: the process answers."""
+        return {"status": "ok", "component": component}
+
+    @app.get("/-/ready")
+    def ready():
+        """Readiness: the process is serving."""
+        return {"status": "ready", "component": component}
+
+
+def parse_args(component: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line every service shares: --config and --listen."""
+    parser = argparse.ArgumentParser(prog=f"python -m {component}")
+    parser.add_argument("--config", help="pulse.yml path (default: PULSE_CONFIG or ./pulse.yml)")
+    parser.add_argument("--listen", help="host:port, overriding the configuration")
+    return parser.parse_args(argv)
+
+
+def load_or_exit(path: str | None) -> Config:
+    """Load the configuration, or print every problem and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(app, listen: str, component: str, threads: int = 8) -> None:
+    """Serve a WSGI app with waitress until SIGTERM or SIGINT."""
+    from waitress.server import create_server
+
+    host, port = split_listen(listen)
+    server = create_server(app, host=host, port=port, threads=threads,
+                           ident=f"pulse-{component}", clear_untrusted_proxy_headers=True)
+
+    def stop(signum, frame):
+        log.info("signal %s: stopping", signum)
+        server.close()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("listening on http://%s:%d", host, port)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+
+
+def config_secrets(cfg: Config) -> list[str]:
+    """Every secret value in a configuration: tokens, channel URLs, the privacy salt."""
+    values = [t.token for t in cfg.bridge.tokens]
+    values += [url for urls in cfg.bridge.channels.values() for url in urls]
+    values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
+    values.append(cfg.privacy.get("salt"))
+    return [v for v in values if v]
+
+
+def run_service(component: str, build_app, listen_of, argv: list[str] | None = None) -> None:
+    """Entry point of a service: parse args, load config, set up logging, build and serve."""
+    args = parse_args(component, argv)
+    cfg = load_or_exit(args.config)
+    setup(component, cfg.log_level)
+    register_secrets(config_secrets(cfg))
+    app = build_app(cfg)
+    serve(app, args.listen or listen_of(cfg), component)

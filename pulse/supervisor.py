@@ -1,0 +1,387 @@
+"""`pulse up`: render configs, start every component as a child, wait, supervise, stop."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from pulse.config import Config
+from pulse.render import (
+    alertmanager_config,
+    bridge_rules_dir,
+    dump,
+    prometheus_config,
+    targets,
+    write_atomic,
+)
+
+log = logging.getLogger("pulse.supervisor")
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+PR_SET_PDEATHSIG = 1
+
+
+class StackError(Exception):
+    """The stack could not be started; the message says which part and why."""
+
+
+@dataclass
+class Component:
+    """A child process of the stack: how to start it and how to know it is ready."""
+
+    name: str
+    argv: list[str]
+    ready_url: str | None
+    log_path: Path
+    host: str | None = None
+    port: int | None = None
+    config_key: str | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    restarts: int = 0
+
+    @property
+    def url(self) -> str | None:
+        return f"http://{self.host}:{self.port}" if self.port else None
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor dies, so no process is left behind."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on host:port (or it cannot be bound)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+    return False
+
+
+def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
+    """Write prometheus.yml and alertmanager.yml into the data dir; return their paths."""
+    data = Path(cfg.data_dir)
+    bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
+    prom = data / "prometheus" / "prometheus.yml"
+    am = data / "alertmanager" / "alertmanager.yml"
+    write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
+    write_atomic(am, dump(alertmanager_config(cfg)))
+    return {"prometheus": prom, "alertmanager": am}
+
+
+def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> list[Component]:
+    """Every component of the stack, in start order."""
+    data = Path(cfg.data_dir)
+    logs = data / "logs"
+    py = sys.executable
+    cfg_args = ["--config", str(config_path)] if config_path else []
+    comps = []
+    for t in targets(cfg, demo):
+        if t.job == "prometheus":
+            if not cfg.prometheus.manage:
+                continue
+            argv = [
+                "prometheus",
+                f"--config.file={data / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={data / 'prometheus' / 'tsdb'}",
+                f"--storage.tsdb.retention.time={cfg.prometheus.retention}",
+                f"--web.listen-address={t.address}",
+                "--web.enable-lifecycle",
+                f"--rules.alert.resend-delay={cfg.prometheus.resend_delay}",
+            ]
+            ready = f"http://{t.address}/-/ready"
+        elif t.job == "alertmanager":
+            if not cfg.alertmanager.manage:
+                continue
+            argv = [
+                "prometheus-alertmanager",
+                f"--config.file={data / 'alertmanager' / 'alertmanager.yml'}",
+                f"--storage.path={data / 'alertmanager' / 'data'}",
+                f"--web.listen-address={t.address}",
+                "--cluster.listen-address=",
+            ]
+            ready = f"http://{t.address}/-/ready"
+        else:
+            module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
+            argv = [py, "-m", module, *cfg_args]
+            ready = f"http://{t.address}/-/ready"
+        comps.append(Component(t.job, argv, ready, logs / f"{t.job}.log", t.host, t.port,
+                               t.config_key))
+    if demo:
+        comps.extend(demo_extras(cfg, cfg_args, logs))
+    return comps
+
+
+def demo_extras(cfg: Config, cfg_args: list[str], logs: Path) -> list[Component]:
+    """Processes that exist only with --demo and have no scrape job (the simulator, sinks)."""
+    py = sys.executable
+    extras = []
+    simulate = Path(__file__).resolve().parent.parent / "demo" / "simulate.py"
+    if simulate.exists():
+        extras.append(Component("simulator", [py, "-m", "demo.simulate", *cfg_args], None,
+                                logs / "simulator.log"))
+    return extras
+
+
+def check_ports(comps: list[Component]) -> None:
+    """Fail with the port and its config key when any port is taken."""
+    busy = [c for c in comps if c.port and port_in_use(c.host or "127.0.0.1", c.port)]
+    if busy:
+        lines = [f"port {c.port} on {c.host} is already in use (needed by {c.name}; "
+                 f"set by {c.config_key} in pulse.yml)" for c in busy]
+        raise StackError("\n".join(lines))
+
+
+def check_binaries(comps: list[Component]) -> None:
+    """Fail with the install command when Prometheus or Alertmanager is missing."""
+    import shutil
+
+    missing = [c.argv[0] for c in comps if not os.path.isabs(c.argv[0])
+               and shutil.which(c.argv[0]) is None]
+    if missing:
+        raise StackError(
+            f"{', '.join(missing)} not found on PATH. Install with: apt-get install -y "
+            "--no-install-recommends prometheus prometheus-alertmanager (or run `make run`)")
+
+
+class Supervisor:
+    """Starts the components, waits until each is ready, restarts crashed ones, stops all."""
+
+    def __init__(self, cfg: Config, comps: list[Component], env: dict[str, str] | None = None):
+        self.cfg = cfg
+        self.comps = comps
+        self.env = dict(os.environ if env is None else env)
+        self.stopping = False
+
+    def start(self, comp: Component) -> None:
+        """Start one component with its output appended to its log."""
+        comp.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logf = open(comp.log_path, "ab")
+        logf.write(f"--- pulse: starting {comp.name}: {' '.join(comp.argv)}\n".encode())
+        logf.flush()
+        comp.proc = subprocess.Popen(
+            comp.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env, start_new_session=True, preexec_fn=_die_with_parent)
+        logf.close()
+
+    def wait_ready(self, comp: Component, deadline: float) -> None:
+        """Poll the component's ready URL; fail naming it and its log if it exits or times out."""
+        if comp.ready_url is None:
+            time.sleep(0.2)
+            if comp.proc.poll() is not None:
+                raise StackError(self._failed(comp, f"exited with code {comp.proc.returncode}"))
+            return
+        while time.monotonic() < deadline:
+            if comp.proc.poll() is not None:
+                raise StackError(self._failed(comp, f"exited with code {comp.proc.returncode}"))
+            try:
+                if requests.get(comp.ready_url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise StackError(self._failed(comp, f"not ready at {comp.ready_url} in time"))
+
+    def _failed(self, comp: Component, why: str) -> str:
+        tail = ""
+        try:
+            lines = comp.log_path.read_text(errors="replace").splitlines()[-15:]
+            tail = "\n".join("    " + line for line in lines)
+        except OSError:
+            pass
+        return f"{comp.name} did not start: {why}. Log: {comp.log_path}\n{tail}"
+
+    def up(self) -> None:
+        """Start every component in order, each ready before the next."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        for comp in self.comps:
+            if self.stopping:
+                return
+            self.start(comp)
+            self.wait_ready(comp, deadline)
+            log.info("%s ready (pid %d)", comp.name, comp.proc.pid)
+
+    def supervise(self) -> None:
+        """Until asked to stop: restart a component that died (with a growing delay)."""
+        while not self.stopping:
+            for comp in self.comps:
+                if self.stopping or comp.proc is None or comp.proc.poll() is None:
+                    continue
+                comp.restarts += 1
+                delay = min(30, 2 ** min(comp.restarts, 5))
+                log.warning("%s exited with code %s; restarting in %ds (log: %s)", comp.name,
+                            comp.proc.returncode, delay, comp.log_path)
+                self._sleep(delay)
+                if not self.stopping:
+                    self.start(comp)
+            self._sleep(0.5)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            time.sleep(0.1)
+
+    def down(self) -> None:
+        """Stop every child, newest first: SIGTERM, then SIGKILL after a grace period."""
+        self.stopping = True
+        for comp in reversed(self.comps):
+            proc = comp.proc
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        for comp in reversed(self.comps):
+            proc = comp.proc
+            if proc is None:
+                continue
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("%s ignored SIGTERM; killing it", comp.name)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+
+
+def pid_file(cfg: Config) -> Path:
+    """Where a running stack records the supervisor's pid and its components."""
+    return Path(cfg.data_dir) / "pulse.pid"
+
+
+def write_state(cfg: Config, comps: list[Component]) -> None:
+    """Record the supervisor pid and each child's pid and URL (for status and down)."""
+    state = {
+        "pid": os.getpid(),
+        "started": time.time(),
+        "components": {c.name: {"pid": c.proc.pid if c.proc else None, "url": c.url}
+                       for c in comps},
+    }
+    write_atomic(pid_file(cfg), json.dumps(state, indent=2))
+
+
+def read_state(cfg: Config) -> dict | None:
+    """The running stack's state, or None when no live supervisor owns the data dir."""
+    path = pid_file(cfg)
+    try:
+        state = json.loads(path.read_text())
+        os.kill(state["pid"], 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return state
+
+
+def run_up(cfg: Config, demo: bool, config_path: str | None, out=sys.stdout) -> int:
+    """The foreground `pulse up`: returns the exit code."""
+    existing = read_state(cfg)
+    if existing:
+        raise StackError(f"a Pulse stack (pid {existing['pid']}) already runs with data dir "
+                         f"{cfg.data_dir}; stop it with `pulse down`")
+    comps = plan(cfg, demo, config_path)
+    check_binaries(comps)
+    check_ports(comps)
+    render_configs(cfg, demo)
+    sup = Supervisor(cfg, comps)
+
+    def on_signal(signum, frame):
+        sup.stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sup.up()
+        if sup.stopping:
+            return 0
+        write_state(cfg, comps)
+        print_banner(cfg, comps, out)
+        sup.supervise()
+        return 0
+    finally:
+        sup.down()
+        try:
+            state = json.loads(pid_file(cfg).read_text())
+            if state.get("pid") == os.getpid():
+                pid_file(cfg).unlink()
+        except (OSError, ValueError):
+            pass
+        print("pulse: every component stopped", file=out, flush=True)
+
+
+def print_banner(cfg: Config, comps: list[Component], out) -> None:
+    """The URLs of the running stack and the admin token."""
+    lines = ["", "Pulse is up:"]
+    for c in comps:
+        if c.url:
+            lines.append(f"  {c.name:<15} {c.url}")
+    lines.append(f"  {'api docs':<15} http://{cfg.bridge.listen}/api/openapi.json")
+    lines.append(f"  data dir        {cfg.data_dir} (logs in {Path(cfg.data_dir) / 'logs'})")
+    token = os.environ.get("PULSE_ADMIN_TOKEN")
+    if token:
+        lines.append(f"  admin token     {token}")
+    lines.append("Press Ctrl-C to stop every component.")
+    print("\n".join(lines), file=out, flush=True)
+
+
+def status(cfg: Config, demo: bool = False) -> list[tuple[str, str, str]]:
+    """(component, url, state) for every component of the configured stack."""
+    rows = []
+    state = read_state(cfg)
+    demo = demo or bool(state and "demo" in state.get("components", {}))
+    for comp in plan(cfg, demo):
+        if comp.ready_url is None:
+            pid = (state or {}).get("components", {}).get(comp.name, {}).get("pid")
+            alive = bool(pid) and _alive(pid)
+            rows.append((comp.name, "-", "running" if alive else "down"))
+            continue
+        try:
+            ok = requests.get(comp.ready_url, timeout=2).status_code == 200
+        except requests.RequestException:
+            ok = False
+        rows.append((comp.name, comp.url or "-", "up" if ok else "down"))
+    return rows
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def stop_detached(cfg: Config, timeout: float = 30.0) -> bool:
+    """SIGTERM the supervisor of a running stack and wait for it; False when none runs."""
+    state = read_state(cfg)
+    if not state:
+        return False
+    os.kill(state["pid"], signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and _alive(state["pid"]):
+        time.sleep(0.1)
+    if _alive(state["pid"]):
+        os.kill(state["pid"], signal.SIGKILL)
+    return True
+

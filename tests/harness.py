@@ -1,0 +1,494 @@
+"""Real Prometheus, Alertmanager and Pulse processes for tests, on free loopback ports.
+
+Nothing here fakes a server: each class starts the real binary in a temporary
+directory and stops it (and checks it is gone) on teardown. A missing binary
+fails the test with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTALL = ("apt-get update && apt-get install -y --no-install-recommends "
+           "prometheus prometheus-alertmanager")
+_LIVE: set[subprocess.Popen] = set()
+
+
+def require_binary(name: str) -> str:
+    """The path of a required binary; fail the test (never skip) with how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is not installed; the integration tests need the real one. "
+                    f"Install it with: {INSTALL}  (or run `make test`, which does)", pytrace=False)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+               message: str = "condition") -> Any:
+    """Call check until it returns something truthy; fail with the last value after timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            error = None
+            if last:
+                return last
+        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+            error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; "
+                         f"last value {last!r}" + (f", last error {error!r}" if error else ""))
+
+
+class Process:
+    """A child process in its own session, logging to a file, stopped with its group."""
+
+    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as logf:
+            self.proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, cwd=cwd,
+                                         start_new_session=True)
+        _LIVE.add(self.proc)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        """Everything the process has written so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send sig to the process group and reap it."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        _LIVE.discard(self.proc)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after timeout; return the exit code."""
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _LIVE.discard(self.proc)
+        return self.proc.returncode
+
+    def wait_http(self, url: str, timeout: float = 30.0) -> None:
+        """Wait until url answers 200, failing early (with the log) if the process exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise AssertionError(f"{self.argv[0]} exited with {self.proc.returncode}:\n"
+                                     f"{self.log()[-4000:]}")
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{url} not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+
+def stop_all() -> None:
+    """Kill every process the harness started that is still alive."""
+    for proc in list(_LIVE):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+        _LIVE.discard(proc)
+
+
+def live_processes() -> list[subprocess.Popen]:
+    """Processes the harness started and has not stopped yet."""
+    return [p for p in _LIVE if p.poll() is None]
+
+
+class PrometheusServer:
+    """A real Prometheus on a free port, configured by scrape targets, rules and Alertmanagers."""
+
+    def __init__(self, workdir: Path, *, scrape_interval: str = "1s",
+                 evaluation_interval: str = "1s", rule_files: Iterable[str | Path] = (),
+                 targets: dict[str, list[str]] | None = None,
+                 alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = ()):
+        self.binary = require_binary("prometheus")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
+        self.rule_files = [str(p) for p in rule_files]
+        self.targets = dict(targets or {})
+        self.alertmanagers = list(alertmanagers)
+        self.extra_args = list(extra_args)
+        self.config_path = self.workdir / "prometheus.yml"
+        self.process: Process | None = None
+
+    def config(self) -> dict:
+        """The prometheus.yml document for the current settings."""
+        doc: dict = {
+            "global": {"scrape_interval": self.scrape_interval,
+                       "evaluation_interval": self.evaluation_interval},
+            "rule_files": self.rule_files,
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(addrs)}]}
+                for job, addrs in self.targets.items()
+            ],
+        }
+        if self.alertmanagers:
+            doc["alerting"] = {"alertmanagers": [{"static_configs": [
+                {"targets": [a.replace("http://", "") for a in self.alertmanagers]}]}]}
+        return doc
+
+    def write_config(self) -> None:
+        """Write prometheus.yml (atomically) for the current settings."""
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        os.replace(tmp, self.config_path)
+
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
+        """Start Prometheus and wait until it is ready."""
+        self.write_config()
+        argv = [self.binary, f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle", "--rules.alert.resend-delay=1s",
+                *self.extra_args]
+        self.process = Process(argv, self.workdir / "prometheus.log")
+        self.process.wait_http(f"{self.url}/-/ready", timeout)
+        return self
+
+    def stop(self) -> None:
+        """Stop Prometheus."""
+        if self.process:
+            self.process.stop()
+
+    def reload(self) -> None:
+        """POST /-/reload and require success."""
+        resp = requests.post(f"{self.url}/-/reload", timeout=10)
+        assert resp.status_code == 200, f"reload failed: {resp.status_code} {resp.text}"
+
+    def configure(self, *, rule_files: Iterable[str | Path] | None = None,
+                  targets: dict[str, list[str]] | None = None,
+                  alertmanagers: Iterable[str] | None = None) -> None:
+        """Change rule files, targets or Alertmanagers, rewrite the config and reload."""
+        if rule_files is not None:
+            self.rule_files = [str(p) for p in rule_files]
+        if targets is not None:
+            self.targets = dict(targets)
+        if alertmanagers is not None:
+            self.alertmanagers = list(alertmanagers)
+        self.write_config()
+        self.reload()
+
+    def api(self, path: str, **params) -> Any:
+        """GET /api/v1/<path> and return its data (failing on an API error)."""
+        resp = requests.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = resp.json()
+        assert body.get("status") == "success", f"{path} {params}: {body}"
+        return body["data"]
+
+    def query(self, expr: str, time_: float | None = None) -> list[dict]:
+        """Instant query; the result vector."""
+        params = {"query": expr}
+        if time_ is not None:
+            params["time"] = str(time_)
+        data = self.api("query", **params)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return data["result"]
+
+    def query_value(self, expr: str) -> float | None:
+        """The first sample's value of an instant query, or None when empty."""
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def wait_for_value(self, expr: str, predicate: Callable[[float], bool] = lambda v: True,
+                       timeout: float = 30.0) -> float:
+        """Wait until expr has a value satisfying predicate; return it."""
+        def check():
+            value = self.query_value(expr)
+            return (value,) if value is not None and predicate(value) else None
+        return wait_until(check, timeout, message=f"a value of {expr!r}")[0]
+
+    def wait_for_targets_up(self, jobs: Iterable[str] | None = None,
+                            timeout: float = 30.0) -> list[dict]:
+        """Wait until every target (or those of the given jobs) reports health 'up'."""
+        wanted = set(jobs) if jobs is not None else None
+
+        def check():
+            active = self.api("targets")["activeTargets"]
+            mine = [t for t in active if wanted is None or t["labels"]["job"] in wanted]
+            if wanted is not None and {t["labels"]["job"] for t in mine} != wanted:
+                return None
+            return mine if mine and all(t["health"] == "up" for t in mine) else None
+        return wait_until(check, timeout, message=f"targets up ({wanted or 'all'})")
+
+    def alerts(self) -> list[dict]:
+        """Alerts as Prometheus sees them (pending and firing)."""
+        return self.api("alerts")["alerts"]
+
+    def wait_for_alert(self, name: str, state: str = "firing",
+                       labels: dict[str, str] | None = None, timeout: float = 60.0) -> dict:
+        """Wait until an alert with this name (and labels) is in the given state."""
+        def check():
+            for alert in self.alerts():
+                if (alert["labels"].get("alertname") == name and alert["state"] == state
+                        and all(alert["labels"].get(k) == v for k, v in (labels or {}).items())):
+                    return alert
+            return None
+        return wait_until(check, timeout, message=f"alert {name} {state}")
+
+    def rule_groups(self) -> list[dict]:
+        """The loaded rule groups (/api/v1/rules)."""
+        return self.api("rules")["groups"]
+
+
+class AlertmanagerServer:
+    """A real Alertmanager (clustering off) on a free port with a given configuration."""
+
+    def __init__(self, workdir: Path, config: dict | str):
+        self.binary = require_binary("prometheus-alertmanager")
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = self.workdir / "alertmanager.yml"
+        self.process: Process | None = None
+        self.write_config(config)
+
+    def write_config(self, config: dict | str) -> None:
+        """Write alertmanager.yml atomically."""
+        text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
+        tmp = self.config_path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+
+    def start(self, timeout: float = 30.0) -> AlertmanagerServer:
+        """Start Alertmanager and wait until it is ready."""
+        argv = [self.binary, f"--config.file={self.config_path}",
+                f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="]
+        self.process = Process(argv, self.workdir / "alertmanager.log")
+        self.process.wait_http(f"{self.url}/-/ready", timeout)
+        return self
+
+    def stop(self) -> None:
+        """Stop Alertmanager."""
+        if self.process:
+            self.process.stop()
+
+    def reload(self, config: dict | str | None = None) -> None:
+        """Optionally rewrite the config, then POST /-/reload and require success."""
+        if config is not None:
+            self.write_config(config)
+        resp = requests.post(f"{self.url}/-/reload", timeout=10)
+        assert resp.status_code == 200, f"reload failed: {resp.status_code} {resp.text}"
+
+    def alerts(self, **filters) -> list[dict]:
+        """GET /api/v2/alerts."""
+        return requests.get(f"{self.url}/api/v2/alerts", params=filters, timeout=10).json()
+
+    def post_alerts(self, alerts: list[dict]) -> None:
+        """Push alerts straight to Alertmanager (as Prometheus would)."""
+        resp = requests.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10)
+        assert resp.status_code == 200, resp.text
+
+
+class WebhookSink:
+    """A local HTTP server that records every request; it can be told to fail for a while."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.requests: list[dict] = []
+        self.fail_status: int | None = None
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status = sink.fail_status or 200
+                with sink._lock:
+                    sink.requests.append({
+                        "method": self.command, "path": self.path,
+                        "headers": dict(self.headers), "body": body,
+                        "status": status, "time": time.time(),
+                    })
+                self.send_response(status)
+                if self.command == "GET" and self.path.startswith("/metrics"):
+                    # A valid exposition, so the sink can double as a scrape target.
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.end_headers()
+                    self.wfile.write(f"sink_requests {len(sink.requests)}\n".encode())
+                    return
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            do_POST = do_PUT = do_GET = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> WebhookSink:
+        """Serve in a background thread."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
+
+    def json_bodies(self, path_prefix: str = "", only_ok: bool = True) -> list[Any]:
+        """Decoded JSON bodies of recorded requests (by default only those answered 2xx)."""
+        with self._lock:
+            reqs = list(self.requests)
+        out = []
+        for req in reqs:
+            if req["path"].startswith(path_prefix) and (not only_ok or req["status"] < 300):
+                try:
+                    out.append(json.loads(req["body"] or b"null"))
+                except ValueError:
+                    continue
+        return out
+
+    def wait_for(self, predicate: Callable[[Any], bool], timeout: float = 30.0,
+                 path_prefix: str = "") -> Any:
+        """Wait until a recorded JSON body satisfies predicate; return it."""
+        def check():
+            return next((b for b in self.json_bodies(path_prefix) if predicate(b)), None)
+        return wait_until(check, timeout, message="a matching webhook request")
+
+    def clear(self) -> None:
+        """Forget what was recorded."""
+        with self._lock:
+            self.requests.clear()
+
+
+def alertmanager_webhook_config(url: str, group_wait: str = "1s") -> dict:
+    """An Alertmanager config that sends every alert to one webhook, quickly."""
+    return {
+        "route": {"receiver": "sink", "group_by": ["alertname"], "group_wait": group_wait,
+                  "group_interval": "1s", "repeat_interval": "1h"},
+        "receivers": [{"name": "sink", "webhook_configs": [
+            {"url": url, "send_resolved": True}]}],
+    }
+
+
+def pulse_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """An environment for Pulse processes in tests: own data dir, generated secrets set."""
+    env = dict(os.environ)
+    env.update({
+        "PULSE_DATA_DIR": str(data_dir),
+        "PULSE_ADMIN_TOKEN": "test-admin-token-0123456789",
+        "PULSE_PRIVACY_SALT": "test-salt-0123456789abcdef",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def write_pulse_config(path: Path, data_dir: Path, demo: bool = False,
+                       **overrides: Any) -> dict:
+    """A pulse.yml with every port free and short intervals; overrides merge per section."""
+    cfg: dict = {
+        "data_dir": str(data_dir),
+        "log_level": "info",
+        "prometheus": {"url": f"http://127.0.0.1:{free_port()}", "scrape_interval": "1s",
+                       "evaluation_interval": "1s", "retention": "1d"},
+        "alertmanager": {"url": f"http://127.0.0.1:{free_port()}"},
+        "exporters": {name: {"listen": f"127.0.0.1:{free_port()}"}
+                      for name in ("events", "infrastructure", "integrations", "ai")},
+        "bridge": {"listen": f"127.0.0.1:{free_port()}",
+                   "tokens": [{"name": "admin", "role": "admin",
+                               "token": "${PULSE_ADMIN_TOKEN}"}]},
+        "privacy": {"salt": "${PULSE_PRIVACY_SALT}"},
+        "demo": {"listen": f"127.0.0.1:{free_port()}"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = _merge(cfg[key], value)
+        else:
+            cfg[key] = value
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return cfg
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def start_service(module: str, config_path: Path, env: dict[str, str], listen: str,
+                  log_path: Path, timeout: float = 30.0, args: Iterable[str] = ()) -> Process:
+    """Start `python -m module --config ...` and wait until its /-/ready answers."""
+    proc = Process([sys.executable, "-m", module, "--config", str(config_path), *args],
+                   log_path, env=env, cwd=ROOT)
+    proc.wait_http(f"http://{listen}/-/ready", timeout)
+    return proc

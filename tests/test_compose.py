@@ -1,0 +1,71 @@
+"""docker-compose.yml: valid against the compose spec, and the same topology as `pulse up`."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pulse.config import load_config
+from pulse.paths import ROOT
+from pulse.render import COMPOSE_HOSTS, alertmanager_config, dump, prometheus_config, targets
+
+ENV = {"PULSE_ADMIN_TOKEN": "a" * 32, "PULSE_PRIVACY_SALT": "s" * 32}
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_file_matches_compose_spec():
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run([str(exe), "--builtin-schema", "vendor.compose-spec",
+                             str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_native_component_is_a_compose_service_on_the_same_port():
+    native = load_config(ROOT / "pulse.yml", env=ENV)
+    for t in targets(native, demo=True):
+        service = COMPOSE["services"][COMPOSE_HOSTS[t.job]]
+        published = [str(p).split(":") for p in service.get("ports", [])]
+        assert [str(t.port), str(t.port)] in published, (t.job, service.get("ports"))
+    assert "grafana" in COMPOSE["services"]
+    assert "simulator" in COMPOSE["services"]
+
+
+def test_compose_pulse_config_uses_the_native_ports():
+    native = load_config(ROOT / "pulse.yml", env=ENV)
+    compose = load_config(ROOT / "deploy/compose/pulse.yml", env=ENV)
+    assert [(t.job, t.port) for t in targets(native, demo=True)] == \
+        [(t.job, t.port) for t in targets(compose, demo=True)]
+
+
+def test_committed_compose_configs_are_up_to_date():
+    compose = load_config(ROOT / "deploy/compose/pulse.yml", env=ENV)
+    prom = ROOT / "deploy/compose/prometheus.yml"
+    am = ROOT / "deploy/compose/alertmanager.yml"
+    hint = ("regenerate with: pulse render --config deploy/compose/pulse.yml "
+            "--compose deploy/compose")
+    assert prom.read_text() == dump(prometheus_config(compose, demo=True, compose=True)), hint
+    assert am.read_text() == dump(alertmanager_config(compose, compose=True)), hint
+
+
+def test_compose_scrapes_the_same_jobs_as_native():
+    native = load_config(ROOT / "pulse.yml", env=ENV)
+    compose = yaml.safe_load((ROOT / "deploy/compose/prometheus.yml").read_text())
+    native_jobs = {t.job: t.port for t in targets(native, demo=True)}
+    for job in compose["scrape_configs"]:
+        host, port = job["static_configs"][0]["targets"][0].split(":")
+        assert host == COMPOSE_HOSTS[job["job_name"]]
+        assert int(port) == native_jobs[job["job_name"]]
+    assert {j["job_name"] for j in compose["scrape_configs"]} == set(native_jobs)
+
+
+def test_grafana_is_provisioned_with_datasource_and_dashboards():
+    grafana = COMPOSE["services"]["grafana"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    assert mounts["/etc/grafana/provisioning"] == "./grafana/provisioning"
+    assert mounts["/var/lib/grafana/dashboards"] == "./grafana/generated"
+    ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+    assert ds["datasources"][0]["uid"] == "pulse-prometheus"
+    prov = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/pulse.yml").read_text())
+    assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
