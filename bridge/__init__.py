@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import health
+from bridge import auth, health, openapi
 from bridge.errors import register_error_handlers
+from bridge.prom import AlertmanagerClient, PrometheusClient
 from pulse.config import Config, load_config
 from pulse.service import add_standard_routes
 
@@ -14,6 +15,7 @@ COMPONENT = "bridge"
 
 # One blueprint per resource; this table is where a reader learns what exists.
 BLUEPRINTS = [
+    openapi.bp,
     health.bp,
 ]
 
@@ -27,6 +29,9 @@ def create_app(config: Config | None = None, registry: CollectorRegistry | None 
     app.config["REGISTRY"] = registry
     app.json.sort_keys = False
     register_error_handlers(app)
+    auth.init_app(app)
+    app.extensions["pulse.prometheus"] = PrometheusClient(cfg.prometheus.url)
+    app.extensions["pulse.alertmanager"] = AlertmanagerClient(cfg.alertmanager.url)
     add_standard_routes(app, registry, COMPONENT)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

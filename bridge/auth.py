@@ -1,0 +1,165 @@
+"""Bearer tokens, roles and permissions (one table), and the audit log of every request."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+
+from flask import Flask, current_app, g, request
+
+from bridge.errors import ApiError
+
+# Role -> permissions. The one place that says who may do what (seed NF-009).
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": frozenset({"*"}),
+    "engineer": frozenset({
+        "rules:read", "rules:write", "alerts:read", "alerts:test", "health:read",
+        "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
+    }),
+    "analyst": frozenset({
+        "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
+        "ai:read", "experiments:read", "datasets:generate",
+    }),
+    "executive": frozenset({
+        "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
+        "experiments:read",
+    }),
+    # A coach sees aggregates of their own clients only; views narrow by g.principal.coach_id.
+    "coach": frozenset({"dashboards:read", "metrics:read"}),
+    # Read-only, time-limited (tokens of auditors must carry an expiry).
+    "auditor": frozenset({
+        "rules:read", "alerts:read", "health:read", "metrics:read", "dashboards:read",
+        "ai:read", "experiments:read", "audit:read",
+    }),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name, role and (for coaches) their coach id."""
+
+    name: str
+    role: str
+    coach_id: str | None = None
+
+    def can(self, permission: str) -> bool:
+        """True when the role grants the permission."""
+        perms = ROLE_PERMISSIONS.get(self.role, frozenset())
+        return "*" in perms or permission in perms
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token (tokens are never kept in clear after load)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Configured tokens, kept as hashes, with their role and optional expiry."""
+
+    def __init__(self, tokens):
+        self._by_hash: dict[str, tuple[Principal, float | None]] = {}
+        for t in tokens:
+            expires = None
+            if t.get("expires"):
+                expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
+            self._by_hash[hash_token(t["token"])] = (
+                Principal(t["name"], t["role"], t.get("coach_id")), expires)
+
+    def authenticate(self, token: str, now: float | None = None) -> Principal | None:
+        """The principal of a valid, unexpired token, or None."""
+        digest = hash_token(token)
+        for known, (principal, expires) in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                if expires is not None and (now or time.time()) >= expires:
+                    return None
+                return principal
+        return None
+
+
+class AuditLog:
+    """Append-only JSON lines: who, role, method, path, outcome, time. Never a token."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def append(self, entry: dict) -> None:
+        """Write one entry and flush it to the OS."""
+        line = json.dumps(entry, sort_keys=True) + "\n"
+        with self._lock, open(self.path, "a") as fh:
+            fh.write(line)
+
+    def read(self, limit: int = 100) -> list[dict]:
+        """The newest entries, newest first."""
+        try:
+            lines = self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in reversed(lines[-limit:]) if line.strip()]
+
+
+def init_app(app: Flask) -> None:
+    """Attach the token store and audit log, and audit every request after it is answered."""
+    cfg = app.config["PULSE"]
+    app.extensions["pulse.tokens"] = TokenStore(cfg.bridge.tokens)
+    app.extensions["pulse.audit"] = AuditLog(Path(cfg.data_dir) / "audit" / "audit.log")
+
+    @app.after_request
+    def audit(response):
+        if request.path.startswith("/api/"):
+            principal = g.get("principal")
+            app.extensions["pulse.audit"].append({
+                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "who": principal.name if principal else g.get("auth_failure", "anonymous"),
+                "role": principal.role if principal else None,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "outcome": "allowed" if response.status_code < 400 else "refused"
+                if response.status_code in (401, 403) else "error",
+            })
+        return response
+
+
+def current_principal() -> Principal:
+    """Authenticate the request's bearer token (401 when missing, invalid or expired)."""
+    if "principal" in g:
+        return g.principal
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        g.auth_failure = "anonymous"
+        raise ApiError(401, "unauthorized", "a bearer token is required "
+                       "(Authorization: Bearer <token>)")
+    principal = current_app.extensions["pulse.tokens"].authenticate(token.strip())
+    if principal is None:
+        g.auth_failure = "invalid-token"
+        raise ApiError(401, "unauthorized", "the token is not valid or has expired")
+    g.principal = principal
+    return principal
+
+
+def require(permission: str) -> Callable:
+    """Decorator: the view needs an authenticated principal holding permission (403 names it)."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = current_principal()
+            if not principal.can(permission):
+                raise ApiError(403, "forbidden",
+                               f"role {principal.role!r} lacks the permission {permission!r}",
+                               [{"field": "permission", "problem": f"{permission} required"}])
+            return view(*args, **kwargs)
+        wrapper.permission = permission
+        return wrapper
+    return decorate
+

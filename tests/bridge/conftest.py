@@ -1,0 +1,45 @@
+"""Bridge fixtures: an app on a temporary data dir, its test client, tokens per role."""
+
+import pytest
+
+from bridge import create_app
+from pulse.config import validate
+
+TOKENS = {
+    role: f"{role}-token-0123456789abcdef"
+    for role in ("admin", "engineer", "analyst", "executive", "coach", "auditor")
+}
+
+
+def bridge_config(tmp_path, **sections):
+    """A validated Config for the bridge with one token per role."""
+    raw = {
+        "data_dir": str(tmp_path / "data"),
+        "bridge": {"tokens": [
+            {"name": f"{role}-user", "role": role, "token": token,
+             **({"coach_id": "coach-1"} if role == "coach" else {}),
+             **({"expires": "2099-01-01T00:00:00Z"} if role == "auditor" else {})}
+            for role, token in TOKENS.items()]},
+        "privacy": {"salt": "s" * 32},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return validate(raw, "test", {})
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The bridge app on a temporary data dir (Prometheus/Alertmanager URLs unreachable)."""
+    return create_app(bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
+                                    alertmanager={"url": "http://127.0.0.1:9"}))
+
+
+@pytest.fixture
+def client(app):
+    """A Flask test client."""
+    return app.test_client()
+
+
+def auth(role: str) -> dict:
+    """Headers carrying the bearer token of a role."""
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
