@@ -39,7 +39,8 @@ def check_keys(body: dict, allowed: set[str], prefix: str = "") -> None:
     """Reject unknown keys (a typo must not be silently ignored)."""
     for key in body:
         if key not in allowed:
-            raise InvalidInput(f"{prefix}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+            raise InvalidInput(f"{prefix}{key}",
+                               f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
 def name(body: dict, field: str) -> str:
@@ -58,7 +59,8 @@ def model_version(body: dict, field: str = "modelVersion") -> str:
     if value is None:
         raise InvalidInput(field, "required")
     if not isinstance(value, str) or not VERSION.match(value):
-        raise InvalidInput(field, "unknown model version format (expected e.g. 1.4.2, v3, 2.0.0-rc.1)")
+        raise InvalidInput(field, "unknown model version format "
+                           "(expected e.g. 1.4.2, v3, 2.0.0-rc.1)")
     return value
 
 

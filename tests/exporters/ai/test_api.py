@@ -61,7 +61,8 @@ def test_versions_per_model_are_bounded(tmp_path):
     _, client, registry = make(tmp_path, max_versions_per_model=2)
     for i, day in enumerate(("01", "02", "03")):
         client.post("/api/analytics/ai/evaluations",
-                    json={**EVAL, "modelVersion": f"1.{i}", "evaluatedAt": f"2026-09-{day}T00:00:00Z"})
+                    json={**EVAL, "modelVersion": f"1.{i}",
+                          "evaluatedAt": f"2026-09-{day}T00:00:00Z"})
     text = generate_latest(registry).decode()
     assert 'model_version="1.0"' not in text
     assert 'model_version="1.1"' in text and 'model_version="1.2"' in text
