@@ -37,7 +37,10 @@ class FakeProm:
                      self.baseline if window == 604800 else self.outcomes)
             for model, outcomes in table.items():
                 for outcome, n in outcomes.items():
-                    rows.append(({"model": model, "outcome": outcome}, n))
+                    labels = {"model": model, "outcome": outcome}
+                    if "model_version" in expr:
+                        labels["model_version"] = "1.0"
+                    rows.append((labels, n))
         elif expr == "ai_model_accuracy_ratio":
             rows = [({"model": m, "model_version": v}, a) for (m, v), a in self.evaluated.items()]
         elif expr == "ai_model_evaluation_timestamp_seconds":
@@ -124,6 +127,13 @@ def test_min_samples_hides_accuracy_and_filters_models(fake_app):
     assert body["models"][0]["accuracy"]["sufficientSamples"] is False
     assert "comparison" not in body["models"][0]
     assert body["recommendations"] == []
+
+
+def test_segmentation_by_model_version(fake_app):
+    prom = FakeProm(outcomes={"workout_gen": {"accepted": 70, "rejected": 30}})
+    body = get(fake_app, prom, timeRange="1h", segmentation="model_version").json
+    assert body["models"][0]["segments"] == [
+        {"modelVersion": "1.0", "accuracy": 0.7, "samples": 100}]
 
 
 def test_drift_above_threshold_recommends_retraining(fake_app):
