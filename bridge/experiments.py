@@ -265,6 +265,7 @@ class ExperimentStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._cache: dict[str, dict] = {}
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, "
                        "created_at REAL NOT NULL, doc TEXT NOT NULL)")
@@ -286,10 +287,17 @@ class ExperimentStore:
         return True
 
     def get(self, exp_id: str) -> dict | None:
-        """One experiment, or None."""
+        """One experiment, or None (experiments are immutable, so reads are cached)."""
+        cached = self._cache.get(exp_id)
+        if cached is not None:
+            return cached
         with self._connect() as db:
             row = db.execute("SELECT doc FROM experiments WHERE id = ?", (exp_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        # Assignment is the hot path (one call per user session): no SQLite round trip.
+        self._cache[exp_id] = json.loads(row[0])
+        return self._cache[exp_id]
 
     def all(self) -> list[dict]:
         """Every experiment, newest first."""

@@ -69,7 +69,7 @@ def post_evaluation():
 def list_evaluations():
     """The latest evaluation of every exported model version."""
     out = []
-    for model, versions in sorted(_ctx().store.snapshot()["evaluations"].items()):
+    for model, versions in sorted(_ctx().store.evaluations().items()):
         for version, ev in sorted(versions.items()):
             out.append({"model": model, "modelVersion": version, "task": ev["task"],
                         "metrics": ev["metrics"], "sampleSize": ev["sampleSize"],
@@ -109,7 +109,7 @@ def get_drift():
     ctx = _ctx()
     now = ctx.clock()
     out = []
-    for ref in sorted(ctx.store.snapshot()["references"].values(),
+    for ref in sorted(ctx.store.references(),
                       key=lambda r: (r["model"], r["feature"])):
         current = ctx.store.window_counts(ref["model"], ref["feature"], now)
         result = compare(ref["counts"], current, ctx.min_observations)

@@ -37,7 +37,7 @@ class EvaluationsCollector:
                                  "When the latest evaluation ran (Unix time).", labels=labels)
         info = GaugeMetricFamily("ai_model_info", "Model versions known from evaluations (1).",
                                  labels=[*labels, "task"])
-        for model, versions in sorted(self.store.snapshot()["evaluations"].items()):
+        for model, versions in sorted(self.store.evaluations().items()):
             for version, ev in sorted(versions.items()):
                 for metric, value in ev["metrics"].items():
                     ratios[metric].add_metric([model, version], value)
@@ -75,7 +75,7 @@ class DriftCollector:
                                        "When the reference distribution was captured.",
                                        labels=labels)
         now = self.clock()
-        for ref in sorted(self.store.snapshot()["references"].values(),
+        for ref in sorted(self.store.references(),
                           key=lambda r: (r["model"], r["feature"])):
             key = [ref["model"], ref["feature"]]
             current = self.store.window_counts(ref["model"], ref["feature"], now)

@@ -51,9 +51,22 @@ class AiStore:
         write_atomic(self.path, json.dumps(self._state, sort_keys=True))
 
     def snapshot(self) -> dict[str, Any]:
-        """A deep copy of the state (for collectors and read endpoints)."""
+        """A deep copy of the whole state."""
         with self._lock:
             return copy.deepcopy(self._state)
+
+    # Stored evaluations and references are replaced whole on every write, never
+    # mutated in place, so shallow copies are safe to read without the lock (and a
+    # scrape does not pay for a deep copy).
+    def evaluations(self) -> dict[str, dict[str, dict]]:
+        """model -> version -> the latest evaluation (read-only)."""
+        with self._lock:
+            return {m: dict(v) for m, v in self._state["evaluations"].items()}
+
+    def references(self) -> list[dict]:
+        """Every registered drift reference (read-only)."""
+        with self._lock:
+            return list(self._state["references"].values())
 
     # -- evaluations -------------------------------------------------------
     def models(self) -> set[str]:

@@ -71,6 +71,13 @@ def number(value: Any, field: str) -> float:
     return float(value)
 
 
+def _numbers(raw: list, field: str) -> list[float]:
+    """Finite numbers; the fast path checks the whole list before naming a bad element."""
+    if all(type(v) in (int, float) and math.isfinite(v) for v in raw):
+        return [float(v) for v in raw]
+    return [number(v, f"{field}[{i}]") for i, v in enumerate(raw)]
+
+
 def count(value: Any, field: str) -> int:
     """A non-negative integer."""
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
@@ -187,7 +194,7 @@ def observations(body: Any, ref_lookup) -> dict:
         raw = body["values"]
         if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_VALUES:
             raise InvalidInput("values", f"must be a list of 1 to {MAX_VALUES} numbers")
-        values = [number(v, f"values[{i}]") for i, v in enumerate(raw)]
+        values = _numbers(raw, "values")
         binned = None
     return {"model": model, "feature": feature, "counts": binned, "values": values,
             "edges": ref["edges"]}

@@ -221,7 +221,7 @@ def test_golden_scrape_and_promtool(tmp_path):
 
 def test_failing_collector_does_not_fail_the_scrape(tmp_path):
     app, client, registry = make(tmp_path)
-    app.extensions["pulse.ai"].store.snapshot = lambda: 1 / 0
+    app.extensions["pulse.ai"].store.evaluations = lambda: 1 / 0
     text = client.get("/metrics").get_data(as_text=True)
     assert 'pulse_scrape_collector_success{collector="evaluations"} 0.0' in text
 
