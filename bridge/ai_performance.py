@@ -31,9 +31,13 @@ TREND_POINTS = 12
 # -- request ---------------------------------------------------------------
 def _time(raw: str, field: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value) or value < 0:
+            raise bad_request(f"{field} is invalid", field, "must be a finite Unix time")
+        return value
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
@@ -218,6 +222,7 @@ def build_response(prom, req: dict, scrape_interval: float) -> dict:
 
     names = (set(current) | {m for m, _ in evaluated_rows} | {m for (m,) in fb_count}
              | {m for m, _ in safety} | {m for m, _ in drift})
+    names = {n for n in names if MODEL.match(n)}  # series without a usable model label
     if req["models"]:
         names &= set(req["models"])
     models, recommendations, trends = [], [], []
@@ -291,6 +296,8 @@ def _trends(prom, names: list[str], start: float, end: float, scrape_interval: f
             min_n: int) -> list[dict]:
     """Accuracy per model over the range at TREND_POINTS steps (each step's own window)."""
     step = max((end - start) / TREND_POINTS, scrape_interval, 1.0)
+    if start + step > end:
+        return []  # the range is shorter than one scrape: no trend to draw
     # A window shorter than a few scrapes has too few samples for increase().
     win = int(max(step, 4 * scrape_interval))
     accepted = prom.query_range(

@@ -148,6 +148,8 @@ def test_drift_above_threshold_recommends_retraining(fake_app):
     ({"timeRange": "1h", "start": "2026-01-01T00:00:00Z"}, "timeRange"),
     ({"end": "2026-01-01T00:00:00Z"}, "start"),
     ({"start": "soon"}, "start"),
+    ({"start": "nan"}, "start"),
+    ({"start": str(NOW - 10), "end": "inf"}, "end"),
     ({"start": str(NOW - 10), "end": str(NOW - 20)}, "end"),
     ({"start": str(NOW - 10), "end": str(NOW + 3600)}, "end"),
     ({"timeRange": "365d"}, "timeRange"),

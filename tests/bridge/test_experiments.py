@@ -6,6 +6,8 @@ from collections import Counter
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client import Counter as PromCounter
 
@@ -241,3 +243,20 @@ def test_results_from_real_prometheus(tmp_path, prometheus_factory):
     finally:
         server.shutdown()
         server.server_close()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(sorted(EXP)), value=JSON)
+def test_any_field_value_is_a_4xx_or_accepted_never_a_500(client, field, value):
+    resp = client.post(BASE, json={**EXP, "name": "fuzz", field: value}, headers=auth("admin"))
+    assert resp.status_code in (201, 400, 409), resp.json
+    if resp.status_code == 400:
+        assert resp.json["error"]["details"][0]["field"]

@@ -4,6 +4,8 @@ import shutil
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.ai import create_app
@@ -230,3 +232,30 @@ def test_collectors_can_be_switched_off(tmp_path):
     _, client, _ = make(tmp_path, collectors={"drift": False})
     text = client.get("/metrics").get_data(as_text=True)
     assert 'collector="evaluations"' in text and 'collector="drift"' not in text
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["evaluations", "drift/reference", "drift/observations",
+                             "inference"]),
+       field=st.sampled_from(["model", "modelVersion", "metrics", "sampleSize", "bins",
+                              "counts", "values", "durations", "evaluatedAt"]),
+       value=JSON)
+def test_bad_input_is_never_a_500(tmp_path, path, field, value):
+    _, client, _ = make(tmp_path)
+    client.post("/api/analytics/ai/drift/reference", json=REF)
+    base = {"evaluations": EVAL, "drift/reference": REF,
+            "drift/observations": {"model": "workout_gen", "feature": "score",
+                                   "counts": [1, 2, 3, 4]},
+            "inference": {"model": "m", "durations": [0.1]}}[path]
+    resp = client.post(f"/api/analytics/ai/{path}", json={**base, field: value})
+    assert resp.status_code < 500, resp.json
+    if resp.status_code >= 400:
+        assert resp.json["error"]["details"][0]["field"]
