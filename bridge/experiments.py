@@ -321,7 +321,8 @@ def _iso(ts: float) -> str:
 
 
 def _public(exp: dict, now: float) -> dict:
-    out = {k: v for k, v in exp.items() if k not in ("startedAt", "endsAt")}
+    out = {k: v for k, v in exp.items()
+           if k not in ("startedAt", "endsAt") and not (k == "targetAudience" and v is None)}
     out["startedAt"] = _iso(exp["startedAt"])
     out["endsAt"] = _iso(exp["endsAt"])
     out["status"] = "running" if now < exp["endsAt"] else "completed"

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from bridge import create_app
 from bridge.ai_performance import accuracy, direction, rates, recommend
 from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, wait_until, write_pulse_config
 
 URL = "/api/analytics/ai-performance"
@@ -112,6 +113,8 @@ def test_recommends_retraining_only_the_failing_model(fake_app):
     assert {r["code"] for r in body["recommendations"]} == {"accuracy_low", "accuracy_degraded"}
     assert all(r["action"] == "retrain" for r in body["recommendations"])
     assert body["aggregates"]["modelsNeedingRetraining"] == 1
+    doc = fake_app.test_client().get("/api/openapi.json").json
+    validate_response(doc, "AIPerformanceResponse", body)
     assert body["timeRange"]["seconds"] == 3600
     # The previous range is queried at the start of this one.
     assert any(t == NOW - 3600 for _, t in prom.queries)

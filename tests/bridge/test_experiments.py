@@ -14,6 +14,7 @@ from prometheus_client import Counter as PromCounter
 from bridge import create_app
 from bridge.experiments import compute_results, slug
 from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, wait_until
 
 BASE = "/api/analytics/ai-experiments"
@@ -165,6 +166,9 @@ def test_results_by_hand(app, client):
     assert res["sampleRatioMismatch"]["mismatch"] is False
     assert res["variants"][1]["metrics"]["workout_completed"]["rate"] == 0.25
     assert 'experiment="workout_gen_v2"' in app.extensions["pulse.prometheus"].queries[0][0]
+    doc = client.get("/api/openapi.json").json
+    validate_response(doc, "Experiment", body)
+    validate_response(doc, "ExperimentResults", res)
 
 
 def test_results_flag_srm_and_not_enough_data():
