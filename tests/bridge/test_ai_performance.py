@@ -12,7 +12,7 @@ from bridge import create_app
 from bridge.ai_performance import accuracy, direction, rates, recommend
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
-from tests.harness import free_port, wait_until, write_pulse_config
+from tests.harness import free_port, pulse_env, wait_until, write_pulse_config
 
 URL = "/api/analytics/ai-performance"
 NOW = 1_790_000_000.0
@@ -207,7 +207,6 @@ def test_falling_acceptance_is_seen_and_retraining_recommended(tmp_path, prometh
     cfg = write_pulse_config(cfg_path, tmp_path / "data",
                              exporters={"ai": {"drift": {"min_observations": 10}}})
     ai_listen = cfg["exporters"]["ai"]["listen"]
-    from tests.harness import pulse_env
     service("exporters.ai", cfg_path, pulse_env(tmp_path / "data"), ai_listen)
     ai = f"http://{ai_listen}/api/analytics/ai"
     for model, version, acc in (("workout_gen", "1.4.2", 0.81), ("nutrition", "2.0.1", 0.92)):

@@ -1,5 +1,6 @@
 """Experiments: validation, durable storage, deterministic assignment, results."""
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -15,7 +16,7 @@ from bridge import create_app
 from bridge.experiments import compute_results, slug
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
-from tests.harness import free_port, wait_until
+from tests.harness import free_port, pulse_env, wait_until, write_pulse_config
 
 BASE = "/api/analytics/ai-experiments"
 EXP = {
@@ -266,3 +267,21 @@ def test_any_field_value_is_a_4xx_or_accepted_never_a_500(client, field, value):
     assert resp.status_code in (201, 400, 409), resp.json
     if resp.status_code == 400:
         assert resp.json["error"]["details"][0]["field"]
+
+
+@pytest.mark.integration
+def test_acknowledged_experiment_survives_kill_9(tmp_path, service):
+    """The bridge as a real process: an experiment answered 201 is there after kill -9."""
+    path = tmp_path / "pulse.yml"
+    cfg = write_pulse_config(path, tmp_path / "data")
+    env = pulse_env(tmp_path / "data")
+    listen = cfg["bridge"]["listen"]
+    headers = {"Authorization": f"Bearer {env['PULSE_ADMIN_TOKEN']}"}
+    proc = service("bridge", path, env, listen)
+    resp = requests.post(f"http://{listen}{BASE}", json=EXP, headers=headers, timeout=10)
+    assert resp.status_code == 201, resp.text
+    proc.kill(signal.SIGKILL)
+    service("bridge", path, env, listen)
+    resp = requests.get(f"http://{listen}{BASE}/workout_gen_v2/assignment",
+                        params={"unit": "user-1"}, headers=headers, timeout=10)
+    assert resp.status_code == 200 and resp.json()["experimentId"] == "workout_gen_v2"
