@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -134,8 +132,3 @@ def post_inference():
     for d in report["durations"]:
         child.observe(d)
     return {"model": report["model"], "observed": len(report["durations"])}, 202
-
-
-def now() -> float:
-    """Wall-clock time (the default clock)."""
-    return time.time()
