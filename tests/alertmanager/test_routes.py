@@ -1,4 +1,4 @@
-"""alertmanager.yml: amtool accepts it, every routing row holds, templates render, inhibitions work."""
+"""alertmanager.yml: amtool accepts it, templates render, inhibitions work."""
 
 from __future__ import annotations
 
