@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -80,13 +81,14 @@ class Delivery:
             for result in ("success", "failure"):
                 self.sent.labels(name, result)
 
-    def send_one(self, key: str, target: Target, title: str, body: str, kind) -> bool:
-        """Deliver to one target, record success durably, count it."""
+    def send_one(self, key: str, target: Target, title: str, body: str, kind,
+                 record: bool = True) -> bool:
+        """Deliver to one target, record success durably (unless record=False), count it."""
         start = time.perf_counter()
         ok = self.notifier.send(target, title, body, kind)
         self.latency.labels(target.channel).observe(time.perf_counter() - start)
         self.sent.labels(target.channel, "success" if ok else "failure").inc()
-        if ok:
+        if ok and record:
             self.state.record_success(key, target.id)
         return ok
 
@@ -194,9 +196,7 @@ def deliver(delivery: Delivery, payload: dict) -> tuple[dict, int]:
         for t in targets:
             if t.id in already:
                 delivery.sent.labels(t.channel, "skipped").inc()
-        futures = {t: delivery.pool.submit(delivery.send_one, key, t, title, body, kind)
-                   for t in todo}
-        results = {t: f.result() for t, f in futures.items()}
+        results = _send_all(delivery, key, todo, title, body, kind)
         per_channel: dict[str, str] = {}
         for t in targets:
             ok = results.get(t, True)
@@ -218,6 +218,34 @@ def deliver(delivery: Delivery, payload: dict) -> tuple[dict, int]:
         delivery.state.record_done(key)
         delivery.webhooks.labels("delivered").inc()
         return {"status": "delivered", "key": key, "channels": per_channel}, 200
+
+
+def _send_all(delivery: Delivery, key: str, todo: list[Target], title: str, body: str,
+              kind) -> dict[Target, bool]:
+    """Send to every target in parallel; durably record each success that must be.
+
+    A success is recorded at once while other targets are still in flight (a
+    kill -9 before they finish must not make the retry repeat it). The last
+    target to finish is not recorded when everything succeeded: record_done
+    covers it, which saves one fsync per notification.
+    """
+    if len(todo) == 1:
+        return {todo[0]: delivery.send_one(key, todo[0], title, body, kind, record=False)}
+    lock = threading.Lock()
+    finished: dict[Target, bool] = {}
+
+    def one(target: Target) -> None:
+        ok = delivery.send_one(key, target, title, body, kind, record=False)
+        with lock:
+            finished[target] = ok
+            last = len(finished) == len(todo)
+            record = ok and (not last or not all(finished.values()))
+        if record:
+            delivery.state.record_success(key, target.id)
+
+    for future in [delivery.pool.submit(one, t) for t in todo]:
+        future.result()
+    return finished
 
 
 def _history_entry(payload: Mapping, alert: Mapping, now: str, channels: dict[str, str],

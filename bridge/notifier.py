@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,16 @@ class Notifier:
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
+        self._plugins: dict[str, tuple[threading.Lock, object]] = {}
+        self._lock = threading.Lock()
+
+    def _cached(self, target: Target) -> tuple[threading.Lock, object]:
+        # Parsing a URL costs about as much as a local delivery: keep one plugin per
+        # target, used by one thread at a time (plugins keep throttling state).
+        with self._lock:
+            if target.id not in self._plugins:
+                self._plugins[target.id] = (threading.Lock(), self.plugin(target))
+            return self._plugins[target.id]
 
     def plugin(self, target: Target):
         """The apprise plugin for a target's URL (None when apprise cannot parse it)."""
@@ -165,13 +176,14 @@ class Notifier:
 
     def send(self, target: Target, title: str, body: str, kind: NotifyType) -> bool:
         """Deliver to one target; True on success. Failures are logged by channel, not URL."""
-        plugin = self.plugin(target)
+        lock, plugin = self._cached(target)
         if plugin is None:
             log.error("channel %s: an apprise URL (%s) cannot be parsed", target.channel,
                       target.id)
             return False
         try:
-            ok = bool(plugin.notify(body=body, title=title, notify_type=kind))
+            with lock:
+                ok = bool(plugin.notify(body=body, title=title, notify_type=kind))
         except Exception as exc:  # a plugin bug must not lose the other channels
             log.error("channel %s (%s): apprise raised %s", target.channel, target.id,
                       type(exc).__name__)
