@@ -56,6 +56,11 @@ class Delivery:
         register_secrets([bridge.webhook_token])
         self.receivers: dict[str, list[str]] = {k: list(v) for k, v in bridge.receivers.items()}
         self.token: str = bridge.webhook_token or ""
+        for receiver, names in self.receivers.items():
+            for name in names:
+                if name not in self.channels:
+                    log.warning("bridge.receivers.%s names channel %r, which bridge.channels "
+                                "does not define; it is skipped", receiver, name)
         self.notifier = Notifier(timeout=parse_duration(bridge.delivery.timeout))
         self.state = DeliveryState(data / "state.jsonl",
                                    replay_window=parse_duration(bridge.delivery.replay_window),
