@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bridge import create_app, incidents
 from bridge.delivery import notification_key
@@ -314,3 +316,26 @@ def test_send_a_test_notification(tmp_path, sinks):
                        headers=auth("engineer"))
     assert resp.status_code == 503
     assert len(sinks["chat"].json_bodies()) == 1
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries(
+    {"version": st.sampled_from(["4", 4, None]),
+     "receiver": st.sampled_from(["oncall-pager", 1, None]),
+     "groupKey": st.sampled_from(["g", None]),
+     "status": st.sampled_from(["firing", "resolved", "x"]),
+     "alerts": json_values | st.lists(st.dictionaries(
+         st.sampled_from(["status", "labels", "annotations", "startsAt", "endsAt",
+                          "fingerprint"]), json_values), max_size=2)}))
+def test_any_json_body_is_answered_200_or_400_never_500(tmp_path, body):
+    app = create_app(bridge_config(tmp_path, bridge={"channels": {}}))
+    resp = app.test_client().post("/hooks/alertmanager", json=body)
+    assert resp.status_code in (200, 400), resp.json
