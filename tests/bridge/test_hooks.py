@@ -339,3 +339,17 @@ def test_any_json_body_is_answered_200_or_400_never_500(tmp_path, body):
     app = create_app(bridge_config(tmp_path, bridge={"channels": {}}))
     resp = app.test_client().post("/hooks/alertmanager", json=body)
     assert resp.status_code in (200, 400), resp.json
+
+
+def test_the_shipped_config_sends_every_receiver_to_the_demo_channel():
+    from bridge.notifier import channels_for
+    from pulse.config import load_config
+    from pulse.paths import DEFAULT_CONFIG
+
+    cfg = load_config(DEFAULT_CONFIG, env={"PULSE_ADMIN_TOKEN": "a" * 32,
+                                           "PULSE_PRIVACY_SALT": "s" * 32})
+    assert cfg.bridge.webhook_token == ""
+    for receiver in ("oncall-pager", "oncall", "ai-team", "product", "business",
+                     "data-engineering", "heartbeat", "default"):
+        assert channels_for(receiver, [], cfg.bridge.channels, cfg.bridge.receivers) == \
+            (["demo"], [])
