@@ -109,7 +109,7 @@ class SmtpSink:
         self.controller.stop()
 
 
-def test_alertmanager_config(bridge_url: str) -> dict:
+def e2e_alertmanager_config(bridge_url: str) -> dict:
     """The committed alertmanager.yml pointed at bridge_url, every interval shortened."""
     text = (ALERTMANAGER_DIR / "alertmanager.yml").read_text()
     doc = yaml.safe_load(text.replace(DEFAULT_BRIDGE_BASE, bridge_url))
@@ -127,7 +127,6 @@ def test_alertmanager_config(bridge_url: str) -> dict:
     return doc
 
 
-test_alertmanager_config.__test__ = False  # a helper, not a test
 
 
 class Stack:
@@ -141,7 +140,7 @@ class Stack:
         self.bridge_port = free_port()
         self.bridge_url = f"http://127.0.0.1:{self.bridge_port}"
         self.am = harness.AlertmanagerServer(workdir / "am",
-                                             test_alertmanager_config(self.bridge_url)).start()
+                                             e2e_alertmanager_config(self.bridge_url)).start()
         rules = workdir / "e2e.rules.yml"
         rules.write_text(RULES)
         self.prom = harness.PrometheusServer(
