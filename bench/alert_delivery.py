@@ -32,6 +32,7 @@ warnings.filterwarnings("ignore", message="'imghdr' is deprecated", category=Dep
 import requests  # noqa: E402
 
 from bridge import create_app  # noqa: E402
+from bridge.delivery import DeliveryState  # noqa: E402
 from bridge.notifier import Notifier, NotifyType, Target  # noqa: E402
 from pulse.config import validate  # noqa: E402
 from tests.harness import WebhookSink  # noqa: E402
@@ -122,6 +123,9 @@ def main() -> None:
     target = Target("a", "a#0", url_a)
     direct = timed(lambda i: notifier.send(target, "t", "m" * 300, NotifyType.WARNING), n)
 
+    with tempfile.TemporaryDirectory() as tmp:
+        state = DeliveryState(Path(tmp) / "state.jsonl")
+        fsync = timed(lambda i: state.record_done(f"k{i}"), n)
     urls = {"a": url_a, "b": url_b}
     one = bridge_median(urls, ["a"], n)
     two = bridge_median(urls, ["a", "b"], n)
@@ -143,6 +147,8 @@ def main() -> None:
     print(f"  bridge webhook -> 1 channel             {one * 1e3:7.2f}  "
           f"{one / direct:5.2f}x apprise  {one / floor:5.2f}x floor  (target <= 2x apprise: "
           f"{'met' if one <= 2 * direct else 'NOT met'})")
+    print(f"    of which the fsynced state record     {fsync * 1e3:7.2f}  "
+          f"(the durability price; it varies with the disk's load)")
     print(f"  bridge webhook -> 2 channels            {two * 1e3:7.2f}  "
           f"{two / one:5.2f}x 1 channel (local sink, no target)")
     print(f"  services 20 ms away, median of {m}:")
