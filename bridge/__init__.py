@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import ai_performance, auth, experiments, health, openapi
+from bridge import ai_performance, alerts, auth, experiments, health, hooks, openapi, runbooks
 from bridge.errors import register_error_handlers
 from bridge.prom import AlertmanagerClient, PrometheusClient
 from pulse.config import Config, load_config
@@ -19,6 +19,9 @@ BLUEPRINTS = [
     health.bp,
     experiments.bp,
     ai_performance.bp,
+    hooks.bp,
+    alerts.bp,
+    runbooks.bp,
 ]
 
 

@@ -21,7 +21,7 @@ from bridge.errors import ApiError
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "engineer": frozenset({
-        "rules:read", "rules:write", "alerts:read", "alerts:test", "health:read",
+        "rules:read", "rules:write", "alerts:read", "alerts:test", "incidents:ack", "health:read",
         "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
     }),
     "analyst": frozenset({

@@ -129,6 +129,14 @@ def alertmanager_config(cfg: Config, compose: bool = False) -> dict:
         host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         base = f"http://{host}:{port}"
     doc = _rewrite_urls(doc, DEFAULT_BRIDGE_BASE, base)
+    token = cfg.bridge.get("webhook_token")
+    if token and not compose:
+        # The bridge refuses webhooks without its token (bridge.webhook_token).
+        for receiver in doc.get("receivers") or []:
+            for hook in receiver.get("webhook_configs") or []:
+                if hook.get("url", "").startswith(base):
+                    hook.setdefault("http_config", {})["authorization"] = {
+                        "type": "Bearer", "credentials": token}
     templates = doc.get("templates") or []
     if templates:
         root = "/etc/alertmanager/templates" if compose else str(ALERTMANAGER_DIR / "templates")

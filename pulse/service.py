@@ -82,6 +82,7 @@ def config_secrets(cfg: Config) -> list[str]:
     values += [url for urls in cfg.bridge.channels.values() for url in urls]
     values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
     values.append(cfg.privacy.get("salt"))
+    values.append(cfg.bridge.get("webhook_token"))
     return [v for v in values if v]
 
 

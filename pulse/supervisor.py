@@ -85,7 +85,8 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
     write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
-    write_atomic(am, dump(alertmanager_config(cfg)))
+    # 0600: it may carry the bridge's webhook token.
+    write_atomic(am, dump(alertmanager_config(cfg)), mode=0o600)
     return {"prometheus": prom, "alertmanager": am}
 
 

@@ -1,0 +1,136 @@
+"""GET /api/analytics/alerts, test notifications and incidents (acknowledge)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flask import Blueprint, current_app, request
+
+from bridge import hooks, incidents
+from bridge.auth import current_principal, require
+from bridge.errors import ApiError, bad_request
+from bridge.notifier import NotifyType, targets_for
+
+bp = Blueprint("alerts_overview", __name__, url_prefix="/api/analytics/alerts")
+
+TEST_SEVERITIES = {"info": NotifyType.INFO, "warning": NotifyType.WARNING,
+                   "critical": NotifyType.FAILURE, "resolved": NotifyType.SUCCESS}
+
+
+def alert_view(alert: Mapping) -> dict:
+    """An Alertmanager v2 alert as the API's Alert."""
+    labels = alert.get("labels") or {}
+    ann = alert.get("annotations") or {}
+    status = alert.get("status") or {}
+    return {
+        "id": alert.get("fingerprint", ""),
+        "name": labels.get("alertname", ""),
+        "severity": labels.get("severity"),
+        "team": labels.get("team"),
+        "state": status.get("state", "active"),
+        "labels": dict(labels),
+        "summary": ann.get("summary", ""),
+        "description": ann.get("description", ""),
+        "runbookUrl": ann.get("runbook_url"),
+        "dashboardUrl": ann.get("dashboard_url"),
+        "startsAt": alert.get("startsAt"),
+        "receivers": [r.get("name") for r in alert.get("receivers") or []],
+        "silencedBy": list(status.get("silencedBy") or []),
+        "inhibitedBy": list(status.get("inhibitedBy") or []),
+    }
+
+
+def rule_view(group: Mapping, rule: Mapping) -> dict:
+    """A Prometheus alerting rule (from /api/v1/rules) as the API's AlertRule."""
+    return {
+        "name": rule.get("name"),
+        "group": group.get("name"),
+        "file": group.get("file"),
+        "query": rule.get("query"),
+        "duration": rule.get("duration", 0),
+        "labels": dict(rule.get("labels") or {}),
+        "annotations": dict(rule.get("annotations") or {}),
+        "state": rule.get("state"),
+        "health": rule.get("health"),
+        "lastError": rule.get("lastError") or None,
+        "activeAlerts": len(rule.get("alerts") or []),
+    }
+
+
+@bp.get("")
+@require("alerts:read")
+def overview():
+    """AlertsResponse: active (Alertmanager), recent (delivery history), alertRules (Prometheus)."""
+    limit = request.args.get("limit", "50")
+    if not limit.isdigit() or not 1 <= int(limit) <= 500:
+        raise bad_request("limit must be an integer from 1 to 500", "limit", "out of range")
+    am = current_app.extensions["pulse.alertmanager"]
+    prom = current_app.extensions["pulse.prometheus"]
+    active = [alert_view(a) for a in am.alerts(active=True)]
+    rules = [rule_view(g, r) for g in prom.rules() for r in g.get("rules") or []
+             if r.get("type") == "alerting"]
+    recent = hooks.setup(current_app).history.recent(int(limit))
+    return {"active": active, "recent": recent, "alertRules": rules}
+
+
+@bp.post("/test")
+@require("alerts:test")
+def send_test():
+    """Send a test notification to one named channel; which of its targets got it."""
+    body = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object", "body", "not a JSON object")
+    unknown = sorted(set(body) - {"channel", "title", "message", "severity"})
+    if unknown:
+        raise bad_request(f"unknown field {unknown[0]}", unknown[0], "not allowed")
+    channel = body.get("channel")
+    if not isinstance(channel, str) or not channel:
+        raise bad_request("channel is required", "channel", "missing or not a string")
+    severity = body.get("severity", "info")
+    if severity not in TEST_SEVERITIES:
+        raise bad_request("severity must be info, warning, critical or resolved", "severity",
+                          f"not one of {sorted(TEST_SEVERITIES)}")
+    title = body.get("title", "Pulse test notification")
+    message = body.get("message", "This is a test notification from Pulse. No action needed.")
+    for field, value, limit in (("title", title, 250), ("message", message, 10000)):
+        if not isinstance(value, str) or not value.strip():
+            raise bad_request(f"{field} must be a non-empty string", field, "empty or not a string")
+        if len(value) > limit:
+            raise bad_request(f"{field} is longer than {limit} characters", field, "too long")
+    delivery = hooks.setup(current_app)
+    if channel not in delivery.channels:
+        raise ApiError(404, "unknown_channel", f"no channel named {channel[:64]!r}",
+                       [{"field": "channel", "problem": "not configured in bridge.channels"}])
+    targets = targets_for([channel], delivery.channels)
+    results = [delivery.notifier.send(t, title, message, TEST_SEVERITIES[severity])
+               for t in targets]
+    for ok in results:
+        delivery.sent.labels(channel, "success" if ok else "failure").inc()
+    answer = {"channel": channel, "targets": len(targets), "delivered": sum(results)}
+    if not all(results):
+        raise ApiError(503, "delivery_failed",
+                       f"{len(results) - sum(results)} of {len(results)} target(s) of "
+                       f"{channel!r} failed", [{"field": "channel", "problem": "delivery failed"}])
+    return answer
+
+
+@bp.get("/incidents")
+@require("alerts:read")
+def list_incidents():
+    """Incidents (open ones first by default: ?status=open|resolved|all)."""
+    status = request.args.get("status", "open")
+    if status not in ("open", "resolved", "all"):
+        raise bad_request("status must be open, resolved or all", "status", "unknown value")
+    items = incidents.store(current_app).list(None if status == "all" else status)
+    return {"incidents": items}
+
+
+@bp.post("/incidents/<iid>/acknowledge")
+@require("incidents:ack")
+def acknowledge(iid: str):
+    """Acknowledge an incident (idempotent; the first acknowledgement is kept)."""
+    record = incidents.store(current_app).acknowledge(iid, current_principal().name)
+    if record is None:
+        raise ApiError(404, "not_found", f"no incident {iid[:40]!r}",
+                       [{"field": "id", "problem": "unknown incident"}])
+    return record
