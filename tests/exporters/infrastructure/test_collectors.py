@@ -1,0 +1,211 @@
+"""Unit tests of the infrastructure collectors against a fixture psutil."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.infrastructure import COLLECTORS, build_collectors, create_app, enabled_collectors
+from exporters.infrastructure.__main__ import split_collector_flags
+from pulse.config import validate
+from tests.exporters.infrastructure.fakes import fake_clock, fake_psutil, fake_statvfs
+
+GROUPS = [{"name": "prometheus", "names": ["prometheus"]},
+          {"name": "bridge", "cmdline": [r"-m bridge\b"]},
+          {"name": "alertmanager", "names": ["prometheus-alertmanager"]}]
+
+
+def section(**infra):
+    """The validated exporters.infrastructure section (schema defaults filled in)."""
+    return validate({"exporters": {"infrastructure": infra}}, env={}).exporters.infrastructure
+
+
+def scrape(ps=None, overrides=None, **infra):
+    """A fresh registry holding the exporter's collectors over the fixtures."""
+    registry = CollectorRegistry()
+    registry.register(build_collectors(section(**infra), overrides, psutil=ps or fake_psutil(),
+                                       clock=fake_clock, statvfs=fake_statvfs))
+    return registry
+
+
+def test_cpu_seconds_by_cpu_and_mode():
+    reg = scrape()
+    assert reg.get_sample_value("node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}) == 1000
+    assert reg.get_sample_value("node_cpu_seconds_total", {"cpu": "1", "mode": "user"}) == 200
+    assert reg.get_sample_value("node_cpu_seconds_total", {"cpu": "1", "mode": "softirq"}) == 0.25
+    assert reg.get_sample_value("node_cpu_guest_seconds_total",
+                                {"cpu": "0", "mode": "nice"}) == 0
+
+
+def test_load_memory_and_stat():
+    reg = scrape()
+    assert reg.get_sample_value("node_load1") == 0.5
+    assert reg.get_sample_value("node_load15") == 0.125
+    assert reg.get_sample_value("node_memory_MemTotal_bytes") == 8e9
+    assert reg.get_sample_value("node_memory_MemAvailable_bytes") == 6e9
+    assert reg.get_sample_value("node_memory_Cached_bytes") == 1.5e9
+    assert reg.get_sample_value("node_memory_SwapFree_bytes") == 2e9
+    assert reg.get_sample_value("node_boot_time_seconds") == 1_700_000_000
+    assert reg.get_sample_value("node_context_switches_total") == 12345
+    assert reg.get_sample_value("node_time_seconds") == fake_clock()
+
+
+def test_filesystem_excludes_pseudo_filesystems_and_duplicates():
+    reg = scrape()
+    root = {"device": "/dev/vda1", "fstype": "ext4", "mountpoint": "/"}
+    assert reg.get_sample_value("node_filesystem_size_bytes", root) == 25_000_000 * 4096
+    assert reg.get_sample_value("node_filesystem_avail_bytes", root) == 9_000_000 * 4096
+    assert reg.get_sample_value("node_filesystem_free_bytes", root) == 10_000_000 * 4096
+    assert reg.get_sample_value("node_filesystem_files", root) == 6_000_000
+    assert reg.get_sample_value("node_filesystem_files_free", root) == 5_000_000
+    assert reg.get_sample_value("node_filesystem_readonly", root) == 0
+    boot = {"device": "/dev/vda2", "fstype": "ext4", "mountpoint": "/boot"}
+    assert reg.get_sample_value("node_filesystem_readonly", boot) == 1
+    assert reg.get_sample_value("node_filesystem_device_error", boot) == 1
+    assert reg.get_sample_value("node_filesystem_size_bytes", boot) is None
+    mounts = {s.labels["mountpoint"] for s in _samples(reg, "node_filesystem_readonly")}
+    assert mounts == {"/", "/boot"}
+
+
+def test_filesystem_exclusion_pattern_is_configurable():
+    reg = scrape(filesystem={"mount_points_exclude": "^/boot$", "fs_types_exclude": "^proc$"})
+    mounts = {s.labels["mountpoint"] for s in _samples(reg, "node_filesystem_readonly")}
+    assert mounts == {"/", "/dev/shm", "/sys/fs/cgroup"}
+
+
+def test_disk_and_network_counters():
+    reg = scrape()
+    assert reg.get_sample_value("node_disk_read_bytes_total", {"device": "vda"}) == 4096
+    assert reg.get_sample_value("node_disk_written_bytes_total", {"device": "vda"}) == 8192
+    assert reg.get_sample_value("node_disk_reads_completed_total", {"device": "vda"}) == 10
+    assert reg.get_sample_value("node_disk_io_time_seconds_total", {"device": "vda"}) == 3.0
+    assert reg.get_sample_value("node_disk_read_bytes_total", {"device": "vda1"}) is None
+    assert reg.get_sample_value("node_disk_read_bytes_total", {"device": "loop0"}) is None
+    assert reg.get_sample_value("node_network_receive_bytes_total", {"device": "eth0"}) == 1000
+    assert reg.get_sample_value("node_network_transmit_bytes_total", {"device": "eth0"}) == 2000
+    assert reg.get_sample_value("node_network_transmit_errs_total", {"device": "eth0"}) == 2
+    assert reg.get_sample_value("node_network_speed_bytes", {"device": "eth0"}) == 125_000_000
+    assert reg.get_sample_value("node_network_speed_bytes", {"device": "lo"}) is None
+    assert scrape(netdev={"device_exclude": "^lo$"}).get_sample_value(
+        "node_network_receive_bytes_total", {"device": "lo"}) is None
+
+
+def test_process_groups_by_name_and_cmdline():
+    reg = scrape(processes={"groups": GROUPS})
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "prometheus"}) == 1
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "bridge"}) == 2
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "alertmanager"}) == 0
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total",
+                                {"groupname": "bridge", "mode": "user"}) == 3.0
+    assert reg.get_sample_value("pulse_process_resident_memory_bytes",
+                                {"groupname": "bridge"}) == 1e8
+    # One bridge process denies access to its fds: it still counts, with 0 fds.
+    assert reg.get_sample_value("pulse_process_open_fds", {"groupname": "bridge"}) == 10
+    assert reg.get_sample_value("pulse_process_threads", {"groupname": "prometheus"}) == 12
+    assert reg.get_sample_value("pulse_process_oldest_start_time_seconds",
+                                {"groupname": "bridge"}) == 1_700_000_200
+    assert reg.get_sample_value("pulse_process_oldest_start_time_seconds",
+                                {"groupname": "alertmanager"}) is None
+
+
+def test_process_cpu_counter_survives_an_exiting_process():
+    ps = fake_psutil()
+    reg = scrape(ps, processes={"groups": GROUPS})
+    labels = {"groupname": "bridge", "mode": "user"}
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == 3.0
+    ps.procs = [p for p in ps.procs if p.pid != 12]
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == 3.0
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "bridge"}) == 1
+
+
+def test_failing_collector_does_not_fail_the_scrape():
+    ps = fake_psutil()
+
+    def broken(perdisk=False):
+        raise OSError("diskstats unreadable")
+
+    ps.disk_io_counters = broken
+    reg = scrape(ps)
+    assert reg.get_sample_value("pulse_scrape_collector_success", {"collector": "diskstats"}) == 0
+    assert reg.get_sample_value("pulse_scrape_collector_duration_seconds",
+                                {"collector": "diskstats"}) >= 0
+    assert reg.get_sample_value("pulse_scrape_collector_success", {"collector": "cpu"}) == 1
+    assert reg.get_sample_value("node_load1") == 0.5
+    assert "node_disk_read_bytes_total" not in generate_latest(reg).decode()
+
+
+def test_collectors_switched_by_config_and_flags():
+    assert enabled_collectors(section()) == list(COLLECTORS)
+    off = section(collectors={"cpu": False, "processes": False})
+    assert "cpu" not in enabled_collectors(off)
+    assert enabled_collectors(off, {"cpu": True})[0] == "cpu"
+    reg = scrape(collectors={"loadavg": False})
+    assert reg.get_sample_value("node_load1") is None
+    assert reg.get_sample_value("pulse_scrape_collector_success", {"collector": "loadavg"}) is None
+    flags, rest = split_collector_flags(["--no-collector.cpu", "--config", "x",
+                                         "--collector.loadavg"])
+    assert flags == {"cpu": False, "loadavg": True} and rest == ["--config", "x"]
+    with pytest.raises(SystemExit) as exc:
+        split_collector_flags(["--collector.gpu"])
+    assert exc.value.code == 2
+
+
+# The golden scrape: every series of the fixture host, name and labels, exactly.
+GOLDEN = {
+    *(f"node_cpu_seconds_total{{cpu={c},mode={m}}}" for c in "01"
+      for m in ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")),
+    *(f"node_cpu_guest_seconds_total{{cpu={c},mode={m}}}" for c in "01" for m in ("user", "nice")),
+    "node_load1{}", "node_load5{}", "node_load15{}",
+    *(f"node_memory_{f}_bytes{{}}" for f in ("MemTotal", "MemAvailable", "MemFree", "Buffers",
+                                             "Cached", "Shmem", "Active", "Inactive", "Slab",
+                                             "SwapTotal", "SwapFree")),
+    *(f"node_filesystem_{k}{{device=/dev/vda1,fstype=ext4,mountpoint=/}}"
+      for k in ("size_bytes", "free_bytes", "avail_bytes", "files", "files_free", "readonly",
+                "device_error")),
+    *(f"node_filesystem_{k}{{device=/dev/vda2,fstype=ext4,mountpoint=/boot}}"
+      for k in ("readonly", "device_error")),
+    *(f"node_disk_{k}_total{{device=vda}}"
+      for k in ("reads_completed", "writes_completed", "read_bytes", "written_bytes",
+                "read_time_seconds", "write_time_seconds", "reads_merged", "writes_merged",
+                "io_time_seconds")),
+    *(f"node_network_{d}_{k}_total{{device={n}}}" for n in ("eth0", "lo")
+      for d in ("receive", "transmit") for k in ("bytes", "packets", "errs", "drop")),
+    "node_network_speed_bytes{device=eth0}",
+    "node_network_mtu_bytes{device=eth0}", "node_network_mtu_bytes{device=lo}",
+    "node_boot_time_seconds{}", "node_context_switches_total{}", "node_intr_total{}",
+    "node_time_seconds{}",
+    *(f"pulse_process_cpu_seconds_total{{groupname={g},mode={m}}}"
+      for g in ("prometheus", "bridge", "alertmanager") for m in ("user", "system")),
+    *(f"pulse_process_{k}{{groupname={g}}}"
+      for g in ("prometheus", "bridge", "alertmanager")
+      for k in ("num_procs", "resident_memory_bytes", "open_fds", "threads")),
+    "pulse_process_oldest_start_time_seconds{groupname=prometheus}",
+    "pulse_process_oldest_start_time_seconds{groupname=bridge}",
+    *(f"pulse_scrape_collector_{k}{{collector={c}}}" for c in COLLECTORS
+      for k in ("success", "duration_seconds")),
+    "pulse_build_info{component=exporters.infrastructure,version=0.1.0}",
+}
+
+
+def test_golden_scrape():
+    cfg = validate({"exporters": {"infrastructure": {"processes": {"groups": GROUPS}}}}, env={})
+    app = create_app(cfg, psutil=fake_psutil(), clock=fake_clock, statvfs=fake_statvfs)
+    resp = app.test_client().get("/metrics")
+    assert resp.status_code == 200
+    assert series_of(resp.get_data(as_text=True)) == GOLDEN
+
+
+def series_of(text: str) -> set[str]:
+    """Each sample as name{label=value,...}, labels in the order the exposition has them."""
+    out = set()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name.endswith("_created"):
+                continue
+            out.add(s.name + "{" + ",".join(f"{k}={v}" for k, v in s.labels.items()) + "}")
+    return out
+
+
+def _samples(reg, name):
+    return [s for f in reg.collect() for s in f.samples if s.name == name]
