@@ -1,0 +1,136 @@
+"""Scrape latency and RSS of the infrastructure exporter against Debian's node_exporter.
+
+Both run on this host in the same run, on free loopback ports, and are scraped
+alternately (keep-alive, like Prometheus) so machine noise hits both alike.
+Prints p50/p99 per scrape, series counts, RSS and the ratios (ours / node_exporter).
+Target: no slower than node_exporter per scrape (p50 ratio <= 1).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRAPES = int(os.environ.get("BENCH_SCRAPES", "200"))
+WARMUP = 20
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until url answers 200 or fail if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready after {timeout}s")
+
+
+def start_ours(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """The infrastructure exporter with its default collectors (no process groups)."""
+    listen = f"127.0.0.1:{free_port()}"
+    config = tmp / "pulse.yml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp / "data"), "log_level": "warning",
+                                      "exporters": {"infrastructure": {"listen": listen}}}))
+    env = dict(os.environ, PULSE_ADMIN_TOKEN="bench-token-0123456789",
+               PULSE_PRIVACY_SALT="bench-salt-0123456789")
+    proc = subprocess.Popen([sys.executable, "-m", "exporters.infrastructure", "--config",
+                             str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    return proc, f"http://{listen}"
+
+
+def start_node_exporter() -> tuple[subprocess.Popen, str]:
+    """Debian's prometheus-node-exporter with its default collectors."""
+    binary = shutil.which("prometheus-node-exporter")
+    if binary is None:
+        raise SystemExit("prometheus-node-exporter is not installed: "
+                         "apt-get install -y prometheus-node-exporter")
+    listen = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([binary, f"--web.listen-address={listen}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://{listen}"
+
+
+def series_count(text: str) -> int:
+    """Samples in an exposition."""
+    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1), nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def main() -> int:
+    """Run both exporters, scrape them alternately, print figures and ratios."""
+    with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
+        ours, ours_url = start_ours(Path(tmp))
+        node, node_url = start_node_exporter()
+        try:
+            wait_ready(f"{ours_url}/metrics", ours)
+            wait_ready(f"{node_url}/metrics", node)
+            sessions = {"pulse": requests.Session(), "node_exporter": requests.Session()}
+            urls = {"pulse": f"{ours_url}/metrics", "node_exporter": f"{node_url}/metrics"}
+            times: dict[str, list[float]] = {name: [] for name in urls}
+            texts: dict[str, str] = {}
+            for i in range(WARMUP + SCRAPES):
+                for name, url in urls.items():
+                    start = time.perf_counter()
+                    resp = sessions[name].get(url, timeout=30)
+                    elapsed = time.perf_counter() - start
+                    resp.raise_for_status()
+                    if i >= WARMUP:
+                        times[name].append(elapsed)
+                    texts[name] = resp.text
+            rss = {"pulse": psutil.Process(ours.pid).memory_info().rss,
+                   "node_exporter": psutil.Process(node.pid).memory_info().rss}
+        finally:
+            for proc in (ours, node):
+                proc.terminate()
+                proc.wait(10)
+    print(f"scrapes per exporter: {SCRAPES} (after {WARMUP} warm-up), alternating")
+    print(f"{'exporter':<15}{'series':>8}{'p50 ms':>9}{'p99 ms':>9}{'RSS MB':>9}"
+          f"{'us/series (p50)':>17}")
+    for name in urls:
+        p50, p99 = percentile(times[name], 0.5), percentile(times[name], 0.99)
+        n = series_count(texts[name])
+        print(f"{name:<15}{n:>8}{p50 * 1e3:>9.2f}{p99 * 1e3:>9.2f}{rss[name] / 2**20:>9.1f}"
+              f"{p50 / n * 1e6:>17.1f}")
+    med = {name: statistics.median(t) for name, t in times.items()}
+    p99 = {name: percentile(t, 0.99) for name, t in times.items()}
+    ratio = med["pulse"] / med["node_exporter"]
+    print(f"ratio pulse/node_exporter: p50 {ratio:.2f}, "
+          f"p99 {p99['pulse'] / p99['node_exporter']:.2f}, "
+          f"RSS {rss['pulse'] / rss['node_exporter']:.2f}")
+    print(f"target (no slower than node_exporter per scrape, p50 ratio <= 1): "
+          f"{'reached' if ratio <= 1 else 'NOT reached'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
