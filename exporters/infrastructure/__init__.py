@@ -2,6 +2,7 @@
 
 Series carry node_exporter's names and labels wherever psutil has the same
 data, so node_exporter dashboards and alerts work against this exporter.
+Process groups read /proc directly (processes.py says why).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ COLLECTORS: dict[str, tuple[bool, type]] = {
     "netdev": (True, NetdevCollector),
     "stat": (True, StatCollector),
     "time": (True, TimeCollector),
-    "processes": (True, ProcessesCollector),
+    "processes": (True, ProcessesCollector),  # reads proc_root, not psutil
 }
 
 
@@ -52,24 +53,25 @@ def enabled_collectors(section: Mapping, overrides: Mapping[str, bool] | None = 
 
 
 def build_collectors(section: Mapping, overrides: Mapping[str, bool] | None = None, *,
-                     psutil=_psutil, clock=time.time, statvfs=os.statvfs) -> ScrapeCollector:
+                     psutil=_psutil, clock=time.time, statvfs=os.statvfs,
+                     proc_root: str = "/proc") -> ScrapeCollector:
     """The scrape collector over every enabled collector, each given its sources."""
     chosen = []
     for name in enabled_collectors(section, overrides):
         cls = COLLECTORS[name][1]
         chosen.append((name, cls(psutil=psutil, clock=clock, statvfs=statvfs,
-                                 settings=section.get(name, {}))))
+                                 proc_root=proc_root, settings=section.get(name, {}))))
     return ScrapeCollector(chosen)
 
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,
                overrides: Mapping[str, bool] | None = None, psutil=_psutil,
-               clock=time.time, statvfs=os.statvfs) -> Flask:
+               clock=time.time, statvfs=os.statvfs, proc_root: str = "/proc") -> Flask:
     """The exporter's WSGI app: /metrics (every enabled collector) and health endpoints."""
     registry = registry or CollectorRegistry()
     section = cfg.exporters.infrastructure
     registry.register(build_collectors(section, overrides, psutil=psutil, clock=clock,
-                                       statvfs=statvfs))
+                                       statvfs=statvfs, proc_root=proc_root))
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     add_standard_routes(app, registry, COMPONENT)

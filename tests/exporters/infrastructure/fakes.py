@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import os
 from collections import namedtuple
+from pathlib import Path
 from types import SimpleNamespace
 
 CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait irq softirq steal guest "
@@ -19,53 +20,11 @@ Nic = namedtuple("Nic", "bytes_sent bytes_recv packets_sent packets_recv errin e
 NicStats = namedtuple("NicStats", "isup duplex speed mtu")
 CpuStats = namedtuple("CpuStats", "ctx_switches interrupts soft_interrupts syscalls")
 StatVfs = namedtuple("StatVfs", "f_bsize f_frsize f_blocks f_bfree f_bavail f_files f_ffree")
-ProcCpu = namedtuple("ProcCpu", "user system children_user children_system")
-ProcMem = namedtuple("ProcMem", "rss vms")
-
-
-class NoSuchProcess(Exception):
-    """psutil.NoSuchProcess."""
-
-
-class AccessDenied(Exception):
-    """psutil.AccessDenied."""
-
-
-class ZombieProcess(NoSuchProcess):
-    """psutil.ZombieProcess."""
-
-
-class FakeProcess:
-    """Enough of psutil.Process for the processes collector."""
-
-    def __init__(self, pid, name, cmdline, user, system, rss, threads, fds, create_time):
-        self.pid = pid
-        self.info = {"name": name, "cmdline": cmdline, "create_time": create_time}
-        self._cpu = ProcCpu(user, system, 0.0, 0.0)
-        self._rss, self._threads, self._fds = rss, threads, fds
-
-    def oneshot(self):
-        return contextlib.nullcontext()
-
-    def cpu_times(self):
-        return self._cpu
-
-    def memory_info(self):
-        return ProcMem(self._rss, self._rss * 2)
-
-    def num_threads(self):
-        return self._threads
-
-    def num_fds(self):
-        if self._fds is None:
-            raise AccessDenied()
-        return self._fds
 
 
 def fake_psutil() -> SimpleNamespace:
     """A psutil stand-in for a 2-CPU host with one disk, one real filesystem, lo and eth0."""
-    ps = SimpleNamespace(NoSuchProcess=NoSuchProcess, AccessDenied=AccessDenied,
-                         ZombieProcess=ZombieProcess)
+    ps = SimpleNamespace()
     ps.cpu = [CpuTimes(100.0, 1.0, 50.0, 1000.0, 5.0, 0.5, 0.25, 0.0, 0.0, 0.0),
               CpuTimes(200.0, 2.0, 60.0, 900.0, 6.0, 0.5, 0.25, 0.0, 0.0, 0.0)]
     ps.cpu_times = lambda percpu=False: list(ps.cpu)
@@ -90,20 +49,6 @@ def fake_psutil() -> SimpleNamespace:
                                "eth0": NicStats(True, 2, 1000, 1500)}
     ps.boot_time = lambda: 1_700_000_000.0
     ps.cpu_stats = lambda: CpuStats(12345, 678, 0, 0)
-    ps.procs = [
-        FakeProcess(10, "prometheus", ["/usr/bin/prometheus", "--config.file=x"], 3.0, 1.0,
-                    1e8, 12, 40, 1_700_000_100.0),
-        FakeProcess(11, "python3", ["python3", "-m", "bridge"], 2.0, 0.5, 5e7, 4, 10,
-                    1_700_000_200.0),
-        FakeProcess(12, "python3", ["python3", "-m", "bridge"], 1.0, 0.5, 5e7, 4, None,
-                    1_700_000_300.0),
-        FakeProcess(13, "bash", ["bash"], 9.0, 9.0, 1e6, 1, 3, 1_700_000_000.0),
-    ]
-
-    def process_iter(attrs=None, ad_value=None):
-        return iter(list(ps.procs))
-
-    ps.process_iter = process_iter
     return ps
 
 
@@ -117,3 +62,43 @@ def fake_statvfs(path: str) -> StatVfs:
 def fake_clock() -> float:
     """A wall clock stopped at 2026-11-25 12:00 UTC."""
     return 1_795_608_000.0
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+BOOT = 1_700_000_000
+# pid -> (comm, argv, user s, system s, threads, start s after boot, rss bytes, fds or None)
+PROCESSES = {
+    10: ("prometheus", ["/usr/bin/prometheus", "--config.file=x"], 3.0, 1.0, 12, 100,
+         100 * PAGE, 40),
+    11: ("python3", ["python3", "-m", "bridge"], 2.0, 0.5, 4, 200, 50 * PAGE, 10),
+    12: ("python3", ["python3", "-m", "bridge"], 1.0, 0.5, 4, 300, 50 * PAGE, None),
+    13: ("bash", ["bash"], 9.0, 9.0, 1, 0, 1 * PAGE, 3),
+    # The kernel cuts the name to 15 characters; argv[0] has the whole one.
+    14: ("prometheus-aler", ["/usr/bin/prometheus-alertmanager"], 0.5, 0.25, 8, 400,
+         30 * PAGE, 20),
+    15: ("weird) name (x", ["weird"], 0.0, 0.0, 1, 0, PAGE, 1),
+}
+
+
+def fake_proc(root: Path, processes: dict | None = None) -> Path:
+    """A /proc tree with stat, cmdline and fd/ of each process, and /proc/stat's btime."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stat").write_text(f"cpu  1 2 3 4\nbtime {BOOT}\nprocesses 99\n")
+    (root / "self").mkdir(exist_ok=True)
+    for pid, (comm, argv, user, system, threads, start, rss, fds) in (
+            processes or PROCESSES).items():
+        d = root / str(pid)
+        d.mkdir(exist_ok=True)
+        fields = ["S", "1", str(pid), str(pid), "0", "-1", "4194304", "1", "0", "0", "0",
+                  str(round(user * TICKS)), str(round(system * TICKS)), "0", "0", "20", "0",
+                  str(threads), "0", str(start * TICKS), "1000000", str(rss // PAGE)] + ["0"] * 30
+        (d / "stat").write_text(f"{pid} ({comm}) " + " ".join(fields) + "\n")
+        (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+        if fds is None:
+            (d / "fd").write_text("")  # unreadable fd directory
+        else:
+            (d / "fd").mkdir(exist_ok=True)
+            for fd in range(fds):
+                (d / "fd" / str(fd)).write_text("")
+    return root

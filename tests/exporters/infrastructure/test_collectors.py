@@ -9,11 +9,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporters.infrastructure import COLLECTORS, build_collectors, create_app, enabled_collectors
 from exporters.infrastructure.__main__ import split_collector_flags
 from pulse.config import validate
-from tests.exporters.infrastructure.fakes import fake_clock, fake_psutil, fake_statvfs
+from tests.exporters.infrastructure.fakes import (
+    BOOT,
+    PAGE,
+    PROCESSES,
+    fake_clock,
+    fake_proc,
+    fake_psutil,
+    fake_statvfs,
+)
 
 GROUPS = [{"name": "prometheus", "names": ["prometheus"]},
           {"name": "bridge", "cmdline": [r"-m bridge\b"]},
-          {"name": "alertmanager", "names": ["prometheus-alertmanager"]}]
+          {"name": "alertmanager", "names": ["prometheus-alertmanager"]},
+          {"name": "absent", "names": ["no-such-service"]}]
 
 
 def section(**infra):
@@ -21,11 +30,12 @@ def section(**infra):
     return validate({"exporters": {"infrastructure": infra}}, env={}).exporters.infrastructure
 
 
-def scrape(ps=None, overrides=None, **infra):
+def scrape(ps=None, overrides=None, proc_root="/nonexistent", **infra):
     """A fresh registry holding the exporter's collectors over the fixtures."""
     registry = CollectorRegistry()
     registry.register(build_collectors(section(**infra), overrides, psutil=ps or fake_psutil(),
-                                       clock=fake_clock, statvfs=fake_statvfs))
+                                       clock=fake_clock, statvfs=fake_statvfs,
+                                       proc_root=proc_root))
     return registry
 
 
@@ -91,32 +101,49 @@ def test_disk_and_network_counters():
         "node_network_receive_bytes_total", {"device": "lo"}) is None
 
 
-def test_process_groups_by_name_and_cmdline():
-    reg = scrape(processes={"groups": GROUPS})
+def test_process_groups_by_name_and_cmdline(tmp_path):
+    reg = scrape(proc_root=fake_proc(tmp_path), processes={"groups": GROUPS})
     assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "prometheus"}) == 1
     assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "bridge"}) == 2
-    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "alertmanager"}) == 0
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "alertmanager"}) == 1
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "absent"}) == 0
     assert reg.get_sample_value("pulse_process_cpu_seconds_total",
-                                {"groupname": "bridge", "mode": "user"}) == 3.0
+                                {"groupname": "bridge", "mode": "user"}) == pytest.approx(3.0)
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total",
+                                {"groupname": "prometheus", "mode": "system"}) == 1.0
     assert reg.get_sample_value("pulse_process_resident_memory_bytes",
-                                {"groupname": "bridge"}) == 1e8
-    # One bridge process denies access to its fds: it still counts, with 0 fds.
+                                {"groupname": "bridge"}) == 100 * PAGE
+    # One bridge process's fd directory cannot be read: it still counts, with 0 fds.
     assert reg.get_sample_value("pulse_process_open_fds", {"groupname": "bridge"}) == 10
     assert reg.get_sample_value("pulse_process_threads", {"groupname": "prometheus"}) == 12
     assert reg.get_sample_value("pulse_process_oldest_start_time_seconds",
-                                {"groupname": "bridge"}) == 1_700_000_200
+                                {"groupname": "bridge"}) == BOOT + 200
     assert reg.get_sample_value("pulse_process_oldest_start_time_seconds",
-                                {"groupname": "alertmanager"}) is None
+                                {"groupname": "absent"}) is None
 
 
-def test_process_cpu_counter_survives_an_exiting_process():
-    ps = fake_psutil()
-    reg = scrape(ps, processes={"groups": GROUPS})
+def test_process_cpu_counter_survives_an_exiting_process(tmp_path):
+    import shutil
+
+    root = fake_proc(tmp_path)
+    reg = scrape(proc_root=root, processes={"groups": GROUPS})
     labels = {"groupname": "bridge", "mode": "user"}
-    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == 3.0
-    ps.procs = [p for p in ps.procs if p.pid != 12]
-    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == 3.0
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == pytest.approx(3.0)
+    shutil.rmtree(root / "12")
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == pytest.approx(3.0)
     assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "bridge"}) == 1
+    # A new process under a reused pid is a new member, decided afresh.
+    fake_proc(root, {12: ("python3", ["python3", "-m", "bridge"], 0.5, 0.0, 1, 900, PAGE, 1)})
+    assert reg.get_sample_value("pulse_process_cpu_seconds_total", labels) == pytest.approx(3.5)
+    assert reg.get_sample_value("pulse_process_num_procs", {"groupname": "bridge"}) == 2
+
+
+def test_parse_proc_stat_with_parentheses_in_the_name(tmp_path):
+    from exporters.infrastructure.processes import parse_proc_stat
+
+    root = fake_proc(tmp_path)
+    stat = parse_proc_stat((root / "15" / "stat").read_text())
+    assert stat.comm == PROCESSES[15][0] and stat.threads == 1
 
 
 def test_failing_collector_does_not_fail_the_scrape():
@@ -176,21 +203,22 @@ GOLDEN = {
     "node_boot_time_seconds{}", "node_context_switches_total{}", "node_intr_total{}",
     "node_time_seconds{}",
     *(f"pulse_process_cpu_seconds_total{{groupname={g},mode={m}}}"
-      for g in ("prometheus", "bridge", "alertmanager") for m in ("user", "system")),
+      for g in ("prometheus", "bridge", "alertmanager", "absent") for m in ("user", "system")),
     *(f"pulse_process_{k}{{groupname={g}}}"
-      for g in ("prometheus", "bridge", "alertmanager")
+      for g in ("prometheus", "bridge", "alertmanager", "absent")
       for k in ("num_procs", "resident_memory_bytes", "open_fds", "threads")),
-    "pulse_process_oldest_start_time_seconds{groupname=prometheus}",
-    "pulse_process_oldest_start_time_seconds{groupname=bridge}",
+    *(f"pulse_process_oldest_start_time_seconds{{groupname={g}}}"
+      for g in ("prometheus", "bridge", "alertmanager")),
     *(f"pulse_scrape_collector_{k}{{collector={c}}}" for c in COLLECTORS
       for k in ("success", "duration_seconds")),
     "pulse_build_info{component=exporters.infrastructure,version=0.1.0}",
 }
 
 
-def test_golden_scrape():
+def test_golden_scrape(tmp_path):
     cfg = validate({"exporters": {"infrastructure": {"processes": {"groups": GROUPS}}}}, env={})
-    app = create_app(cfg, psutil=fake_psutil(), clock=fake_clock, statvfs=fake_statvfs)
+    app = create_app(cfg, psutil=fake_psutil(), clock=fake_clock, statvfs=fake_statvfs,
+                     proc_root=str(fake_proc(tmp_path)))
     resp = app.test_client().get("/metrics")
     assert resp.status_code == 200
     assert series_of(resp.get_data(as_text=True)) == GOLDEN
