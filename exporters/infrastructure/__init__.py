@@ -24,6 +24,7 @@ from exporters.infrastructure.meminfo import MeminfoCollector
 from exporters.infrastructure.netdev import NetdevCollector
 from exporters.infrastructure.processes import ProcessesCollector
 from exporters.infrastructure.stat import StatCollector
+from exporters.infrastructure.uname import UnameCollector
 from exporters.scrape import ScrapeCollector
 from pulse.config import Config
 from pulse.service import add_standard_routes
@@ -41,6 +42,7 @@ COLLECTORS: dict[str, tuple[bool, type]] = {
     "netdev": (True, NetdevCollector),
     "stat": (True, StatCollector),
     "time": (True, TimeCollector),
+    "uname": (True, UnameCollector),
     "processes": (True, ProcessesCollector),  # reads proc_root, not psutil
 }
 
@@ -54,24 +56,26 @@ def enabled_collectors(section: Mapping, overrides: Mapping[str, bool] | None = 
 
 def build_collectors(section: Mapping, overrides: Mapping[str, bool] | None = None, *,
                      psutil=_psutil, clock=time.time, statvfs=os.statvfs,
-                     proc_root: str = "/proc") -> ScrapeCollector:
+                     proc_root: str = "/proc", uname=os.uname) -> ScrapeCollector:
     """The scrape collector over every enabled collector, each given its sources."""
     chosen = []
     for name in enabled_collectors(section, overrides):
         cls = COLLECTORS[name][1]
         chosen.append((name, cls(psutil=psutil, clock=clock, statvfs=statvfs,
-                                 proc_root=proc_root, settings=section.get(name, {}))))
+                                 proc_root=proc_root, uname=uname,
+                                 settings=section.get(name, {}))))
     return ScrapeCollector(chosen)
 
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,
                overrides: Mapping[str, bool] | None = None, psutil=_psutil,
-               clock=time.time, statvfs=os.statvfs, proc_root: str = "/proc") -> Flask:
+               clock=time.time, statvfs=os.statvfs, proc_root: str = "/proc",
+               uname=os.uname) -> Flask:
     """The exporter's WSGI app: /metrics (every enabled collector) and health endpoints."""
     registry = registry or CollectorRegistry()
     section = cfg.exporters.infrastructure
     registry.register(build_collectors(section, overrides, psutil=psutil, clock=clock,
-                                       statvfs=statvfs, proc_root=proc_root))
+                                       statvfs=statvfs, proc_root=proc_root, uname=uname))
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     add_standard_routes(app, registry, COMPONENT)

@@ -59,6 +59,12 @@ def fake_statvfs(path: str) -> StatVfs:
     return StatVfs(4096, 4096, 25_000_000, 10_000_000, 9_000_000, 6_000_000, 5_000_000)
 
 
+def fake_uname():
+    """os.uname() of the fixture host."""
+    return os.uname_result(("Linux", "fit-node-1", "6.1.0-13-amd64",
+                            "#1 SMP PREEMPT_DYNAMIC Debian 6.1.55-1", "x86_64"))
+
+
 def fake_clock() -> float:
     """A wall clock stopped at 2026-11-25 12:00 UTC."""
     return 1_795_608_000.0

@@ -17,6 +17,7 @@ from tests.exporters.infrastructure.fakes import (
     fake_proc,
     fake_psutil,
     fake_statvfs,
+    fake_uname,
 )
 
 GROUPS = [{"name": "prometheus", "names": ["prometheus"]},
@@ -35,7 +36,7 @@ def scrape(ps=None, overrides=None, proc_root="/nonexistent", **infra):
     registry = CollectorRegistry()
     registry.register(build_collectors(section(**infra), overrides, psutil=ps or fake_psutil(),
                                        clock=fake_clock, statvfs=fake_statvfs,
-                                       proc_root=proc_root))
+                                       proc_root=proc_root, uname=fake_uname))
     return registry
 
 
@@ -59,6 +60,10 @@ def test_load_memory_and_stat():
     assert reg.get_sample_value("node_boot_time_seconds") == 1_700_000_000
     assert reg.get_sample_value("node_context_switches_total") == 12345
     assert reg.get_sample_value("node_time_seconds") == fake_clock()
+    assert reg.get_sample_value("node_uname_info", {
+        "domainname": "(none)", "machine": "x86_64", "nodename": "fit-node-1",
+        "release": "6.1.0-13-amd64", "sysname": "Linux",
+        "version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.55-1"}) == 1
 
 
 def test_filesystem_excludes_pseudo_filesystems_and_duplicates():
@@ -202,6 +207,8 @@ GOLDEN = {
     "node_network_mtu_bytes{device=eth0}", "node_network_mtu_bytes{device=lo}",
     "node_boot_time_seconds{}", "node_context_switches_total{}", "node_intr_total{}",
     "node_time_seconds{}",
+    "node_uname_info{domainname=(none),machine=x86_64,nodename=fit-node-1,"
+    "release=6.1.0-13-amd64,sysname=Linux,version=#1 SMP PREEMPT_DYNAMIC Debian 6.1.55-1}",
     *(f"pulse_process_cpu_seconds_total{{groupname={g},mode={m}}}"
       for g in ("prometheus", "bridge", "alertmanager", "absent") for m in ("user", "system")),
     *(f"pulse_process_{k}{{groupname={g}}}"
@@ -215,13 +222,18 @@ GOLDEN = {
 }
 
 
-def test_golden_scrape(tmp_path):
+def fixture_scrape(tmp_path) -> str:
+    """The exposition of the exporter over the fixture host (the golden scrape's source)."""
     cfg = validate({"exporters": {"infrastructure": {"processes": {"groups": GROUPS}}}}, env={})
     app = create_app(cfg, psutil=fake_psutil(), clock=fake_clock, statvfs=fake_statvfs,
-                     proc_root=str(fake_proc(tmp_path)))
+                     proc_root=str(fake_proc(tmp_path)), uname=fake_uname)
     resp = app.test_client().get("/metrics")
     assert resp.status_code == 200
-    assert series_of(resp.get_data(as_text=True)) == GOLDEN
+    return resp.get_data(as_text=True)
+
+
+def test_golden_scrape(tmp_path):
+    assert series_of(fixture_scrape(tmp_path)) == GOLDEN
 
 
 def series_of(text: str) -> set[str]:
