@@ -7,6 +7,7 @@ exactly one reason from a bounded set.
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import re
 import socket
@@ -20,6 +21,7 @@ REASONS = ("timeout", "dns", "connect", "tls", "status", "body", "other")
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 MAX_BODY = 1 << 20
 USER_AGENT = "Pulse-Integrations-Probe/1"
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,14 @@ def _probe(spec: ProbeSpec, phases, state, clock, deadline) -> None:
     use_tls = scheme == "https" or (scheme == "tcp" and spec.tls)
 
     def resolve():
+        # getaddrinfo cannot be interrupted: it runs in a helper thread so the probe
+        # still ends at its deadline (the lookup finishes in the background).
+        future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
         try:
-            return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
+            return future.result(timeout=_remaining(clock, deadline))
+        except concurrent.futures.TimeoutError:
+            raise ProbeFailure("timeout", "name resolution timed out") from None
+        except (socket.gaierror, UnicodeError) as exc:
             raise ProbeFailure("dns", str(exc)) from None
 
     infos = _timed(phases, "resolve", clock, "dns", resolve)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 
@@ -56,6 +57,21 @@ def test_unresolvable_name_is_dns(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     result = run_probe(ProbeSpec("https://payments.invalid/health"))
     assert (result.success, result.reason) == (False, "dns")
+
+
+def test_hanging_name_resolution_ends_at_the_timeout(monkeypatch):
+    release = threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    try:
+        result = run_probe(spec_from_settings("https://payments.invalid/", {"timeout": "300ms"}))
+    finally:
+        release.set()
+    assert (result.success, result.reason) == (False, "timeout")
 
 
 def test_self_signed_certificate_fails_verification_as_tls(https_server):
