@@ -8,6 +8,7 @@ provider's delivery outcomes.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import re
@@ -117,7 +118,7 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,
         except ValueError:
             limit = None
         if limit and limit > 0 and limit < spec.timeout:
-            spec = ProbeSpec(**{**spec.__dict__, "timeout": limit})
+            spec = dataclasses.replace(spec, timeout=limit)
         one = CollectorRegistry()
         one.register(OneShotCollector(run(spec)))
         return Response(generate_latest(one), mimetype=CONTENT_TYPE_LATEST)

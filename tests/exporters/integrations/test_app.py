@@ -199,3 +199,19 @@ def test_email_webhook_rejects_invalid_json_and_wrong_token(tmp_path):
 def test_parse_outcomes_aliases():
     counts = parse_outcomes([{"event": "spamreport"}, {"status": "Deferral"}, {"event": "bounce"}])
     assert counts == {"complained": 1, "deferred": 1, "bounced": 1}
+
+
+def test_probe_timeout_is_cut_to_the_scrape_timeout(tmp_path):
+    seen = []
+
+    def run(spec):
+        seen.append(spec)
+        return fake_run(spec)
+
+    cfg = validate({"data_dir": str(tmp_path),
+                    "exporters": {"integrations": {"timeout": "10s"}}}, env={})
+    client = create_app(cfg, run=run, start=False).test_client()
+    client.get("/probe", query_string={"target": "https://pay.invalid/health"},
+               headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"})
+    client.get("/probe", query_string={"target": "https://pay.invalid/health"})
+    assert [s.timeout for s in seen] == [2.5, 10.0]
