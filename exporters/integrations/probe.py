@@ -7,11 +7,11 @@ exactly one reason from a bounded set.
 
 from __future__ import annotations
 
-import concurrent.futures
 import http.client
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +21,6 @@ REASONS = ("timeout", "dns", "connect", "tls", "status", "body", "other")
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 MAX_BODY = 1 << 20
 USER_AGENT = "Pulse-Integrations-Probe/1"
-_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
 
 
 @dataclass(frozen=True)
@@ -129,15 +128,27 @@ def _probe(spec: ProbeSpec, phases, state, clock, deadline) -> None:
     use_tls = scheme == "https" or (scheme == "tcp" and spec.tls)
 
     def resolve():
-        # getaddrinfo cannot be interrupted: it runs in a helper thread so the probe
-        # still ends at its deadline (the lookup finishes in the background).
-        future = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-        try:
-            return future.result(timeout=_remaining(clock, deadline))
-        except concurrent.futures.TimeoutError:
-            raise ProbeFailure("timeout", "name resolution timed out") from None
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ProbeFailure("dns", str(exc)) from None
+        # getaddrinfo cannot be interrupted: it runs in a daemon thread so the probe
+        # still ends at its deadline (and a stuck lookup never holds up exit).
+        outcome: dict = {}
+
+        def lookup():
+            try:
+                outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except Exception as exc:  # noqa: BLE001 - handed to the probing thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=lookup, daemon=True, name="probe-resolve")
+        thread.start()
+        thread.join(_remaining(clock, deadline))
+        if thread.is_alive():
+            raise ProbeFailure("timeout", "name resolution timed out")
+        error = outcome.get("error")
+        if isinstance(error, socket.gaierror | UnicodeError):
+            raise ProbeFailure("dns", str(error))
+        if error is not None:
+            raise error
+        return outcome["infos"]
 
     infos = _timed(phases, "resolve", clock, "dns", resolve)
     _remaining(clock, deadline)

@@ -36,6 +36,7 @@ class Scheduler:
         self._results: dict[str, ProbeResult] = {}
         self._probes: Counter[str] = Counter()
         self._failures: Counter[tuple[str, str]] = Counter()
+        self._last_reason: dict[str, str | None] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -62,8 +63,14 @@ class Scheduler:
             self._probes[target.name] += 1
             if not result.success:
                 self._failures[(target.name, result.reason or "other")] += 1
-        if not result.success:
-            log.info("probe %s failed: %s", target.name, result.reason)
+            previous = self._last_reason.get(target.name)
+            self._last_reason[target.name] = result.reason
+        # Log changes only: a target down for hours would otherwise log every interval.
+        if result.reason != previous:
+            if result.success:
+                log.info("probe %s: succeeding again", target.name)
+            else:
+                log.warning("probe %s failing: %s", target.name, result.reason)
         return result
 
     def _loop(self, target: Target) -> None:

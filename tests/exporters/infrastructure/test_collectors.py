@@ -249,3 +249,12 @@ def series_of(text: str) -> set[str]:
 
 def _samples(reg, name):
     return [s for f in reg.collect() for s in f.samples if s.name == name]
+
+
+def test_collector_table_and_schema_name_the_same_collectors():
+    import json
+
+    from pulse.paths import SCHEMA_DIR
+
+    schema = json.loads((SCHEMA_DIR / "infrastructure.schema.json").read_text())
+    assert set(schema["properties"]["collectors"]["properties"]) == set(COLLECTORS)
