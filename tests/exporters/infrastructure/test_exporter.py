@@ -108,7 +108,8 @@ def test_check_config_names_bad_infrastructure_settings(tmp_path):
     harness.write_pulse_config(path, tmp_path / "data", exporters={"infrastructure": {
         "collectors": {"cpu": True, "gpu": True},
         "filesystem": {"mount_points_exclude": "^(/proc"},
-        "processes": {"groups": [{"name": "a", "names": ["x"]}, {"name": "a", "names": ["y"]}]},
+        "processes": {"groups": [{"name": "a", "names": ["x"]}, {"name": "a", "names": ["y"]},
+                                 {"name": "b"}]},
     }})
     result = subprocess.run([sys.executable, "-m", "pulse", "check-config", str(path)],
                             capture_output=True, text=True, timeout=60, cwd=harness.ROOT,
@@ -117,4 +118,5 @@ def test_check_config_names_bad_infrastructure_settings(tmp_path):
     assert "exporters.infrastructure.collectors.gpu: unknown key" in result.stderr
     assert "exporters.infrastructure.filesystem.mount_points_exclude" in result.stderr
     assert "duplicate name 'a'" in result.stderr
+    assert "processes.groups[2].names: required key is missing" in result.stderr
 
