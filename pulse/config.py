@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
 from referencing import Registry, Resource
 
 from pulse.paths import DEFAULT_CONFIG, SCHEMA_DIR
@@ -98,7 +98,17 @@ def _with_defaults(base):
                         instance[name] = json.loads(json.dumps(target["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return validators.extend(base, {"properties": set_defaults})
+    def unique_key(validator, key, instance, schema):
+        # `x-unique-key: name` on an array: no two items may share item[name].
+        if isinstance(instance, list):
+            seen = set()
+            for item in instance:
+                value = item.get(key) if isinstance(item, dict) else None
+                if value in seen:
+                    yield ValidationError(f"duplicate {key} {value!r}: each must be unique")
+                seen.add(value)
+
+    return validators.extend(base, {"properties": set_defaults, "x-unique-key": unique_key})
 
 
 _DefaultingValidator = _with_defaults(Draft202012Validator)

@@ -1,17 +1,81 @@
-"""The infrastructure exporter (`python -m exporters.infrastructure`)."""
+"""The infrastructure exporter (`python -m exporters.infrastructure`): the host, via psutil.
 
+Series carry node_exporter's names and labels wherever psutil has the same
+data, so node_exporter dashboards and alerts work against this exporter.
+Process groups read /proc directly (processes.py says why).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+
+import psutil as _psutil
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
+from exporters.infrastructure.clock import TimeCollector
+from exporters.infrastructure.cpu import CpuCollector
+from exporters.infrastructure.diskstats import DiskstatsCollector
+from exporters.infrastructure.filesystem import FilesystemCollector
+from exporters.infrastructure.loadavg import LoadavgCollector
+from exporters.infrastructure.meminfo import MeminfoCollector
+from exporters.infrastructure.netdev import NetdevCollector
+from exporters.infrastructure.processes import ProcessesCollector
+from exporters.infrastructure.stat import StatCollector
+from exporters.infrastructure.uname import UnameCollector
+from exporters.scrape import ScrapeCollector
 from pulse.config import Config
 from pulse.service import add_standard_routes
 
 COMPONENT = "exporters.infrastructure"
 
+# The collector table: name -> (enabled by default, class). Every name here is a
+# key of `collectors` in infrastructure.schema.json and a --collector.<name> flag.
+COLLECTORS: dict[str, tuple[bool, type]] = {
+    "cpu": (True, CpuCollector),
+    "loadavg": (True, LoadavgCollector),
+    "meminfo": (True, MeminfoCollector),
+    "filesystem": (True, FilesystemCollector),
+    "diskstats": (True, DiskstatsCollector),
+    "netdev": (True, NetdevCollector),
+    "stat": (True, StatCollector),
+    "time": (True, TimeCollector),
+    "uname": (True, UnameCollector),
+    "processes": (True, ProcessesCollector),  # reads proc_root, not psutil
+}
 
-def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
-    """The exporter's WSGI app: /metrics and health endpoints."""
+
+def enabled_collectors(section: Mapping, overrides: Mapping[str, bool] | None = None) -> list[str]:
+    """Collector names switched on: table default < config `collectors` < command-line flags."""
+    toggles = dict(section.get("collectors", {}))
+    toggles.update(overrides or {})
+    return [name for name, (default, _) in COLLECTORS.items() if toggles.get(name, default)]
+
+
+def build_collectors(section: Mapping, overrides: Mapping[str, bool] | None = None, *,
+                     psutil=_psutil, clock=time.time, statvfs=os.statvfs,
+                     proc_root: str = "/proc", uname=os.uname) -> ScrapeCollector:
+    """The scrape collector over every enabled collector, each given its sources."""
+    chosen = []
+    for name in enabled_collectors(section, overrides):
+        cls = COLLECTORS[name][1]
+        chosen.append((name, cls(psutil=psutil, clock=clock, statvfs=statvfs,
+                                 proc_root=proc_root, uname=uname,
+                                 settings=section.get(name, {}))))
+    return ScrapeCollector(chosen)
+
+
+def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,
+               overrides: Mapping[str, bool] | None = None, psutil=_psutil,
+               clock=time.time, statvfs=os.statvfs, proc_root: str = "/proc",
+               uname=os.uname) -> Flask:
+    """The exporter's WSGI app: /metrics (every enabled collector) and health endpoints."""
     registry = registry or CollectorRegistry()
+    section = cfg.exporters.infrastructure
+    registry.register(build_collectors(section, overrides, psutil=psutil, clock=clock,
+                                       statvfs=statvfs, proc_root=proc_root, uname=uname))
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     add_standard_routes(app, registry, COMPONENT)
