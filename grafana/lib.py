@@ -38,7 +38,7 @@ GRID_WIDTH = 24
 
 
 def steps(*pairs: tuple[str, float]) -> list[dict]:
-    """Absolute threshold steps: a base colour (value null, never the string) then (colour, from)."""
+    """Absolute threshold steps: a base colour (real null, never "null") then (colour, from)."""
     base, *rest = pairs
     return [{"color": base[0], "value": None}] + [{"color": c, "value": v} for c, v in rest]
 

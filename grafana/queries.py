@@ -150,8 +150,10 @@ def check(url: str, start: float, end: float, *, step: float = 60.0, scrape_s: f
         expr = expand(q.expr, range_s=end - start, step_s=step, scrape_s=scrape_s)
         try:
             return Outcome(q, expr, len(query_range(url, expr, start, end, step, session)))
-        except (ValueError, requests.RequestException) as exc:
+        except ValueError as exc:
             return Outcome(q, expr, 0, str(exc))
+        except requests.RequestException as exc:
+            return Outcome(q, expr, 0, f"Prometheus unreachable: {type(exc).__name__}")
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(run, todo))
