@@ -21,38 +21,52 @@ dashboard = dashboard(
     audience="admin",
     time_from="now-24h",
     tags=["ai"],
-    variables=[label_variable("model", "Model", "ai_recommendations_total", "model")],
+    variables=[label_variable("model", "Model", "model:ai_recommendations:increase1h",
+                              "model")],
     panels=[
-        timeseries("Online accuracy (1 h)",
-                   "accepted / (accepted + modified + rejected) over the last hour, per model "
-                   "(recording rule; absent below min_samples). The line is 75 %.",
-                   "percentunit",
-                   [target(f"model:ai_recommendation_accuracy:ratio_1h{{{M}}}", "{{model}}")],
+        timeseries("Online accuracy (1 h and 7 d)",
+                   "accepted / (accepted + modified + rejected) over the last hour and the "
+                   "last 7 days, per model. The line is 75 %.", "percentunit",
+                   [target(f"model:ai_recommendation_accuracy:ratio_1h{{{M}}}",
+                           "{{model}} 1h"),
+                    target(f"model:ai_recommendation_accuracy:ratio_7d{{{M}}}",
+                           "{{model}} 7d", ref="B")],
                    thresholds=ACCURACY, threshold_line=True, min_=0, max_=1),
         timeseries("Evaluated accuracy", "Accuracy of each model version on its evaluation "
                    "set. The line is 75 %.", "percentunit",
                    [target(f"ai_model_accuracy_ratio{{{M}}}", "{{model}} {{model_version}}")],
                    thresholds=ACCURACY, threshold_line=True, min_=0, max_=1),
         timeseries("Recommendation outcomes", "Recommendations per minute by outcome.", "cpm",
-                   [target(f"sum by (outcome) (rate(ai_recommendations_total{{{M}}}"
-                           "[$__rate_interval])) * 60", "{{outcome}}")],
+                   [target("sum by (outcome) "
+                           f"(model_outcome:ai_recommendations:rate5m{{{M}}}) * 60",
+                           "{{outcome}}")],
                    overrides=outcome_colours(), stack=True),
-        timeseries("Feedback score (median)", "Median user feedback score, per model.", "none",
-                   [target("histogram_quantile(0.5, sum by (model, le) "
-                           f"(rate(ai_recommendation_feedback_score_bucket{{{M}}}"
-                           "[$__rate_interval])))", "{{model}}")]),
+        timeseries("Accuracy degradation vs 7 d",
+                   "Relative drop of the 1 h accuracy against the 7 d average, per model; "
+                   "above 10 % the AI team is alerted.", "percentunit",
+                   [target("model:ai_recommendation_accuracy:degradation_ratio_1h_7d"
+                           f"{{{M}}}", "{{model}}")],
+                   thresholds=steps(("green", 0), ("red", 0.1)), threshold_line=True),
+        timeseries("Acceptance",
+                   "Share of shown recommendations accepted in the last hour, per model.",
+                   "percentunit",
+                   [target(f"model:ai_recommendation_acceptance:ratio_1h{{{M}}}",
+                           "{{model}}")], min_=0, max_=1),
+        timeseries("Feedback score (1 h mean)", "Mean user feedback score (1 to 5) over the "
+                   "last hour, per model.", "none",
+                   [target(f"model:ai_recommendation_feedback_score:avg1h{{{M}}}",
+                           "{{model}}")]),
         timeseries("Feature drift (PSI)", "Population stability index of each input "
                    "feature: above 0.1 moderate, above 0.25 significant drift.", "none",
                    [target(f"ai_model_drift_psi{{{M}}}", "{{model}} {{feature}}")],
                    thresholds=steps(("green", 0), ("orange", 0.1), ("red", 0.25)),
                    threshold_line=True),
-        timeseries("Safety events", "Safety events per hour, by model and kind.", "short",
-                   [target(f"sum by (model, kind) (rate(ai_safety_events_total{{{M}}}"
-                           "[$__rate_interval])) * 3600", "{{model}} {{kind}}")]),
+        timeseries("Safety events", "Safety events in the last 5 minutes, by model and kind.",
+                   "short", [target(f"model_kind:ai_safety_events:increase5m{{{M}}}",
+                                    "{{model}} {{kind}}")]),
         timeseries("Inference latency p95", "95th percentile inference duration, per model.",
-                   "s", [target("histogram_quantile(0.95, sum by (model, le) "
-                                f"(rate(ai_inference_duration_seconds_bucket{{{M}}}"
-                                "[$__rate_interval])))", "{{model}}")]),
+                   "s", [target(f"model:ai_inference_duration_seconds:p95_5m{{{M}}}",
+                                "{{model}}")]),
         bars("Experiment conversion by variant",
              "Conversions per exposure over the range, per experiment, variant and metric.",
              "percentunit",

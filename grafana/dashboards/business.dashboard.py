@@ -34,17 +34,20 @@ dashboard = dashboard(
              [target("topk(10, sum by (category) "
                      "(increase(business_marketplace_programs_sold_total[$__range])))",
                      "{{category}}")]),
-        timeseries("Programs sold by category", "Programs sold per day, by category.",
+        timeseries("Programs sold by category", "Programs sold in the last day, by category.",
                    "short",
-                   [target("sum by (category) (rate(business_marketplace_programs_sold_total"
-                           "[$__rate_interval])) * 86400", "{{category}}")], stack=True),
-        timeseries("Subscriptions by plan", "Subscriptions started and canceled per day, by "
-                   "plan.", "short",
-                   [target("sum by (plan) (rate(business_subscriptions_started_total"
-                           "[$__rate_interval])) * 86400", "{{plan}} started"),
-                    target("sum by (plan) (rate(business_subscriptions_canceled_total"
-                           "[$__rate_interval])) * 86400", "{{plan}} canceled", ref="B")],
-                   w=24),
+                   [target("category:business_marketplace_programs_sold:increase1d",
+                           "{{category}}")], stack=True),
+        timeseries("Subscriptions by plan", "Subscriptions started and canceled in the last "
+                   "day, by plan.", "short",
+                   [target("plan:business_subscriptions_started:increase1d",
+                           "{{plan}} started"),
+                    target("plan:business_subscriptions_canceled:increase1d",
+                           "{{plan}} canceled", ref="B")], w=12),
+        timeseries("Trainer earnings", "Commission earned by trainers in the last day.",
+                   "currencyUSD",
+                   [target('currency:business_trainer_commission:increase1d{currency="USD"}',
+                           "commission")], w=12),
         row("Costs"),
         headline("Costs", "Infrastructure, AI processing and support costs over the range.",
                  "currencyUSD", COSTS, better="down"),

@@ -62,20 +62,21 @@ dashboard = dashboard(
                  "Commission earned on marketplace programs over the range.", "currencyUSD",
                  'sum(increase(business_trainer_commission_total{{currency="USD"}}'
                  "[$__range]{o}))"),
-        timeseries("Revenue by stream", "Revenue per day in USD, by stream.", "currencyUSD",
-                   [target('sum by (stream) (rate(business_revenue_total{currency="USD"}'
-                           "[$__rate_interval])) * 86400", "{{stream}}")], stack=True),
-        timeseries("New users by platform", "Sign-ups per hour, by platform.", "short",
-                   [target("sum by (platform) (rate(fitness_users_signed_up_total"
-                           "[$__rate_interval])) * 3600", "{{platform}}")],
+        timeseries("Revenue by stream", "Revenue in USD in the last hour, by stream.",
+                   "currencyUSD",
+                   [target('stream_currency:business_revenue:increase1h{currency="USD"}',
+                           "{{stream}}")], stack=True),
+        timeseries("New users by platform", "Sign-ups in the last day, by platform.", "short",
+                   [target("platform:fitness_users_signed_up:increase1d", "{{platform}}")],
                    overrides=platform_colours()),
         row("Feature usage"),
         bars("Feature usage over the range", "Times each feature was used over the range.",
              "short", [target("sort_desc(sum by (feature) "
                               "(increase(fitness_feature_used_total[$__range])))",
                               "{{feature}}")], w=12),
-        timeseries("Feature usage trend", "Feature uses per hour, by feature.", "short",
-                   [target("sum by (feature) (rate(fitness_feature_used_total"
-                           "[$__rate_interval])) * 3600", "{{feature}}")]),
+        timeseries("Feature usage trend", "Feature uses in the last day, by feature.",
+                   "short",
+                   [target("sum by (feature) (feature_platform:fitness_feature_used:increase1d)",
+                           "{{feature}}")]),
     ],
 )

@@ -21,48 +21,50 @@ dashboard = dashboard(
     audience="product",
     time_from="now-24h",
     tags=["product"],
-    variables=[label_variable("platform", "Platform", "fitness_sessions_total", "platform")],
+    variables=[label_variable("platform", "Platform", "platform:fitness_sessions:rate5m",
+                              "platform")],
     panels=[
         row("Sessions"),
         timeseries("Sessions by platform", "Sessions started per minute, by platform.", "cpm",
-                   [target(f"sum by (platform) (rate(fitness_sessions_total{{{P}}}"
-                           "[$__rate_interval])) * 60", "{{platform}}")],
+                   [target(f"platform:fitness_sessions:rate5m{{{P}}} * 60", "{{platform}}")],
                    overrides=platform_colours()),
         timeseries("Median session duration by platform",
-                   "Median (p50) session length, by platform.", "s",
-                   [target("histogram_quantile(0.5, sum by (platform, le) "
-                           f"(rate(fitness_session_duration_seconds_bucket{{{P}}}"
-                           "[$__rate_interval])))", "{{platform}}")],
+                   "Median (p50) session length over the last hour, by platform.", "s",
+                   [target(f"platform:fitness_session_duration_seconds:p50_1h{{{P}}}",
+                           "{{platform}}")],
                    overrides=platform_colours()),
         row("Workouts and nutrition"),
         timeseries("Workout completion by type",
-                   "Workouts completed per workout started, by workout type.", "percentunit",
-                   [target("sum by (workout_type) (rate(fitness_workouts_completed_total"
-                           f"{{{P}}}[$__rate_interval])) / sum by (workout_type) "
-                           f"(rate(fitness_workouts_started_total{{{P}}}[$__rate_interval]))",
+                   "Workouts completed per workout started in the last hour, by workout type.",
+                   "percentunit",
+                   [target("sum by (workout_type) "
+                           f"(platform_workout_type:fitness_workouts_completed:increase1h{{{P}}})"
+                           " / sum by (workout_type) "
+                           f"(platform_workout_type:fitness_workouts_started:increase1h{{{P}}})",
                            "{{workout_type}}")], min_=0, max_=1),
-        timeseries("Workouts started by type", "Workouts started per hour, by type.", "short",
-                   [target("sum by (workout_type) (rate(fitness_workouts_started_total"
-                           f"{{{P}}}[$__rate_interval])) * 3600", "{{workout_type}}")],
-                   stack=True),
-        timeseries("Nutrition logging", "Meals logged per hour.", "short",
-                   [target("sum(rate(fitness_nutrition_logs_total[$__rate_interval])) * 3600",
-                           "meals logged")], w=8),
-        timeseries("Goals achieved by category", "Goals achieved per hour, by category.",
+        timeseries("Workouts started by type", "Workouts started in the last hour, by type.",
                    "short",
-                   [target("sum by (goal_category) (rate(fitness_goals_achieved_total"
-                           "[$__rate_interval])) * 3600", "{{goal_category}}")], w=8),
+                   [target("sum by (workout_type) "
+                           f"(platform_workout_type:fitness_workouts_started:increase1h{{{P}}})",
+                           "{{workout_type}}")], stack=True),
+        timeseries("Nutrition logging", "Meals logged in the last hour, by platform.", "short",
+                   [target(f"platform:fitness_nutrition_logs:increase1h{{{P}}}",
+                           "{{platform}}")], overrides=platform_colours(), w=8),
+        timeseries("Goals achieved by category", "Goals achieved in the last day, by "
+                   "category.", "short",
+                   [target("goal_category:fitness_goals_achieved:increase1d",
+                           "{{goal_category}}")], w=8),
         timeseries("Injuries reported per 1000 completions",
-                   "Injury reports per thousand exercise completions, by exercise type.",
-                   "short",
-                   [target("1000 * sum by (exercise_type) (rate(fitness_injuries_reported_total"
-                           "[$__rate_interval])) / sum by (exercise_type) "
-                           "(rate(fitness_exercise_completions_total[$__rate_interval]))",
+                   "Injury reports per thousand exercise completions in the last day, by "
+                   "exercise type.", "short",
+                   [target("1000 * exercise_type:fitness_injuries_reported:increase1d / "
+                           "exercise_type:fitness_exercise_completions:increase1d",
                            "{{exercise_type}}")], w=8),
         row("Feature adoption and funnels"),
-        timeseries("Feature adoption", "Feature uses per minute, by feature.", "cpm",
-                   [target(f"sum by (feature) (rate(fitness_feature_used_total{{{P}}}"
-                           "[$__rate_interval])) * 60", "{{feature}}")]),
+        timeseries("Feature adoption", "Feature uses in the last day, by feature.", "short",
+                   [target("sum by (feature) "
+                           f"(feature_platform:fitness_feature_used:increase1d{{{P}}})",
+                           "{{feature}}")]),
         bars("Funnel steps reached",
              "Share of each funnel's entries reaching each step over the range; the gap to "
              "100 % is the drop-off.", "percentunit",
@@ -74,25 +76,22 @@ dashboard = dashboard(
         row("Quality"),
         timeseries("Crashes per session by platform and app version",
                    "App crashes per session, by platform and app version.", "percentunit",
-                   [target("sum by (platform, app_version) (rate(fitness_app_crashes_total"
-                           f"{{{P}}}[$__rate_interval])) / on (platform) group_left "
-                           f"sum by (platform) (rate(fitness_sessions_total{{{P}}}"
-                           "[$__rate_interval]))", "{{platform}} {{app_version}}")],
+                   [target("platform_app_version:fitness_app_crashes_per_session:ratio_rate15m"
+                           f"{{{P}}}", "{{platform}} {{app_version}}")],
                    overrides=platform_colours(),
                    thresholds=steps(("green", 0), ("red", 0.01)), threshold_line=True),
-        timeseries("Client-observed API latency p95 by platform",
-                   "95th percentile of API latency measured by the apps, by platform.", "s",
-                   [target("histogram_quantile(0.95, sum by (platform, le) "
-                           f"(rate(fitness_client_request_duration_seconds_bucket{{{P}}}"
-                           "[$__rate_interval])))", "{{platform}}")],
+        timeseries("Client-observed API latency p95",
+                   "95th percentile of API latency measured by the apps, by platform and "
+                   "endpoint.", "s",
+                   [target("platform_endpoint:fitness_client_request_duration_seconds:p95_5m"
+                           f"{{{P}}}", "{{platform}} {{endpoint}}")],
                    overrides=platform_colours(),
                    thresholds=steps(("green", 0), ("orange", 1.5), ("red", 2)),
                    threshold_line=True),
         timeseries("Wearable sync success by vendor",
-                   "Successful wearable syncs per sync attempt, by vendor.", "percentunit",
-                   [target('sum by (vendor) (rate(integration_wearable_syncs_total'
-                           '{result="success"}[$__rate_interval])) / sum by (vendor) '
-                           "(rate(integration_wearable_syncs_total[$__rate_interval]))",
+                   "Successful wearable syncs per sync attempt over 30 minutes, by vendor.",
+                   "percentunit",
+                   [target("1 - vendor:integration_wearable_sync_failures:ratio_rate30m",
                            "{{vendor}}")], w=24, min_=0, max_=1),
     ],
 )

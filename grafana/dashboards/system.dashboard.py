@@ -12,12 +12,7 @@ from grafana.lib import (
 )
 
 R = 'http_route=~"$route"'
-REQS = "http_server_request_duration_seconds_count"
-ERRORS = f'{REQS}{{{R},http_response_status_code=~"5.."}}'
-# The availability objective the burn rate is measured against (99.5 % of requests succeed).
-SLO_ERROR_BUDGET = 0.005
 LATENCY = steps(("green", 0), ("orange", 1.5), ("red", 2))
-FS = 'fstype!~"tmpfs|overlay|squashfs"'
 
 dashboard = dashboard(
     uid="pulse-system",
@@ -28,7 +23,8 @@ dashboard = dashboard(
     time_from="now-6h",
     refresh="30s",
     tags=["system", "oncall"],
-    variables=[label_variable("route", "Route", REQS, "http_route")],
+    variables=[label_variable("route", "Route", "route:http_server_requests:rate5m",
+                              "http_route")],
     panels=[
         stat("Firing alerts", "Alerts firing now, by severity (Watchdog is always one).",
              "short",
@@ -45,66 +41,72 @@ dashboard = dashboard(
                    thresholds=LATENCY, threshold_line=True),
         timeseries("API error ratio by route",
                    "Share of requests answered with a 5xx status, per route.", "percentunit",
-                   [target(f"sum by (http_route) (rate({ERRORS}[$__rate_interval])) / "
-                           f"sum by (http_route) (rate({REQS}{{{R}}}[$__rate_interval]))",
+                   [target(f"route:http_server_request_errors:ratio_rate5m{{{R}}}",
                            "{{http_route}}")],
                    thresholds=steps(("green", 0), ("red", 0.05)), threshold_line=True),
         timeseries("Requests by route", "Requests per second, per route.", "reqps",
-                   [target(f"sum by (http_route) (rate({REQS}{{{R}}}[$__rate_interval]))",
-                           "{{http_route}}")], w=8),
-        timeseries("Availability SLO burn rate",
-                   "How fast the 99.5 % availability error budget burns: 1 means exactly on "
-                   "budget; above 14.4 the month's budget goes in two days.", "none",
-                   [target(f"(sum(rate({ERRORS}[$__rate_interval])) / "
-                           f"sum(rate({REQS}{{{R}}}[$__rate_interval]))) / {SLO_ERROR_BUDGET}",
-                           "burn rate")],
+                   [target(f"route:http_server_requests:rate5m{{{R}}}", "{{http_route}}")],
+                   w=8),
+        timeseries("SLO burn rate (1 h and 6 h)",
+                   "How fast each SLO's error budget burns (SLI error ratio / error budget): "
+                   "1 is exactly on budget; above 14.4 over 1 h and 6 h together the month's "
+                   "budget goes in two days.", "none",
+                   [target("slo:sli_error:ratio_rate1h / on (slo) slo:error_budget:ratio",
+                           "{{slo}} 1h"),
+                    target("slo:sli_error:ratio_rate6h / on (slo) slo:error_budget:ratio",
+                           "{{slo}} 6h", ref="B")],
                    thresholds=steps(("green", 0), ("orange", 6), ("red", 14.4)),
                    threshold_line=True, w=8),
         timeseries("Database query p95 by operation",
                    "95th percentile database query duration, per operation.", "s",
-                   [target("histogram_quantile(0.95, sum by (operation, le) "
-                           "(rate(app_db_query_duration_seconds_bucket[$__rate_interval])))",
+                   [target("operation:app_db_query_duration_seconds:p95_5m",
                            "{{operation}}")], w=8),
         timeseries("Cache hit ratio", "Cache hits per cache request.", "percentunit",
-                   [target('sum(rate(app_cache_requests_total{result="hit"}'
-                           "[$__rate_interval])) / sum(rate(app_cache_requests_total"
-                           "[$__rate_interval]))", "hit ratio")], w=8, min_=0, max_=1),
-        timeseries("CPU utilisation", "Share of CPU time not idle, per host.", "percentunit",
-                   [target('1 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}'
-                           "[$__rate_interval]))", "{{instance}}")], w=8, min_=0, max_=1),
+                   [target("job:app_cache_hit:ratio_rate5m", "{{job}}")], w=8, min_=0,
+                   max_=1),
+        timeseries("CPU utilisation", "Share of CPU time busy (not idle or iowait), per host.",
+                   "percentunit", [target("instance:node_cpu_utilisation:rate5m",
+                                          "{{instance}}")], w=8, min_=0, max_=1),
         timeseries("Memory used", "Share of memory not available, per host.", "percentunit",
-                   [target("1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
-                           "{{instance}}")], w=8, min_=0, max_=1),
+                   [target("instance:node_memory_utilisation:ratio", "{{instance}}")], w=8,
+                   min_=0, max_=1),
         timeseries("Disk used", "Share of each filesystem in use.", "percentunit",
-                   [target(f"1 - node_filesystem_avail_bytes{{{FS}}} / "
-                           f"node_filesystem_size_bytes{{{FS}}}", "{{mountpoint}}")],
+                   [target("1 - instance_mountpoint:node_filesystem_avail:ratio",
+                           "{{mountpoint}}")],
                    thresholds=steps(("green", 0), ("orange", 0.8), ("red", 0.9)),
                    threshold_line=True, w=8, min_=0, max_=1),
-        timeseries("Disk space forecast (24 h)",
-                   "Free bytes each filesystem will have in 24 h at the trend of the last "
-                   "6 h (the NodeFilesystemFillingUp forecast); below zero it fills up.",
-                   "bytes",
-                   [target(f"predict_linear(node_filesystem_avail_bytes{{{FS}}}[6h], 86400)",
-                           "{{mountpoint}}")],
+        timeseries("Disk space forecast",
+                   "Free bytes each filesystem will have in 4 h and in 24 h at the trend of "
+                   "the last 6 h (the NodeFilesystemFillingUp forecasts); below zero it fills "
+                   "up.", "bytes",
+                   [target("instance_mountpoint:node_filesystem_avail_bytes:predict_linear_4h",
+                           "{{mountpoint}} in 4h"),
+                    target("instance_mountpoint:node_filesystem_avail_bytes:predict_linear_24h",
+                           "{{mountpoint}} in 24h", ref="B")],
                    thresholds=steps(("red", 0), ("green", 0)), threshold_line=True, w=8),
         timeseries("Network traffic", "Bytes per second received and sent, per device.",
                    "Bps",
-                   [target('sum by (device) (rate(node_network_receive_bytes_total'
-                           '{device!="lo"}[$__rate_interval]))', "{{device}} in"),
-                    target('sum by (device) (rate(node_network_transmit_bytes_total'
-                           '{device!="lo"}[$__rate_interval]))', "{{device}} out", ref="B")],
+                   [target('instance_device:node_network_receive_bytes:rate5m{device!="lo"}',
+                           "{{device}} in"),
+                    target('instance_device:node_network_transmit_bytes:rate5m{device!="lo"}',
+                           "{{device}} out", ref="B")],
                    w=8),
-        timeseries("Load average", "One-minute load average, per host.", "short",
-                   [target("node_load1", "{{instance}}")], w=8),
-        table("Integration probes", "Each third-party integration: probe up (1) or down (0).",
-              "short", [target("integration_probe_success", "{{integration}}")],
-              thresholds=steps(("red", 0), ("green", 1)), w=8),
-        timeseries("Integration probe latency", "Duration of the last probe, per integration.",
-                   "s", [target("integration_probe_duration_seconds", "{{integration}}")],
-                   w=8),
+        timeseries("Load per core", "One-minute load average per CPU core, per host.",
+                   "short", [target("instance:node_load1_per_cpu:ratio", "{{instance}}")],
+                   thresholds=steps(("green", 0), ("orange", 1)), threshold_line=True, w=8),
+        table("Integration availability", "Share of successful probes over the last 5 minutes "
+              "and the last hour, per third-party integration.", "percentunit",
+              [target("integration:integration_probe_success:avg5m", "{{integration}}"),
+               target("integration:integration_probe_success:avg1h", "{{integration}}",
+                      ref="B")],
+              thresholds=steps(("red", 0), ("orange", 0.9), ("green", 0.99)), w=8),
+        timeseries("Integration probe latency", "Mean probe duration over 5 minutes, per "
+                   "integration.", "s",
+                   [target("integration:integration_probe_duration_seconds:avg5m",
+                           "{{integration}}")], w=8),
         timeseries("TLS certificate expiry", "Time left before each integration's TLS "
                    "certificate expires.", "s",
-                   [target("integration_tls_cert_expiry_timestamp_seconds - time()",
+                   [target("integration:integration_tls_cert_expiry_seconds:min",
                            "{{integration}}")],
                    thresholds=steps(("red", 0), ("orange", 7 * 86400), ("green", 21 * 86400)),
                    w=8),
