@@ -37,6 +37,7 @@ INTEGRATIONS = ["stripe", "sendgrid", "apple_health", "google_fit", "openai"]
 COACHES = ["coach-1", "coach-2", "coach-3"]
 JOBS = {"prometheus": 9090, "alertmanager": 9093, "events": 9701, "infrastructure": 9702,
         "integrations": 9703, "ai": 9704, "bridge": 8080, "demo": 8090}
+STOPPED_MODEL, STOPPED_AGO = "recovery-recommender", 90 * 60
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 SCORE_BUCKETS = [1, 2, 3, 4, 5]
 
@@ -63,9 +64,9 @@ class Recorder:
     def __init__(self, timestamps: list[int], seed: int):
         self.ts = timestamps
         self.rng = random.Random(seed)
-        self.families: dict[str, list[tuple[dict, list[float]]]] = {}
+        self.families: dict[str, list[tuple[dict, list[float | None]]]] = {}
 
-    def _add(self, name: str, job: str, labels: dict, values: list[float]) -> None:
+    def _add(self, name: str, job: str, labels: dict, values: list) -> None:
         full = {**labels, "job": job, "instance": f"127.0.0.1:{JOBS[job]}"}
         self.families.setdefault(name, []).append((full, values))
 
@@ -82,9 +83,14 @@ class Recorder:
         self._add(name, job, labels, values)
 
     def gauge(self, name: str, job: str, labels: dict, mean: float, spread: float = 0.05,
-              trend: float = 0.0) -> None:
-        """A gauge around mean (relative noise spread), drifting by trend per hour."""
-        values = [round(mean * (1 + self.rng.uniform(-spread, spread))
+              trend: float = 0.0, stop_before: int = 0) -> None:
+        """A gauge around mean (relative noise spread), drifting by trend per hour.
+
+        stop_before: the source stopped reporting that many seconds before the end.
+        """
+        cut = self.ts[-1] - stop_before if stop_before else None
+        values = [None if cut is not None and t > cut else
+                  round(mean * (1 + self.rng.uniform(-spread, spread))
                         + trend * (t - self.ts[0]) / 3600, 6) for t in self.ts]
         self._add(name, job, labels, values)
 
@@ -120,7 +126,8 @@ class Recorder:
             for labels, values in series:
                 lab = _labels(labels)
                 for t, v in zip(self.ts, values, strict=True):
-                    yield f"{name}{lab} {v} {t}\n"
+                    if v is not None:
+                        yield f"{name}{lab} {v} {t}\n"
         yield "# EOF\n"
 
 
@@ -201,8 +208,9 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
         r.histogram("ai_recommendation_feedback_score", ev, {"model": model}, 0.2, 3.8,
                     SCORE_BUCKETS)
         r.counter("ai_safety_events_total", ev, {"model": model, "kind": "unsafe_load"}, 0.001)
+        # One evaluation job stopped 90 minutes ago: a partly broken pipeline to detect.
         r.gauge("ai_model_accuracy_ratio", ai, {"model": model, "model_version": version},
-                accuracy, 0.01)
+                accuracy, 0.01, stop_before=STOPPED_AGO if model == STOPPED_MODEL else 0)
         for feature in ("age", "session_length", "heart_rate"):
             r.gauge("ai_model_drift_psi", ai, {"model": model, "feature": feature},
                     r.rng.uniform(0.02, 0.3), 0.1)
