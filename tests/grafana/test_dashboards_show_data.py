@@ -91,9 +91,13 @@ def test_rule_backfill_covers_the_range(fixture_prom):
 
 def test_cli_check_passes_on_fixture(fixture_prom, capsys):
     prom, _ = fixture_prom
+    # Without rule files only the coach dashboard reads no recording rule.
+    only = [] if rule_files() else ["--dashboard", "coach"]
+    if rule_files() and rule_names()[1]:
+        wait_until(lambda: prom.query('ALERTS{alertstate="firing"}'), 60,
+                   message="a firing alert (Watchdog)")
     assert main(["dashboards", "check", "--prometheus", prom.url, "--scrape-interval",
-                 f"{STEP}s", "--dashboard", "executive", "--dashboard", "coach",
-                 "-v"]) == 0
+                 f"{STEP}s", *only, "-v"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"(\d+)/\1 queries returned data", out), out
 
