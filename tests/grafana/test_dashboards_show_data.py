@@ -77,6 +77,17 @@ def test_every_query_on_rules_returns_series(fixture_prom):
     assert not failed, "empty or failing panels:\n" + _report(failed)
 
 
+def test_template_variables_have_values(fixture_prom):
+    prom, _ = fixture_prom
+    for name, doc in DOCS.items():
+        for var in doc["templating"]["list"][1:]:
+            metric, label = re.fullmatch(r"label_values\((\S+), (\w+)\)",
+                                         var["query"]).groups()
+            if ":" in metric and not rule_files():
+                continue
+            assert prom.query(f"count by ({label}) ({metric})"), (name, var["name"])
+
+
 def test_rule_backfill_covers_the_range(fixture_prom):
     prom, end = fixture_prom
     records, _ = rule_names()

@@ -115,3 +115,23 @@ def test_executive_headlines_show_change_against_previous_period():
         override = p["fieldConfig"]["overrides"][0]
         assert override["matcher"] == {"id": "byFrameRefID", "options": "B"}
         assert {"id": "unit", "value": "percentunit"} in override["properties"]
+
+
+def test_panels_read_recording_rules_where_one_exists():
+    from grafana.queries import metric_names
+    from tests.grafana.fixture import recording_rules, rule_files, rules_dir
+
+    rules = recording_rules(rule_files())
+    if not rules:
+        pytest.skip(f"no recording rules in {rules_dir()} yet")
+    read_by_rules = {m for entry in rules.values() for rule in entry["rules"]
+                     for m in metric_names(rule["expr"])}
+    raw_rates = re.compile(r"\b(?:rate|irate)\s*\(\s*([a-zA-Z_][\w]*)\s*[\[{]")
+    offenders = []
+    for name, panel in PANELS:
+        for t in panel["targets"]:
+            for metric in raw_rates.findall(t["expr"]):
+                if metric in read_by_rules or metric.removesuffix("_bucket") + "_bucket" \
+                        in read_by_rules:
+                    offenders.append(f"{name}/{panel['title']}: rate({metric}) has a rule")
+    assert not offenders, "\n".join(offenders)
