@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import attr
 from grafanalib.core import (
-    BarGauge,
     Dashboard,
     GridPos,
+    Panel,
     RowPanel,
     Stat,
     Table,
@@ -149,24 +150,33 @@ def table(title: str, description: str, unit: str, targets: Sequence[Target], *,
     return panel
 
 
+@attr.s
+class BarGaugePanel(Panel):
+    """A bar gauge in current Grafana's format (grafanalib 0.7 writes Grafana 6's)."""
+
+    unit = attr.ib(default="short")
+
+    def to_json_data(self):
+        """The panel JSON."""
+        return self.panel_json({
+            "type": "bargauge",
+            "fieldConfig": {"defaults": {"unit": self.unit, "min": 0}, "overrides": []},
+            "options": {
+                "displayMode": "gradient", "orientation": "horizontal",
+                "showUnfilled": True, "valueMode": "color", "namePlacement": "auto",
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        })
+
+
 def bars(title: str, description: str, unit: str, targets: Sequence[Target], *,
-         w: int = 12, h: int = 8, thresholds: list[dict] | None = None) -> BarGauge:
+         w: int = 12, h: int = 8, thresholds: list[dict] | None = None) -> BarGaugePanel:
     """A horizontal bar gauge of the latest value per series (top lists, funnels)."""
     for t in targets:
         t.instant = True
-    panel = BarGauge(title=title, description=description, format=unit,
-                     targets=list(targets), dataSource=DATASOURCE,
-                     gridPos=GridPos(h=h, w=w, x=0, y=0), orientation="horizontal",
-                     displayMode="gradient", calc="lastNotNull", allValues=False,
-                     thresholds=[], min=None, max=None)
-    # grafanalib 0.7 writes the Grafana 6 `fieldOptions`; current Grafana reads these.
-    panel.extraJson = {
-        "fieldConfig": {"defaults": {"unit": unit, "min": 0, "thresholds": {
-            "mode": "absolute", "steps": thresholds or OK}}},
-        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "",
-                                      "values": False}},
-    }
-    return panel
+    return BarGaugePanel(title=title, description=description, unit=unit,
+                         targets=list(targets), dataSource=DATASOURCE,
+                         gridPos=GridPos(h=h, w=w, x=0, y=0), thresholds=thresholds or OK)
 
 
 def row(title: str) -> RowPanel:
