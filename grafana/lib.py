@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import attr
 from grafanalib.core import (
     Dashboard,
+    DashboardLink,
     GridPos,
     Panel,
     RowPanel,
@@ -229,6 +230,9 @@ def dashboard(uid: str, title: str, description: str, panels: Sequence, *,
         uid=uid, title=title, description=description,
         tags=["pulse", f"audience:{audience}", *tags],
         panels=_layout(panels), schemaVersion=SCHEMA_VERSION, editable=False,
+        # Every Pulse dashboard in one drop-down, keeping the chosen time range.
+        links=[DashboardLink(type="dashboards", tags=["pulse"], asDropdown=True,
+                             title="Pulse dashboards", keepTime=True)],
         templating=Templating(list=[datasource_variable(), *variables]),
         time=Time(time_from, "now"), refresh=refresh, timezone="utc",
         graphTooltip=1,
