@@ -1,6 +1,5 @@
 """GET /api/analytics/dashboards/{id} against a real Prometheus holding the recorded fixture."""
 
-import time
 
 import jsonschema
 import pytest
@@ -9,7 +8,7 @@ from bridge import create_app
 from bridge.openapi import document
 from grafana.queries import load_all, metric_names, panels
 from tests.bridge.conftest import auth, bridge_config
-from tests.grafana.fixture import STEP, STOPPED_MODEL, fixture_prometheus, rule_files
+from tests.grafana.fixture import STEP, STOPPED_MODEL, rule_files, shared_fixture_prometheus
 
 pytestmark = pytest.mark.integration
 URL = "/api/analytics/dashboards"
@@ -24,8 +23,7 @@ def needs_rules(panel: dict) -> bool:
 @pytest.fixture(scope="module")
 def fixture_prom(tmp_path_factory):
     """Prometheus on the fixture with the repository's rules backfilled."""
-    end = int(time.time()) // STEP * STEP
-    prom = fixture_prometheus(tmp_path_factory.mktemp("bridge-dashboards"), end)
+    prom, end = shared_fixture_prometheus(tmp_path_factory.mktemp("bridge-dashboards"))
     yield prom, end
     prom.stop()
 

@@ -10,11 +10,14 @@ result, so recorded series exist over the whole range and live evaluation contin
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import random
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,7 +307,7 @@ def fixture_prometheus(workdir: Path, end: int, hours: float = HOURS,
     # promtool evaluates each rule against the server, so a rule reading another recorded
     # series finds nothing on the first pass: repeat with the still-missing rules on the
     # blocks of the previous pass until nothing new appears.
-    pending = recording_rules(rules)
+    pending = needed_rules(recording_rules(rules))
     for attempt in range(6):
         present = set(prom.api("label/__name__/values", start=end - int(hours * 3600),
                                end=end))
@@ -326,6 +329,37 @@ def fixture_prometheus(workdir: Path, end: int, hours: float = HOURS,
     return prom
 
 
+_SHARED: dict[tuple, tuple[Path, int]] = {}
+
+
+def shared_fixture_prometheus(workdir: Path, hours: float = HOURS
+                              ) -> tuple[PrometheusServer, int]:
+    """(started Prometheus, fixture end): built once per process, then started on a copy.
+
+    Test modules each get their own server, but the TSDB (the slow part: promtool's
+    backfills) is built only by the first of them.
+    """
+    workdir = Path(workdir)
+    rules = rule_files()
+    key = (hours, tuple(str(p) for p in rules))
+    if key not in _SHARED:
+        end = int(time.time()) // STEP * STEP
+        prom = fixture_prometheus(workdir, end, hours, rules)
+        prom.stop()
+        snapshot = Path(tempfile.mkdtemp(prefix="pulse-fixture-tsdb-"))
+        atexit.register(shutil.rmtree, snapshot, True)
+        shutil.copytree(workdir / "data", snapshot / "data",
+                        ignore=shutil.ignore_patterns("lock", "queries.active"))
+        _SHARED[key] = (snapshot / "data", end)
+        prom.start(timeout=90)
+        return prom, end
+    data, end = _SHARED[key]
+    shutil.copytree(data, workdir / "data")
+    prom = PrometheusServer(workdir, rule_files=rules, scrape_interval="15s",
+                            evaluation_interval="1s")
+    return prom.start(timeout=90), end
+
+
 def recording_rules(paths: list[Path]) -> dict[str, dict]:
     """Recorded name -> {group name, interval, rules recording it} over the rule files."""
     found: dict[str, dict] = {}
@@ -338,6 +372,27 @@ def recording_rules(paths: list[Path]) -> dict[str, dict]:
                         "interval": group.get("interval"), "rules": []})
                     entry["rules"].append(rule)
     return found
+
+
+def needed_rules(records: dict[str, dict]) -> dict[str, dict]:
+    """The recording rules the dashboards read, with every recorded series they depend on.
+
+    Backfilling only these keeps the fixture quick: week-long capacity rules no panel
+    reads cost most of promtool's time and prove nothing about the dashboards.
+    """
+    from grafana.queries import load_all, metric_names, queries
+
+    todo = [n for name, doc in load_all().items() for q in queries(name, doc)
+            for n in metric_names(q.expr) if n in records]
+    needed: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        todo.extend(m for rule in records[name]["rules"] for m in metric_names(rule["expr"])
+                    if m in records)
+    return {name: entry for name, entry in records.items() if name in needed}
 
 
 def _groups_of(todo: dict[str, dict]) -> list[dict]:

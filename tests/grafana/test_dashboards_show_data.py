@@ -9,7 +9,7 @@ import yaml
 
 from grafana.queries import check, load_all, metric_names, queries
 from pulse.cli import main
-from tests.grafana.fixture import STEP, fixture_prometheus, rule_files, rules_dir
+from tests.grafana.fixture import STEP, rule_files, rules_dir, shared_fixture_prometheus
 from tests.harness import wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,8 +35,7 @@ def rule_names() -> tuple[set[str], set[str]]:
 @pytest.fixture(scope="module")
 def fixture_prom(tmp_path_factory):
     """Prometheus on the fixture (4 h ending now) with the rules backfilled."""
-    end = int(time.time()) // STEP * STEP
-    prom = fixture_prometheus(tmp_path_factory.mktemp("dashboards-fixture"), end)
+    prom, end = shared_fixture_prometheus(tmp_path_factory.mktemp("dashboards-fixture"))
     yield prom, end
     prom.stop()
 
