@@ -1,4 +1,4 @@
-"""The `pulse` command: up, down, status, check-config."""
+"""The `pulse` command: up, down, status, render, check-config, dashboards check."""
 
 from __future__ import annotations
 
@@ -163,6 +163,59 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_dashboards_check(args) -> int:
+    """Evaluate every query of every generated dashboard; exit 1 when any is empty or fails."""
+    import time as _time
+
+    import requests
+
+    from grafana.queries import check, load_all
+    from pulse.config import parse_duration
+
+    url, scrape_s = args.prometheus, 15.0
+    if not url or args.config:
+        try:
+            cfg = load_config(_config_path(args.config), env=_render_env())
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        url = url or cfg.prometheus.url
+        scrape_s = parse_duration(cfg.prometheus.scrape_interval)
+    try:
+        range_s = parse_duration(args.range)
+        if args.scrape_interval:
+            scrape_s = parse_duration(args.scrape_interval)
+    except ValueError as exc:
+        print(f"--range/--scrape-interval: {exc}", file=sys.stderr)
+        return 2
+    docs = load_all()
+    unknown = sorted(set(args.dashboard or ()) - set(docs))
+    if unknown:
+        print(f"--dashboard: unknown {', '.join(unknown)} (known: {', '.join(docs)})",
+              file=sys.stderr)
+        return 2
+    if args.dashboard:
+        docs = {name: doc for name, doc in docs.items() if name in args.dashboard}
+    try:
+        requests.get(f"{url.rstrip('/')}/api/v1/status/buildinfo", timeout=10).raise_for_status()
+    except requests.RequestException as exc:
+        print(f"Prometheus at {url} is unreachable: {type(exc).__name__}", file=sys.stderr)
+        return 1
+    end = _time.time()
+    step = max(scrape_s, range_s / 120)
+    outcomes = check(url, end - range_s, end, step=step, scrape_s=scrape_s, docs=docs)
+    failed = [o for o in outcomes if not o.ok]
+    for o in outcomes if args.verbose else failed:
+        state = "ok" if o.ok else ("ERROR" if o.error else "EMPTY")
+        print(f"{state:<6} {o.query.dashboard}/{o.query.panel_title} [{o.query.ref}] "
+              f"{o.series} series{': ' + o.error if o.error else ''}")
+        if not o.ok:
+            print(f"       {o.expr}")
+    print(f"{len(outcomes) - len(failed)}/{len(outcomes)} queries returned data from {url} "
+          f"over the last {args.range}")
+    return 1 if failed else 0
+
+
 def _render_env() -> dict[str, str]:
     """Placeholders for secrets that compose configs never contain."""
     env = dict(os.environ)
@@ -196,6 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true")
     p.add_argument("--compose", metavar="DIR", help="render for docker-compose into DIR")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("dashboards", help="work with the Grafana dashboards")
+    dsub = p.add_subparsers(dest="dashboards_command", required=True)
+    p = dsub.add_parser("check", help="every panel query parses and returns data")
+    p.add_argument("--prometheus", metavar="URL", help="default: prometheus.url of the config")
+    p.add_argument("--config", help="pulse.yml (default: PULSE_CONFIG or the shipped one)")
+    p.add_argument("--range", default="1h", help="how far back to evaluate (default 1h)")
+    p.add_argument("--scrape-interval", metavar="DURATION",
+                   help="what $__rate_interval is based on (default: the config's, else 15s)")
+    p.add_argument("--dashboard", action="append", metavar="NAME",
+                   help="only this dashboard (repeatable), e.g. executive")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every query")
+    p.set_defaults(func=cmd_dashboards_check)
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file", nargs="?")

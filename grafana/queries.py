@@ -1,0 +1,159 @@
+"""Read the generated dashboards as data: panels, their queries, variables expanded.
+
+Shared by `pulse dashboards check`, the bridge's dashboard data API and the tests, so
+all three evaluate exactly the expressions Grafana will send.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import requests
+
+GENERATED = Path(__file__).resolve().parent / "generated"
+VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+BUILTIN = {"__rate_interval", "__range", "__interval", "__range_s", "__interval_ms"}
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query of one panel of one dashboard."""
+
+    dashboard: str
+    panel_id: int
+    panel_title: str
+    ref: str
+    expr: str
+    legend: str
+    instant: bool
+
+
+@cache
+def load_all(directory: Path = GENERATED) -> dict[str, dict]:
+    """Dashboard name -> its generated JSON (read once per process)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(directory).glob("*.json"))}
+
+
+def panels(doc: Mapping) -> Iterator[dict]:
+    """Every panel that shows data (rows are walked into, not returned)."""
+    for panel in doc.get("panels", []):
+        if panel.get("type") == "row":
+            yield from panels(panel)
+        else:
+            yield panel
+
+
+def queries(name: str, doc: Mapping) -> Iterator[Query]:
+    """Every query of every panel of a dashboard."""
+    for panel in panels(doc):
+        for t in panel.get("targets", []):
+            yield Query(name, panel["id"], panel["title"], t["refId"], t["expr"],
+                        t.get("legendFormat", ""), bool(t.get("instant")))
+
+
+def variables(doc: Mapping) -> list[str]:
+    """Names of the dashboard's template variables other than the datasource."""
+    return [v["name"] for v in doc.get("templating", {}).get("list", [])
+            if v.get("type") != "datasource"]
+
+
+def seconds(value: float) -> str:
+    """A PromQL duration of whole seconds (at least 1 s)."""
+    return f"{max(1, math.ceil(value))}s"
+
+
+def expand(expr: str, *, range_s: float, step_s: float, scrape_s: float = 15.0,
+           values: Mapping[str, str] | None = None) -> str:
+    """Replace Grafana's variables as Grafana would; unset template variables match all.
+
+    `$__rate_interval` follows Grafana's rule: max(interval + scrape interval,
+    4 x scrape interval). Template values are used verbatim (callers escape them).
+    """
+    values = values or {}
+    builtins = {
+        "__rate_interval": seconds(max(step_s + scrape_s, 4 * scrape_s)),
+        "__range": seconds(range_s),
+        "__range_s": str(max(1, math.ceil(range_s))),
+        "__interval": seconds(step_s),
+        "__interval_ms": str(int(step_s * 1000)),
+    }
+
+    def replace(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name in builtins:
+            return builtins[name]
+        return values.get(name, ".*")
+
+    return VARIABLE.sub(replace, expr)
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric and recording-rule names an expression reads (a lexical approximation)."""
+    stripped = re.sub(r'"[^"]*"', '""', expr)
+    stripped = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", stripped)
+    stripped = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ",
+                      stripped)
+    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", stripped))
+    words -= set(re.findall(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*\(", stripped))
+    keywords = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset",
+                "bool", "and", "or", "unless", "s", "m", "h", "d", "inf", "nan"}
+    return {w for w in words if w not in keywords and not w.startswith("__")}
+
+
+def query_range(url: str, expr: str, start: float, end: float, step: float,
+                session: requests.Session | None = None, timeout: float = 30.0) -> list[dict]:
+    """Prometheus /api/v1/query_range; the matrix, or ValueError with Prometheus's error."""
+    resp = (session or requests).get(
+        f"{url.rstrip('/')}/api/v1/query_range", timeout=timeout,
+        params={"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                "step": f"{step:g}"})
+    try:
+        body = resp.json()
+    except ValueError:
+        raise ValueError(f"HTTP {resp.status_code}: {resp.text[:200]}") from None
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of checking one query: series returned, or the error."""
+
+    query: Query
+    expr: str
+    series: int
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the query parsed and returned at least one series."""
+        return self.error is None and self.series > 0
+
+
+def check(url: str, start: float, end: float, *, step: float = 60.0, scrape_s: float = 15.0,
+          docs: Mapping[str, dict] | None = None, workers: int = 8) -> list[Outcome]:
+    """Evaluate every query of every dashboard over [start, end]; one Outcome per query."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = load_all() if docs is None else docs
+    todo = [q for name, doc in sorted(docs.items()) for q in queries(name, doc)]
+    session = requests.Session()
+
+    def run(q: Query) -> Outcome:
+        expr = expand(q.expr, range_s=end - start, step_s=step, scrape_s=scrape_s)
+        try:
+            return Outcome(q, expr, len(query_range(url, expr, start, end, step, session)))
+        except ValueError as exc:
+            return Outcome(q, expr, 0, str(exc))
+        except requests.RequestException as exc:
+            return Outcome(q, expr, 0, f"Prometheus unreachable: {type(exc).__name__}")
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(run, todo))
