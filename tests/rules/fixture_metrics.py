@@ -50,7 +50,7 @@ COUNTERS: list[tuple[str, dict, float]] = [
     ("integration_wearable_syncs_total", {"vendor": "garmin", "result": "success"}, 3),
     ("integration_wearable_syncs_total", {"vendor": "garmin", "result": "failure"}, 0.1),
     ("pulse_events_received_total", {}, 50),
-    ("pulse_events_rejected_total", {"reason": "invalid_schema"}, 0.5),
+    ("pulse_events_rejected_total", {"reason": "invalid"}, 0.5),
     ("pulse_events_rejected_total", {"reason": "no_consent"}, 2),
     ("pulse_bridge_rule_reloads_total", {"result": "success"}, 0.1),
     ("pulse_notifications_total", {"channel": "slack", "result": "success"}, 1),

@@ -174,3 +174,15 @@ def test_shortened_copy_drops_intervals_and_caps_for():
     assert short["groups"][0] == {"name": "g", "rules": [
         {"alert": "A", "expr": "vector(1)", "for": "1s"}, {"record": "a:b:c", "expr": "1"}]}
     assert doc["groups"][0]["interval"] == "5m"
+
+
+def test_for_durations_are_production_values(rule_docs):
+    # Only the heartbeat and a safety violation (zero tolerance) fire on the first evaluation.
+    instant = {"Watchdog", "AiSafetyViolation"}
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for rule in contract.rules_of(rule_docs):
+        if "alert" not in rule or rule["alert"] in instant:
+            continue
+        value = rule.get("for", "0s")
+        assert re.fullmatch(r"\d+[smhd]", value), (rule["alert"], value)
+        assert int(value[:-1]) * seconds[value[-1]] >= 60, (rule["alert"], value)
