@@ -56,7 +56,7 @@ def test_every_runbook_section_belongs_to_an_alert(rule_docs):
     alerts = {r["alert"] for r in contract.rules_of(rule_docs) if "alert" in r}
     # Area headings group the sections; every other heading must be a live alert.
     areas = {"Application", "Infrastructure", "Integrations", "AI", "Business", "Engagement",
-             "Data", "Capacity"}
+             "Capacity"}
     stale = contract.runbook_sections() - alerts - areas
     assert not stale, f"runbook sections without an alert: {sorted(stale)}"
 
@@ -186,3 +186,14 @@ def test_for_durations_are_production_values(rule_docs):
         value = rule.get("for", "0s")
         assert re.fullmatch(r"\d+[smhd]", value), (rule["alert"], value)
         assert int(value[:-1]) * seconds[value[-1]] >= 60, (rule["alert"], value)
+
+
+def test_every_runbook_section_says_meaning_checks_and_mitigation(rule_docs):
+    text = contract.RUNBOOKS.read_text()
+    alerts = {r["alert"] for r in contract.rules_of(rule_docs) if "alert" in r}
+    # Split at each "## " heading; the body runs to the next one.
+    bodies = dict(re.findall(r"^## (\S+)\s*\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    for name in sorted(alerts):
+        body = bodies.get(name, "")
+        for part in ("**Meaning.**", "**First checks.**", "**Mitigation.**"):
+            assert part in body, f"## {name} lacks {part}"
