@@ -197,3 +197,12 @@ def test_every_runbook_section_says_meaning_checks_and_mitigation(rule_docs):
         body = bodies.get(name, "")
         for part in ("**Meaning.**", "**First checks.**", "**Mitigation.**"):
             assert part in body, f"## {name} lacks {part}"
+
+
+def test_group_intervals_stay_under_the_lookback(rule_docs):
+    # A recorded series read by another rule must be refreshed within Prometheus's 5-minute
+    # lookback, or the reader sees gaps that reset `for` timers.
+    for doc in rule_docs.values():
+        for group in doc["groups"]:
+            interval = group.get("interval", "1m")
+            assert re.fullmatch(r"[1-4]m|\d+s", interval), (group["name"], interval)
