@@ -1,4 +1,4 @@
-"""A scrape target serving every catalogue metric the rules read (besides node_exporter's).
+"""A scrape target serving every catalogue metric the rules read.
 
 Counters grow at a fixed rate from the moment the server starts, so rates, ratios and
 quantiles computed by the rules have known values in a live Prometheus.
@@ -55,6 +55,15 @@ COUNTERS: list[tuple[str, dict, float]] = [
     ("pulse_bridge_rule_reloads_total", {"result": "success"}, 0.1),
     ("pulse_notifications_total", {"channel": "slack", "result": "success"}, 1),
     ("alertmanager_notifications_failed_total", {"integration": "webhook"}, 0),
+    # Host: two cores 40 % busy (node_exporter names, as exporters.infrastructure writes them).
+    ("node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}, 0.6),
+    ("node_cpu_seconds_total", {"cpu": "0", "mode": "user"}, 0.4),
+    ("node_cpu_seconds_total", {"cpu": "1", "mode": "idle"}, 0.6),
+    ("node_cpu_seconds_total", {"cpu": "1", "mode": "user"}, 0.4),
+    ("node_network_receive_errs_total", {"device": "eth0"}, 0),
+    ("node_network_transmit_errs_total", {"device": "eth0"}, 0),
+    ("node_network_receive_bytes_total", {"device": "eth0"}, 50000),
+    ("node_network_transmit_bytes_total", {"device": "eth0"}, 20000),
 ]
 # (name, labels, value)
 GAUGES: list[tuple[str, dict, float]] = [
@@ -63,6 +72,13 @@ GAUGES: list[tuple[str, dict, float]] = [
     ("integration_probe_duration_seconds", {"integration": "stripe"}, 0.2),
     ("pulse_scrape_collector_success", {"collector": "cpu"}, 1),
     ("pulse_process_count", {"groupname": "postgres"}, 1),
+    ("node_memory_MemTotal_bytes", {}, 8e9),
+    ("node_memory_MemAvailable_bytes", {}, 5e9),
+    ("node_load1", {}, 0.8),
+    ("node_filesystem_size_bytes", {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"},
+     100e9),
+    ("node_filesystem_avail_bytes", {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"},
+     60e9),
 ]
 # (name, labels, per-second rate, {le: cumulative share}, mean)
 HISTOGRAMS: list[tuple[str, dict, float, dict, float]] = [
