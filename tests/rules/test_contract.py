@@ -105,6 +105,15 @@ def test_slo_targets_live_in_one_place(rule_docs):
                   if r.get("record") == "slo:objective:ratio"]
     assert {r["labels"]["slo"]: r["expr"] for r in objectives} == {
         "api-availability": "vector(0.995)", "api-latency": "vector(0.99)"}
+    # The latency SLI reads the histogram bucket at the published threshold (1 s).
+    threshold = [r for r in contract.rules_of(rule_docs)
+                 if r.get("record") == "slo:latency_threshold:seconds"]
+    assert [r["expr"] for r in threshold] == ["vector(1)"]
+    latency = [r for r in contract.rules_of(rule_docs)
+               if r.get("record", "").startswith("slo:sli_error:")
+               and r["labels"]["slo"] == "api-latency"]
+    assert len(latency) == 7
+    assert all('le=~"1|1\\.0"' in r["expr"] for r in latency)
     # The burn-rate alerts read the budget derived from them, never a number of their own.
     burns = [r for r in contract.rules_of(rule_docs) if r.get("alert") == "ApiErrorBudgetBurn"]
     assert len(burns) == 4
