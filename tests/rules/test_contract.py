@@ -113,7 +113,7 @@ def test_slo_targets_live_in_one_place(rule_docs):
                if r.get("record", "").startswith("slo:sli_error:")
                and r["labels"]["slo"] == "api-latency"]
     assert len(latency) == 7
-    assert all('le=~"1|1\\.0"' in r["expr"] for r in latency)
+    assert all(r'le=~"1|1\\.0"' in r["expr"] for r in latency)
     # The burn-rate alerts read the budget derived from them, never a number of their own.
     burns = [r for r in contract.rules_of(rule_docs) if r.get("alert") == "ApiErrorBudgetBurn"]
     assert len(burns) == 4
