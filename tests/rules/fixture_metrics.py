@@ -1,0 +1,164 @@
+"""A scrape target serving every catalogue metric the rules read.
+
+Counters grow at a fixed rate from the moment the server starts, so rates, ratios and
+quantiles computed by the rules have known values in a live Prometheus.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# (name, labels, per-second rate)
+COUNTERS: list[tuple[str, dict, float]] = [
+    ("app_cache_requests_total", {"result": "hit"}, 8),
+    ("app_cache_requests_total", {"result": "miss"}, 2),
+    ("fitness_app_crashes_total", {"platform": "ios", "app_version": "5.2.0"}, 0.1),
+    ("fitness_sessions_total", {"platform": "ios"}, 5),
+    ("fitness_sessions_total", {"platform": "android"}, 4),
+    ("fitness_workouts_started_total", {"platform": "ios", "workout_type": "strength"}, 2),
+    ("fitness_workouts_completed_total", {"platform": "ios", "workout_type": "strength"}, 1.5),
+    ("fitness_nutrition_logs_total", {"platform": "ios"}, 1),
+    ("fitness_feature_used_total", {"feature": "coach_chat", "platform": "ios"}, 1),
+    ("fitness_funnel_step_total", {"funnel": "onboarding", "step": "profile"}, 1),
+    ("fitness_users_signed_up_total", {"platform": "web"}, 0.5),
+    ("fitness_goals_achieved_total", {"goal_category": "strength"}, 0.2),
+    ("fitness_exercise_completions_total", {"exercise_type": "squat"}, 3),
+    ("fitness_injuries_reported_total", {"exercise_type": "squat"}, 0.01),
+    ("business_revenue_total", {"stream": "subscription", "currency": "USD"}, 10),
+    ("business_subscriptions_started_total", {"plan": "monthly"}, 0.2),
+    ("business_subscriptions_canceled_total", {"plan": "monthly"}, 0.05),
+    ("business_marketplace_programs_sold_total", {"category": "yoga"}, 0.1),
+    ("business_trainer_commission_total", {"currency": "USD"}, 2),
+    # workout: accuracy 0.6, below the 0.75 the alert wants.
+    ("ai_recommendations_total", {"model": "workout", "model_version": "v3",
+                                  "outcome": "accepted"}, 12),
+    ("ai_recommendations_total", {"model": "workout", "model_version": "v3",
+                                  "outcome": "modified"}, 4),
+    ("ai_recommendations_total", {"model": "workout", "model_version": "v3",
+                                  "outcome": "rejected"}, 4),
+    ("ai_recommendations_total", {"model": "workout", "model_version": "v3",
+                                  "outcome": "ignored"}, 5),
+    ("ai_safety_events_total", {"model": "workout", "kind": "unsafe_load"}, 0),
+    ("ai_experiment_exposures_total", {"experiment": "tone", "variant": "control"}, 2),
+    ("ai_experiment_conversions_total", {"experiment": "tone", "variant": "control",
+                                         "metric": "workout_completed"}, 0.5),
+    ("integration_probe_failures_total", {"integration": "stripe", "reason": "timeout"}, 0),
+    ("integration_email_messages_total", {"status": "delivered"}, 9),
+    ("integration_email_messages_total", {"status": "bounced"}, 1),
+    ("integration_wearable_syncs_total", {"vendor": "garmin", "result": "success"}, 3),
+    ("integration_wearable_syncs_total", {"vendor": "garmin", "result": "failure"}, 0.1),
+    ("pulse_events_received_total", {}, 50),
+    ("pulse_events_rejected_total", {"reason": "invalid"}, 0.5),
+    ("pulse_events_rejected_total", {"reason": "no_consent"}, 2),
+    ("pulse_bridge_rule_reloads_total", {"result": "success"}, 0.1),
+    ("pulse_notifications_total", {"channel": "slack", "result": "success"}, 1),
+    ("alertmanager_notifications_failed_total", {"integration": "webhook"}, 0),
+    # Host: two cores 40 % busy (node_exporter names, as exporters.infrastructure writes them).
+    ("node_cpu_seconds_total", {"cpu": "0", "mode": "idle"}, 0.6),
+    ("node_cpu_seconds_total", {"cpu": "0", "mode": "user"}, 0.4),
+    ("node_cpu_seconds_total", {"cpu": "1", "mode": "idle"}, 0.6),
+    ("node_cpu_seconds_total", {"cpu": "1", "mode": "user"}, 0.4),
+    ("node_network_receive_errs_total", {"device": "eth0"}, 0),
+    ("node_network_transmit_errs_total", {"device": "eth0"}, 0),
+    ("node_network_receive_bytes_total", {"device": "eth0"}, 50000),
+    ("node_network_transmit_bytes_total", {"device": "eth0"}, 20000),
+]
+# (name, labels, value)
+GAUGES: list[tuple[str, dict, float]] = [
+    ("ai_model_drift_psi", {"model": "nutrition", "feature": "calories"}, 0.05),
+    ("integration_probe_success", {"integration": "stripe"}, 1),
+    ("integration_probe_duration_seconds", {"integration": "stripe"}, 0.2),
+    ("pulse_scrape_collector_success", {"collector": "cpu"}, 1),
+    ("pulse_process_count", {"groupname": "postgres"}, 1),
+    ("node_memory_MemTotal_bytes", {}, 8e9),
+    ("node_memory_MemAvailable_bytes", {}, 5e9),
+    ("node_load1", {}, 0.8),
+    ("node_filesystem_size_bytes", {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"},
+     100e9),
+    ("node_filesystem_avail_bytes", {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"},
+     60e9),
+]
+# (name, labels, per-second rate, {le: cumulative share}, mean)
+HISTOGRAMS: list[tuple[str, dict, float, dict, float]] = [
+    # /api/workouts: p95 1.75 s, so ApiLatencyP95High (warning) fires.
+    ("http_server_request_duration_seconds",
+     {"http_request_method": "GET", "http_route": "/api/workouts",
+      "http_response_status_code": "200"}, 20, {"0.1": 0.5, "0.5": 0.8, "1.0": 0.9, "2.5": 1},
+     0.5),
+    ("http_server_request_duration_seconds",
+     {"http_request_method": "POST", "http_route": "/api/purchases",
+      "http_response_status_code": "200"}, 9, {"0.1": 1, "0.5": 1, "1.0": 1, "2.5": 1}, 0.05),
+    ("http_server_request_duration_seconds",
+     {"http_request_method": "POST", "http_route": "/api/purchases",
+      "http_response_status_code": "503"}, 1, {"0.1": 1, "0.5": 1, "1.0": 1, "2.5": 1}, 0.05),
+    ("app_db_query_duration_seconds", {"operation": "select"}, 30,
+     {"0.01": 0.9, "0.1": 1}, 0.01),
+    ("fitness_session_duration_seconds", {"platform": "ios"}, 5, {"60.0": 0.3, "600.0": 1},
+     240),
+    ("fitness_client_request_duration_seconds", {"platform": "ios", "endpoint": "/workouts"},
+     5, {"0.5": 0.9, "1.0": 1}, 0.3),
+    ("ai_recommendation_feedback_score", {"model": "workout"}, 2, {"2.0": 0.2, "5.0": 1}, 3.8),
+    ("ai_inference_duration_seconds", {"model": "workout"}, 25, {"0.05": 0.9, "0.2": 1}, 0.04),
+    ("pulse_ingest_batch_duration_seconds", {}, 2, {"0.005": 0.9, "0.05": 1}, 0.004),
+]
+
+
+def _labels(labels: dict) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def exposition(elapsed: float, now: float) -> str:
+    """The text exposition after `elapsed` seconds (counters start at 0)."""
+    lines = []
+    for name, labels, rate in COUNTERS:
+        lines.append(f"{name}{_labels(labels)} {rate * elapsed}")
+    for name, labels, value in GAUGES:
+        lines.append(f"{name}{_labels(labels)} {value}")
+    lines.append('integration_tls_cert_expiry_timestamp_seconds{integration="stripe"} '
+                 f"{now + 30 * 86400}")
+    for name, labels, rate, buckets, mean in HISTOGRAMS:
+        count = rate * elapsed
+        for le, share in buckets.items():
+            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {share * count}")
+        lines.append(f"{name}_bucket{_labels({**labels, 'le': '+Inf'})} {count}")
+        lines.append(f"{name}_count{_labels(labels)} {count}")
+        lines.append(f"{name}_sum{_labels(labels)} {mean * count}")
+    return "\n".join(lines) + "\n"
+
+
+class FixtureTarget:
+    """A local HTTP server answering /metrics with `exposition()`."""
+
+    def __init__(self):
+        self.started = time.monotonic()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                body = exposition(time.monotonic() - target.started, time.time()).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FixtureTarget:
+        """Serve in a background thread."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.shutdown()
+        self.server.server_close()
