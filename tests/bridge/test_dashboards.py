@@ -1,13 +1,13 @@
 """GET /api/analytics/dashboards/{id} against a real Prometheus holding the recorded fixture."""
 
 
-import jsonschema
 import pytest
 
 from bridge import create_app
 from bridge.openapi import document
 from grafana.queries import load_all, metric_names, panels
 from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.openapi_check import validate_response
 from tests.grafana.fixture import STEP, STOPPED_MODEL, rule_files, shared_fixture_prometheus
 
 pytestmark = pytest.mark.integration
@@ -37,30 +37,11 @@ def api(tmp_path, fixture_prom):
     return app.test_client()
 
 
-def _schema(name: str) -> dict:
-    """An OpenAPI component schema as JSON Schema (refs to $defs, nullable as a type union)."""
-    components = document()["components"]["schemas"]
-
-    def convert(node):
-        if isinstance(node, dict):
-            out = {k: convert(v) for k, v in node.items() if k != "nullable"}
-            if "$ref" in out:
-                out["$ref"] = out["$ref"].replace("#/components/schemas/", "#/$defs/")
-            if node.get("nullable"):
-                out["type"] = [node["type"], "null"]
-            return out
-        if isinstance(node, list):
-            return [convert(v) for v in node]
-        return node
-
-    return {"$ref": f"#/$defs/{name}", "$defs": convert(components)}
-
-
 def test_executive_dashboard_with_data_and_quality(api):
     resp = api.get(f"{URL}/pulse-executive?from=now-2h", headers=auth("executive"))
     assert resp.status_code == 200, resp.json
     body = resp.json
-    jsonschema.validate(body, _schema("DashboardDataResponse"))
+    validate_response(document(), "DashboardDataResponse", body)
     dash = body["dashboard"]
     doc = load_all()["executive"]
     assert (dash["id"], dash["targetAudience"], dash["owner"]) == ("pulse-executive",

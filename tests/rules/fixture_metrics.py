@@ -71,7 +71,7 @@ GAUGES: list[tuple[str, dict, float]] = [
     ("integration_probe_success", {"integration": "stripe"}, 1),
     ("integration_probe_duration_seconds", {"integration": "stripe"}, 0.2),
     ("pulse_scrape_collector_success", {"collector": "cpu"}, 1),
-    ("pulse_process_count", {"groupname": "postgres"}, 1),
+    ("pulse_process_num_procs", {"groupname": "postgres"}, 1),
     ("node_memory_MemTotal_bytes", {}, 8e9),
     ("node_memory_MemAvailable_bytes", {}, 5e9),
     ("node_load1", {}, 0.8),
