@@ -118,7 +118,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 def run_wrk(script: Path, url: str, seconds: float, connections: int) -> dict:
     """One wrk run: requests/s, p50 and p99 latency in ms, non-2xx count."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+    duration = f"-d{max(1, round(seconds))}s"
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", duration, "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True,
                          timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))

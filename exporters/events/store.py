@@ -292,8 +292,11 @@ class EventStore:
                     if labels not in existing:
                         fresh = new_series.setdefault(name, set())
                         if labels not in fresh:
-                            if len(existing) + len(fresh) >= d.max_series:
-                                labels = (OTHER,) * len(labels)
+                            # One place of the cap is kept for the all-`other` overflow series.
+                            folded = (OTHER,) * len(labels)
+                            if (labels != folded
+                                    and len(existing) + len(fresh) >= d.max_series - 1):
+                                labels = folded
                             if labels not in existing:
                                 fresh.add(labels)
                     if d.type == "histogram":
