@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import fastjsonschema
 import orjson
 
+from exporters.events.fastcheck import compile_predicate
 from exporters.events.mapping import Mapping
 from exporters.events.store import EventStore, StoreError, Submission
 
@@ -140,7 +141,9 @@ class Intake:
         self.store = store
         self.mapping = mapping
         self.limits = limits
-        self.validate = fastjsonschema.compile(json.loads(EVENT_SCHEMA.read_text()))
+        schema = json.loads(EVENT_SCHEMA.read_text())
+        self.validate = fastjsonschema.compile(schema)
+        self.is_valid = compile_predicate(schema) or (lambda event: False)
         self.sinks: list[Sink] = []
         self._observe_duration = observe_duration or (lambda s: None)
         self._count_request_rejection = count_request_rejection or (lambda r: None)
@@ -290,7 +293,7 @@ class Intake:
         errors: list[dict] = []
         dead: list[dict] = []
         rejected = {"invalid": 0, "checksum_mismatch": 0, "no_consent": 0}
-        validate, observe = self.validate, self.mapping.observe
+        validate, is_valid, observe = self.validate, self.is_valid, self.mapping.observe
         now = None
         for index, event in enumerate(events):
             if event.__class__ is dict:
@@ -322,10 +325,10 @@ class Intake:
                 reason = "checksum_mismatch"
                 error = ("event", "checksum_mismatch",
                          "checksums[i] is not the SHA-256 of the event's canonical JSON")
-            else:
+            elif not is_valid(event):
                 reason = "invalid"
                 try:
-                    validate(event)
+                    validate(event)  # the authority, and the error's field and code
                 except fastjsonschema.JsonSchemaValueException as exc:
                     error = _schema_error(exc)
             if error is not None:

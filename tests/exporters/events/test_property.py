@@ -98,3 +98,26 @@ def test_arbitrary_events_in_a_valid_envelope_never_get_a_5xx(app, caplog, event
 def test_arbitrary_bytes_never_get_a_5xx(app, caplog, data, encoding, ctype):
     _post(app, data, "/api/analytics/events", caplog, **{"Content-Encoding": encoding,
                                                          "Content-Type": ctype})
+
+
+@SETTINGS
+@given(event=mutated_events() | JSON_VALUES)
+def test_the_fast_predicate_never_accepts_what_the_schema_rejects(app, event):
+    intake = app.intake
+    if intake.is_valid(event):
+        intake.validate(event)  # raises if the predicate was wrong
+
+
+def test_the_fast_predicate_is_compiled_and_accepts_every_example(app):
+    from exporters.events.examples import EXAMPLES
+    for rule in EXAMPLES:
+        assert app.intake.is_valid(example_event(rule)) is True
+
+
+def test_the_predicate_compiler_refuses_keywords_it_does_not_know():
+    from exporters.events.fastcheck import compile_predicate
+    assert compile_predicate({"type": "object", "patternProperties": {}}) is None
+    assert compile_predicate({"type": "string", "format": "email"}) is None
+    check = compile_predicate({"type": "object", "required": ["a"],
+                               "properties": {"a": {"type": ["string", "object"]}}})
+    assert check({"a": "x"}) and check({"a": {}}) and not check({"a": 1}) and not check({})
