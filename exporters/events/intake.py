@@ -235,10 +235,14 @@ class Intake:
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             first = str(exc)
-        # orjson refuses integers beyond 64 bits that are still valid JSON.
+        # orjson is stricter than the JSON grammar in corners (e.g. very long numbers): the
+        # stdlib decides, but what cannot be written back as UTF-8 JSON (lone surrogates) is
+        # refused here, so nothing downstream (the log, the dead letters) ever chokes on it.
         try:
-            return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError, RecursionError):
+            doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            orjson.dumps(doc)
+            return doc
+        except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
             raise RequestError(400, "invalid_json", f"the body is not valid JSON: {first}",
                                "body") from None
 

@@ -339,7 +339,14 @@ class EventStore:
                 rec["i"] = [sub.events[i][0] for i in new_indexes]
             if sub.dead_letters:
                 rec["d"] = sub.dead_letters
-            payload = orjson.dumps(rec)
+            try:
+                payload = orjson.dumps(rec)
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                sub.error = exc  # only this submission fails; its neighbours go on
+                for key in rec.get("i", ()):
+                    group_ids.discard(key)
+                del group_batches[sub.batch_id]
+                continue
             frames.append(FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
             sub.new_indexes = new_indexes
             sub.result = orjson.dumps(sub.response)

@@ -89,6 +89,9 @@ def test_gzip_bodies_are_accepted_on_both_endpoints(intake):
     (b"{}", {"Content-Encoding": "br"}, "unsupported_content_encoding", "Content-Encoding"),
     (b"{}", {"Content-Type": "text/plain"}, "unsupported_content_type", "Content-Type"),
     (b'{"events": [1], "clientTimestamp": 1, "x": NaN}', {}, "invalid_json", "body"),
+    (rb'{"events": [{"id": "\ud800"}], "clientTimestamp": "x"}', {}, "invalid_json", "body"),
+    (rb'{"events": [], "batchId": "\udfff", "clientTimestamp": "x"}', {}, "invalid_json",
+     "body"),
 ])
 def test_malformed_requests_get_400_naming_the_problem(intake, data, headers, code, field):
     resp = post_raw(intake, data, **headers)

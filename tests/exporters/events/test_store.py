@@ -97,3 +97,18 @@ def test_the_event_id_window_is_bounded():
     for key in range(100):
         window.add(key)
     assert len(window) <= 10 and 99 in window and 0 not in window
+
+
+def test_a_record_that_cannot_be_written_fails_alone(tmp_path):
+    from exporters.events.store import Submission
+    store = EventStore(tmp_path / "events", {})
+    bad = Submission("bad", {"batchId": "\ud800"}, [(1, [])], {}, [], 1)
+    good = Submission("good", {"batchId": "good"}, [(2, [])], {}, [], 1)
+    with store._cv:  # both in one group
+        store._pending += [bad, good]
+        store._cv.notify()
+    assert bad.done.wait(30) and good.done.wait(30)
+    assert bad.error is not None and bad.record is None
+    assert good.error is None and good.result is not None
+    assert store.counter_value("pulse_events_accepted_total") == 1
+    store.close()
