@@ -48,7 +48,7 @@ function init(args)
 end
 request = function()
   counter = counter + 1
-  local tag = string.format("%%03d%%07d", tid, counter)
+  local tag = string.format("%%03d%%02d%%05d", %(run)d, tid, counter)
   local body = template:gsub("%(placeholder)s", tag)
   return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
 end
@@ -116,6 +116,18 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
+RUNS = iter(range(1000))
+
+
+def script_for(work: Path) -> Path:
+    """A wrk script whose event ids no other run uses (a repeated id would not be counted)."""
+    run = next(RUNS)
+    path = work / f"run-{run}.lua"
+    path.write_text(LUA % {"body": work / "body.json", "path": "/api/analytics/events",
+                           "placeholder": PLACEHOLDER, "run": run})
+    return path
+
+
 def run_wrk(script: Path, url: str, seconds: float, connections: int) -> dict:
     """One wrk run: requests/s, p50 and p99 latency in ms, non-2xx count."""
     duration = f"-d{max(1, round(seconds))}s"
@@ -180,11 +192,6 @@ def main() -> None:
         f"exporters:\n  events:\n    listen: 127.0.0.1:{intake_port}\n")
     env = dict(os.environ, PULSE_PRIVACY_SALT="bench-salt-0123456789",
                PULSE_ADMIN_TOKEN="bench-token-0123456789")
-    scripts = {}
-    for name, path in (("intake", "/api/analytics/events"), ("floor", "/api/analytics/events")):
-        scripts[name] = work / f"{name}.lua"
-        scripts[name].write_text(LUA % {"body": work / "body.json", "path": path,
-                                        "placeholder": PLACEHOLDER})
     intake = start([sys.executable, "-m", "exporters.events", "--config", str(work / "pulse.yml")],
                    f"http://127.0.0.1:{intake_port}/-/ready", work / "intake.log", env)
     floor = start([sys.executable, str(Path(__file__).resolve()), "--floor-server",
@@ -194,18 +201,19 @@ def main() -> None:
     try:
         for _ in range(args.rounds):
             for name, port in (("floor", floor_port), ("intake", intake_port)):
-                results[name].append(run_wrk(scripts[name], f"http://127.0.0.1:{port}",
+                results[name].append(run_wrk(script_for(work), f"http://127.0.0.1:{port}",
                                              args.seconds, args.connections))
         metrics = f"http://127.0.0.1:{intake_port}/metrics"
         counted = counter(metrics, "pulse_events_accepted_total")
         rate = median([r["rps"] for r in results["intake"]]) * 100
         while counted < args.total:
             remaining = (args.total - counted) / max(rate, 1000)
-            run_wrk(scripts["intake"], f"http://127.0.0.1:{intake_port}",
+            run_wrk(script_for(work), f"http://127.0.0.1:{intake_port}",
                     max(2, min(60, remaining * 1.1)), args.connections)
             counted = counter(metrics, "pulse_events_accepted_total")
         rss = rss_mb(intake.pid)
         received = counter(metrics, "pulse_events_received_total")
+        duplicates = counter(metrics, "pulse_events_duplicates_total")
     finally:
         stop(intake)
         stop(floor)
@@ -230,7 +238,8 @@ def main() -> None:
           f"{'reached' if ratio >= 0.5 else 'NOT reached'})")
     print(f"intake events/s: {events_s:.0f}  (target >= 30000: "
           f"{'reached' if events_s >= 30000 else 'NOT reached'})")
-    print(f"intake RSS after {counted:.0f} counted events ({received:.0f} received): "
+    print(f"intake RSS after {counted:.0f} counted events ({received:.0f} received, "
+          f"{duplicates:.0f} duplicates): "
           f"{rss:.1f} MB  (target < 150 MB: {'reached' if rss < 150 else 'NOT reached'})")
 
 

@@ -237,7 +237,7 @@ class EventStore:
             elif d is not None:
                 log.warning("snapshot: histogram %s changed shape; its history is dropped", name)
         for bid, t, response in snap["batches"]:
-            self.batches[bid] = (t, orjson.dumps(response))
+            self.batches[bid] = (t, response.encode())
         self.ids.previous = set(snap["ids_previous"])
         self.ids.current = set(snap["ids_current"])
         self.dead_letters.extend(snap["dead_letters"])
@@ -421,7 +421,7 @@ class EventStore:
                 "counters": [[n, list(k), v] for n, s in self.counters.items()
                              for k, v in s.items()],
                 "hists": [[n, list(k), v] for n, s in self.hists.items() for k, v in s.items()],
-                "batches": [[b, t, orjson.loads(r)] for b, (t, r) in self.batches.items()],
+                "batches": [[b, t, r.decode()] for b, (t, r) in self.batches.items()],
                 "ids_previous": list(self.ids.previous),
                 "ids_current": list(self.ids.current),
                 "dead_letters": list(self.dead_letters),
