@@ -1,18 +1,152 @@
-"""The events exporter (`python -m exporters.events`)."""
+"""The events intake (`python -m exporters.events`): analytics events in, Prometheus metrics out.
 
-from flask import Flask
-from prometheus_client import CollectorRegistry
+POST /api/analytics/events and /api/analytics/events/batch take batches of AnalyticsEvent
+(docs/events.md), acknowledge them only once durable (exporters/events/store.py), and the
+metrics the mapping (exporters/events/mapping.yml) derives from them are exposed on /metrics
+by `EventsCollector` from the restored state, so they survive restarts exactly.
+"""
 
-from pulse.config import Config
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from flask import Flask, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+
+from exporters.events.intake import Intake, Limits
+from exporters.events.mapping import load_mapping
+from exporters.events.store import EventStore
+from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
 COMPONENT = "exporters.events"
+INGEST_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
+JSON = [("Content-Type", "application/json")]
+
+
+class EventsCollector:
+    """Yields the mapped metrics and the intake's own counters from the durable state."""
+
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def collect(self):
+        """Fresh metric families each scrape; a failure sets the success gauge to 0."""
+        started = time.perf_counter()
+        success = 1.0
+        families = []
+        try:
+            counters, hists = self.store.read_metrics()
+            for d, series in counters:
+                fam = CounterMetricFamily(d.name, d.help, labels=d.labels)
+                for labels, value in series:
+                    fam.add_metric(labels, value)
+                families.append(fam)
+            for d, series in hists:
+                fam = HistogramMetricFamily(d.name, d.help, labels=d.labels)
+                for labels, cells in series:
+                    cumulative, running = [], 0.0
+                    for bound, count in zip(d.buckets, cells, strict=False):
+                        running += count
+                        cumulative.append((_le(bound), running))
+                    running += cells[len(d.buckets)]
+                    cumulative.append(("+Inf", running))
+                    fam.add_metric(labels, cumulative, cells[-1])
+                families.append(fam)
+            dead = GaugeMetricFamily("pulse_events_dead_letters",
+                                     "Rejected events currently kept in the dead-letter store.")
+            dead.add_metric([], len(self.store.dead_letters))
+            families.append(dead)
+        except Exception:  # noqa: BLE001 - a failing collector never fails the scrape
+            families, success = [], 0.0
+        yield from families
+        ok = GaugeMetricFamily("pulse_scrape_collector_success",
+                               "1 when the collector produced its metrics.", labels=["collector"])
+        ok.add_metric(["events"], success)
+        yield ok
+        took = GaugeMetricFamily("pulse_scrape_collector_duration_seconds",
+                                 "Time the collector took.", labels=["collector"])
+        took.add_metric(["events"], time.perf_counter() - started)
+        yield took
+
+
+def _le(bound: float) -> str:
+    return str(int(bound)) + ".0" if float(bound).is_integer() else repr(float(bound))
+
+
+class IngestMiddleware:
+    """Routes the two ingest POSTs straight to the intake; everything else goes to Flask."""
+
+    def __init__(self, app, intake: Intake):
+        self.app = app
+        self.intake = intake
+
+    def __call__(self, environ, start_response):
+        kind = INGEST_PATHS.get(environ.get("PATH_INFO", ""))
+        if kind is None:
+            return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") != "POST":
+            body = (b'{"error":{"code":"method_not_allowed","message":"use POST",'
+                    b'"details":[{"field":"method","problem":"only POST is allowed"}]}}')
+            start_response("405 Method Not Allowed",
+                           JSON + [("Allow", "POST"), ("Content-Length", str(len(body)))])
+            return [body]
+        status, body = self.intake.handle(kind, environ)
+        start_response(status, JSON + [("Content-Length", str(len(body)))])
+        return [body]
+
+
+def limits_of(section) -> Limits:
+    """The request limits of an `exporters.events` config section."""
+    return Limits(max_body_bytes=section.max_body_bytes,
+                  max_events_per_batch=section.max_events_per_batch,
+                  max_event_bytes=section.max_event_bytes,
+                  max_properties_depth=section.max_properties_depth)
 
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
-    """The exporter's WSGI app: /metrics and health endpoints."""
+    """The intake's WSGI app: the ingest endpoints, dead letters, /metrics and health."""
     registry = registry or CollectorRegistry()
+    section = cfg.exporters.events
+    mapping = load_mapping(section.mapping or None, cfg.privacy.pii_patterns.values())
+    store = EventStore(
+        Path(cfg.data_dir) / "events", mapping.metrics,
+        batch_window_seconds=parse_duration(section.idempotency_window),
+        max_batches=section.idempotency_max_batches, event_id_window=section.event_id_window,
+        dead_letter_max=section.dead_letter_max, checkpoint_bytes=section.checkpoint_bytes)
+    duration = Histogram("pulse_ingest_batch_duration_seconds",
+                         "Time to validate, map and durably commit one accepted request.",
+                         buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
+                         registry=registry)
+    refused = Counter("pulse_ingest_requests_rejected_total",
+                      "Whole requests refused (malformed, over a limit, log unavailable).",
+                      ["reason"], registry=registry)
+    intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
+                    count_request_rejection=lambda code: refused.labels(code).inc())
+    registry.register(EventsCollector(store))
+
     app = Flask(__name__)
     app.config["PULSE"] = cfg
+    app.extensions["pulse.events"] = intake
     add_standard_routes(app, registry, COMPONENT)
+
+    @app.get("/api/analytics/events/rejected")
+    def rejected():
+        """The newest dead letters (rejected events with their reason), newest first."""
+        raw = request.args.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= section.dead_letter_max:
+            return {"error": {"code": "invalid_parameter",
+                              "message": f"limit must be an integer from 1 to "
+                                         f"{section.dead_letter_max}",
+                              "details": [{"field": "limit", "problem": "out of range"}]}}, 400
+        items = store.rejected(int(raw))
+        return {"rejected": items, "count": len(items), "kept": len(store.dead_letters)}
+
+    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake)
     return app

@@ -1,7 +1,28 @@
-"""Run the events exporter."""
+"""Run the events intake: `python -m exporters.events [--config pulse.yml] [--listen h:p]`."""
+
+import sys
 
 from exporters.events import COMPONENT, create_app
-from pulse.service import run_service
+from exporters.events.mapping import MappingError
+from exporters.events.store import StoreError
+from pulse.log import register_secrets, setup
+from pulse.service import config_secrets, load_or_exit, parse_args, serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Load the config and the mapping, restore the durable state, serve with waitress."""
+    args = parse_args(COMPONENT, argv)
+    cfg = load_or_exit(args.config)
+    setup(COMPONENT, cfg.log_level)
+    register_secrets(config_secrets(cfg))
+    try:
+        app = create_app(cfg)
+    except (MappingError, StoreError) as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    section = cfg.exporters.events
+    serve(app, args.listen or section.listen, COMPONENT, threads=section.threads)
+
 
 if __name__ == "__main__":
-    run_service(COMPONENT, create_app, lambda cfg: cfg.exporters.events.listen)
+    main()

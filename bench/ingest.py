@@ -1,0 +1,247 @@
+"""Event ingest: events/s and batch latency of the intake against the HTTP floor, one run.
+
+Starts the real intake (`python -m exporters.events`, waitress, default mapping, durable log on
+the data disk) and, in the same run, the same waitress server answering a bare endpoint that
+reads the body and returns `{}` (the floor). `wrk` posts 100-event batches (~50 KB, every
+request with fresh event ids, so nothing is deduplicated away) over keep-alive connections to
+each, then keeps posting to the intake until it has counted 1 million events and reads its RSS.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--connections 4] [--total 1000000]
+
+Needs `wrk` (apt-get install -y wrk). Prints medians over the rounds and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from exporters.events.examples import EXAMPLES, example_event  # noqa: E402
+
+PLACEHOLDER = "@@@@@@@@@@"
+LUA = r"""
+local template = io.open("%(body)s", "rb"):read("*a")
+local counter = 0
+local tid = 0
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  tid = tonumber(wrk.thread:get("tid")) or 0
+end
+request = function()
+  counter = counter + 1
+  local tag = string.format("%%03d%%02d%%05d", %(run)d, tid, counter)
+  local body = template:gsub("%(placeholder)s", tag)
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def floor_app(environ, start_response):
+    """The HTTP floor: read the whole body, answer {}."""
+    stream = environ["wsgi.input"]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    stream.read(length)
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "2")])
+    return [b"{}"]
+
+
+def serve_floor(listen: str, threads: int) -> None:
+    """Run the floor on the same waitress setup as the intake."""
+    from pulse.service import serve
+    serve(floor_app, listen, "bench-floor", threads=threads)
+
+
+def make_body(path: Path) -> int:
+    """A 100-event batch mixing every mapped event shape, ids made unique by a placeholder."""
+    rules = list(EXAMPLES)
+    events = []
+    for i in range(100):
+        event = example_event(rules[i % len(rules)])
+        event["id"] = f"bench-{PLACEHOLDER}-{i:03d}"
+        events.append(event)
+    body = orjson.dumps({"events": events, "clientTimestamp": "2026-11-25T10:00:00Z"})
+    path.write_bytes(body)
+    return len(body)
+
+
+def start(argv: list[str], url: str, log: Path, env: dict) -> subprocess.Popen:
+    """Start a server process and wait until url answers."""
+    proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            env=env, cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{argv} exited:\n{log.read_text()}")
+        try:
+            requests.get(url, timeout=1)
+            return proc
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a server process (its group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+RUNS = iter(range(1000))
+
+
+def script_for(work: Path) -> Path:
+    """A wrk script whose event ids no other run uses (a repeated id would not be counted)."""
+    run = next(RUNS)
+    path = work / f"run-{run}.lua"
+    path.write_text(LUA % {"body": work / "body.json", "path": "/api/analytics/events",
+                           "placeholder": PLACEHOLDER, "run": run})
+    return path
+
+
+def run_wrk(script: Path, url: str, seconds: float, connections: int) -> dict:
+    """One wrk run: requests/s, p50 and p99 latency in ms, non-2xx count."""
+    duration = f"-d{max(1, round(seconds))}s"
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", duration, "--latency",
+                          "-s", str(script), url], capture_output=True, text=True, check=True,
+                         timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+    lat = {m.group(1): _ms(m.group(2), m.group(3))
+           for m in re.finditer(r"^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$", out, re.M)}
+    bad = re.search(r"Non-2xx or 3xx responses:\s+([0-9]+)", out)
+    return {"rps": rps, "p50": lat.get("50"), "p99": lat.get("99"),
+            "non2xx": int(bad.group(1)) if bad else 0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def counter(url: str, name: str) -> float:
+    """A sample value from a /metrics page."""
+    text = requests.get(url, timeout=10).text
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+def median(values: list[float]) -> float:
+    """The median."""
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--total", type=int, default=1_000_000)
+    parser.add_argument("--floor-server", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=8, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_server:
+        serve_floor(args.floor_server, args.threads)
+        return
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="pulse-bench-ingest-"))
+    size = make_body(work / "body.json")
+    intake_port, floor_port = free_port(), free_port()
+    (work / "pulse.yml").write_text(
+        f"data_dir: {work / 'data'}\nlog_level: warning\n"
+        f"exporters:\n  events:\n    listen: 127.0.0.1:{intake_port}\n")
+    env = dict(os.environ, PULSE_PRIVACY_SALT="bench-salt-0123456789",
+               PULSE_ADMIN_TOKEN="bench-token-0123456789")
+    intake = start([sys.executable, "-m", "exporters.events", "--config", str(work / "pulse.yml")],
+                   f"http://127.0.0.1:{intake_port}/-/ready", work / "intake.log", env)
+    floor = start([sys.executable, str(Path(__file__).resolve()), "--floor-server",
+                   f"127.0.0.1:{floor_port}"], f"http://127.0.0.1:{floor_port}/",
+                  work / "floor.log", env)
+    results: dict[str, list[dict]] = {"intake": [], "floor": []}
+    try:
+        for _ in range(args.rounds):
+            for name, port in (("floor", floor_port), ("intake", intake_port)):
+                results[name].append(run_wrk(script_for(work), f"http://127.0.0.1:{port}",
+                                             args.seconds, args.connections))
+        metrics = f"http://127.0.0.1:{intake_port}/metrics"
+        counted = counter(metrics, "pulse_events_accepted_total")
+        rate = median([r["rps"] for r in results["intake"]]) * 100
+        while counted < args.total:
+            remaining = (args.total - counted) / max(rate, 1000)
+            run_wrk(script_for(work), f"http://127.0.0.1:{intake_port}",
+                    max(2, min(60, remaining * 1.1)), args.connections)
+            counted = counter(metrics, "pulse_events_accepted_total")
+        rss = rss_mb(intake.pid)
+        received = counter(metrics, "pulse_events_received_total")
+        duplicates = counter(metrics, "pulse_events_duplicates_total")
+    finally:
+        stop(intake)
+        stop(floor)
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"body: 100 events, {size} bytes; wrk 1 thread, {args.connections} connections, "
+          f"{args.rounds} rounds x {args.seconds:.0f} s each, medians")
+    print(f"{'endpoint':<10}{'batches/s':>12}{'events/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'non-2xx':>9}")
+    summary = {}
+    for name in ("floor", "intake"):
+        rows = results[name]
+        rps = median([r["rps"] for r in rows])
+        p50 = median([r["p50"] for r in rows])
+        p99 = median([r["p99"] for r in rows])
+        summary[name] = rps
+        print(f"{name:<10}{rps:>12.0f}{rps * 100:>12.0f}{p50:>9.2f}{p99:>9.2f}"
+              f"{sum(r['non2xx'] for r in rows):>9}")
+    ratio = summary["intake"] / summary["floor"]
+    events_s = summary["intake"] * 100
+    print(f"intake / floor throughput ratio: {ratio:.2f}  (target >= 0.50: "
+          f"{'reached' if ratio >= 0.5 else 'NOT reached'})")
+    print(f"intake events/s: {events_s:.0f}  (target >= 30000: "
+          f"{'reached' if events_s >= 30000 else 'NOT reached'})")
+    print(f"intake RSS after {counted:.0f} counted events ({received:.0f} received, "
+          f"{duplicates:.0f} duplicates): "
+          f"{rss:.1f} MB  (target < 150 MB: {'reached' if rss < 150 else 'NOT reached'})")
+
+
+if __name__ == "__main__":
+    main()
