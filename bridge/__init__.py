@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import auth, health, openapi
+from bridge import audit, auth, health, openapi, ruler, rules
 from bridge.errors import register_error_handlers
 from bridge.prom import AlertmanagerClient, PrometheusClient
 from pulse.config import Config, load_config
@@ -17,6 +17,9 @@ COMPONENT = "bridge"
 BLUEPRINTS = [
     openapi.bp,
     health.bp,
+    rules.bp,
+    ruler.bp,
+    audit.bp,
 ]
 
 
