@@ -126,7 +126,9 @@ def _check(req: dict, group: dict, text: str) -> None:
     if problems:
         raise ApiError(422, "rule_check_failed", "the generated rule group is invalid", problems)
     mode = current_app.config["PULSE"].bridge.rules.promtool
-    if mode == "always" or "expr" in req:
+    # Regular expressions too: Python's re accepts some that Go's RE2 refuses.
+    regex = any(f["op"] in ("=~", "!~") for f in req["condition"].get("filters", []))
+    if mode == "always" or "expr" in req or regex:
         promtool_check(text, store().state_dir / "candidates")
 
 

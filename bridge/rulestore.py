@@ -282,8 +282,14 @@ class RuleStore:
     def _reload_and_confirm(self, path: Path, groups: list[str]) -> None:
         try:
             self.prometheus.reload()
-        except ApiError:
+        except ApiError as exc:
             self.reloads.labels("failure").inc()
+            if exc.status == 422:
+                # Prometheus's answer does not say which file; promtool does (failure path only).
+                exc.details = exc.details + self.diagnose()
+                names = ", ".join(d["field"] for d in exc.details)
+                if names:
+                    exc.message += f" (refused: {names})"
             raise
         self.reloads.labels("success").inc()
         want = sorted(groups)
@@ -306,6 +312,20 @@ class RuleStore:
                                f"{path.name} within {self.confirm_timeout:g}s (it shows {seen}); "
                                "is the bridge's rule directory in its rule_files?")
             time.sleep(0.02)
+
+    def diagnose(self) -> list[dict]:
+        """promtool's complaint about each rule file in the directory that it refuses."""
+        binary = shutil.which("promtool")
+        if binary is None:
+            return []
+        out = []
+        for path in sorted(self.rules_dir.glob("*.yml")):
+            proc = subprocess.run([binary, "check", "rules", str(path)], capture_output=True,
+                                  text=True, timeout=60)
+            if proc.returncode != 0:
+                out.append({"field": path.name,
+                            "problem": (proc.stderr + proc.stdout).strip()[-1000:]})
+        return out
 
     def recover(self) -> list[str]:
         """Roll back changes a killed process left pending; the keys it repaired."""
