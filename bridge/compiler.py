@@ -29,6 +29,8 @@ GRAFANA_BASE = "http://127.0.0.1:3000/d/"
 # What the compiler owns: a request may not filter or group on these.
 RESERVED_LABELS = frozenset({"__name__", "le", "severity", "team", "rule_id", "channels"})
 
+# libyaml's emitter when present (same output, ~10x faster than the pure-Python one).
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _OVER_TIME = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time",
               "sum": "avg_over_time"}
 _QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
@@ -297,8 +299,8 @@ def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8
 def render_groups(groups: list[dict]) -> str:
     """A rule file's YAML text for these groups."""
     header = "# Written by the Pulse bridge; change it through the API, not by hand.\n"
-    return header + yaml.safe_dump({"groups": groups}, sort_keys=False, allow_unicode=False,
-                                   width=1_000_000)
+    return header + yaml.dump({"groups": groups}, Dumper=_DUMPER, sort_keys=False,
+                              allow_unicode=False, width=1_000_000)
 
 
 def check_group_in_process(group: Any, where: str = "group") -> list[dict]:

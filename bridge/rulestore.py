@@ -33,12 +33,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client import CollectorRegistry, Counter
 
 from bridge.errors import ApiError
@@ -132,6 +134,7 @@ class RuleStore:
         self.prometheus = prometheus
         self.confirm_timeout = confirm_timeout
         self._lock_path = self.rules_dir / ".lock"
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rulestore")
         with _DIR_LOCKS_GUARD:
             self._thread_lock = _DIR_LOCKS.setdefault(str(self.rules_dir.resolve()),
                                                       threading.Lock())
@@ -229,14 +232,21 @@ class RuleStore:
                 f"{key}@{new_version - 1}", f"{key}@{new_version}"))
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
             with self._connect() as db:
+                # No fsync for the pending row: a kill -9 keeps it (WAL in the page cache);
+                # the commit below fsyncs the WAL, this frame included.
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute("BEGIN IMMEDIATE")
                 db.execute("DELETE FROM versions WHERE key=? AND state='pending'", (key,))
                 db.execute("INSERT INTO versions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                            (key, new_version, "pending", action, who, role, now, name,
                             content or "", json.dumps(request) if request is not None else None,
                             json.dumps(meta or {}), diff))
+                db.execute("COMMIT")
+            old_groups = _group_names(old_text) if last and not last.deleted else set()
             try:
                 self._swap(path, content)
-                self._reload_and_confirm(path, expect_groups or [])
+                self._reload_and_confirm(path, expect_groups or [],
+                                         filtered=old_groups <= set(expect_groups or []))
             except BaseException as exc:
                 self._restore(path, previous)
                 with self._connect() as db:
@@ -279,7 +289,12 @@ class RuleStore:
             # Prometheus is down or refuses: it still runs its previous rules either way.
             self.reloads.labels("failure").inc()
 
-    def _reload_and_confirm(self, path: Path, groups: list[str]) -> None:
+    def _reload_and_confirm(self, path: Path, groups: list[str], filtered: bool = False) -> None:
+        """Reload, then wait until Prometheus shows exactly groups from path.
+
+        filtered: no group may disappear from the file, so asking Prometheus for the
+        expected group names only (a small answer) is enough.
+        """
         try:
             self.prometheus.reload()
         except ApiError as exc:
@@ -296,15 +311,19 @@ class RuleStore:
         real = os.path.realpath(path)
         deadline = time.monotonic() + self.confirm_timeout
         seen: list[str] = []
+        # The reload state is read beside the first poll, not before it (one round trip less).
+        info = self._pool.submit(self.prometheus.runtimeinfo)
         while True:
-            info = self.prometheus.runtimeinfo()
-            if not info.get("reloadConfigSuccess", False):
-                raise ApiError(422, "reload_failed", "Prometheus reports its last reload failed "
-                               "(prometheus_config_last_reload_successful 0)")
-            loaded = self.prometheus.rules()
+            if filtered and want:
+                loaded = self.prometheus.rules(**{"rule_group[]": want})
+            else:
+                loaded = self.prometheus.rules()
             seen = sorted(g["name"] for g in loaded
                           if os.path.realpath(g.get("file", "")) == real)
             if seen == want:
+                if not info.result().get("reloadConfigSuccess", False):
+                    raise ApiError(422, "reload_failed", "Prometheus reports its last reload "
+                                   "failed (prometheus_config_last_reload_successful 0)")
                 return
             if time.monotonic() > deadline:
                 raise ApiError(503, "not_confirmed",
@@ -352,6 +371,14 @@ class RuleStore:
                 except ApiError:
                     pass
             return repaired
+
+
+def _group_names(text: str) -> set[str]:
+    try:
+        doc = yaml.safe_load(text) or {}
+        return {g["name"] for g in doc.get("groups") or []}
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return set()
 
 
 def _like_prefix(prefix: str) -> str:

@@ -100,6 +100,9 @@ def test_create_is_loaded_fires_with_severity_and_channels_then_update_and_delet
     assert f"pulse-api-{rid}" not in stack.groups()
     assert stack.client.get(f"{RULES}/{rid}", headers=auth("admin")).status_code == 404
     assert not (stack.rules_dir / f"api-{rid}.yml").exists()
+    registry = stack.app.config["REGISTRY"]
+    assert registry.get_sample_value("pulse_bridge_rule_reloads_total",
+                                     {"result": "success"}) >= 4
 
 
 def test_invalid_rules_are_refused_and_prometheus_keeps_its_rules(stack):
