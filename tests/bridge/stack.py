@@ -19,10 +19,15 @@ class Exposition:
 
     def __init__(self):
         self.values: dict[str, float] = {}
+        self.fail = False
         source = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
+                if source.fail:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 body = "".join(f"{k} {v}\n" for k, v in list(source.values.items()))
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

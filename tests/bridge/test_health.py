@@ -30,15 +30,16 @@ def test_healthy_then_degraded_when_a_target_is_down(stack):
     assert metrics["application"]["p95ResponseTime"] is None
     assert body["incidents"] == []
 
-    stack.prometheus.configure(targets={"testsrc": [stack.source.address],
-                                        "gone": ["127.0.0.1:9"]})
+    stack.source.fail = True
     try:
         body = wait_until(lambda: (b := stack.client.get("/api/analytics/health").json)
                           ["status"] == "degraded" and b, timeout=60)
-        gone = next(c for c in body["components"] if c["name"] == "scrape:gone")
-        assert gone["status"] == "degraded" and gone["targetsDown"] == 1
+        down = next(c for c in body["components"] if c["name"] == "scrape:testsrc")
+        assert down["status"] == "degraded" and down["targetsDown"] == 1
+        assert "503" in down["message"]
     finally:
-        stack.prometheus.configure(targets={"testsrc": [stack.source.address]})
+        stack.source.fail = False
+    stack.prometheus.wait_for_targets_up(["testsrc"], timeout=60)
 
 
 def test_metrics_computed_from_what_prometheus_has(stack):
