@@ -121,7 +121,7 @@ class AuditLog:
             except ValueError:
                 continue  # a line torn by a kill mid-write is skipped, not fatal
             if since and entry.get("time", "") < since:
-                break  # entries are in time order
+                continue
             if prefix and not entry.get("path", "").startswith(prefix):
                 continue
             if all(entry.get(k) == v for k, v in filters.items() if v is not None):

@@ -28,7 +28,7 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path, prometheus_
     argv = [sys.executable, "-m", "schemathesis.cli", "run", f"http://{listen}/api/openapi.json",
             "-H", f"Authorization: Bearer {env['PULSE_ADMIN_TOKEN']}",
             "--checks", CHECKS, "--max-examples", "8", "--request-timeout", "30",
-            "--workers", "1", "--phases", "examples,coverage,fuzzing",
+            "--workers", "1", "--phases", "examples,coverage,fuzzing,stateful",
             "--seed", "1", "--no-color"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     out = proc.stdout + proc.stderr
