@@ -247,6 +247,7 @@ while True:
 
 
 def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
+    pending = 0
     for round_ in range(3):
         proc = subprocess.Popen([sys.executable, "-c", KILLER, str(stack.data_dir),
                                  stack.prometheus.url], cwd=ROOT, stdout=subprocess.PIPE,
@@ -255,6 +256,9 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
         time.sleep(0.3 + 0.37 * round_)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        with sqlite3.connect(stack.data_dir / "bridge" / "rules.sqlite") as db:
+            pending += db.execute("SELECT count(*) FROM versions WHERE state='pending'"
+                                  ).fetchone()[0]
         store = RuleStore(stack.data_dir, stack.app.extensions["pulse.prometheus"])
         with sqlite3.connect(store.db_path) as db:
             assert db.execute("SELECT count(*) FROM versions WHERE state='pending'"
@@ -269,3 +273,36 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
                 # Never torn: the file is exactly the last committed version.
                 assert path.read_text() == current.content
                 yaml.safe_load(path.read_text())
+    print(f"kills that left a pending change to roll back: {pending} of 3")
+
+
+WRITER = """
+import sys
+from bridge.prom import PrometheusClient
+from bridge.rulestore import RuleStore
+store = RuleStore(sys.argv[1], PrometheusClient(sys.argv[2]))
+me = sys.argv[3]
+for i in range(8):
+    for key in (f"xp-{me}-{i}", "xp-shared"):
+        text = (f"groups:\\n- name: {key}\\n  rules:\\n"
+                f"  - record: pulse_test_xp\\n    expr: vector({i})\\n")
+        store.apply(key, text, action="update", who=me, role="admin", expect_groups=[key])
+"""
+
+
+def test_two_bridge_processes_serialise_on_the_rule_directory(stack):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(stack.data_dir),
+                               stack.prometheus.url, name], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for name in ("pa", "pb")]
+    for proc in procs:
+        assert proc.wait(240) == 0, proc.stderr.read()
+    store = stack.app.extensions["pulse.rulestore"]
+    shared = store.history("xp-shared")
+    assert [v.version for v in shared] == list(range(1, 17))
+    assert sorted(v.who for v in shared) == ["pa"] * 8 + ["pb"] * 8
+    assert store.path_of("xp-shared").read_text() == shared[-1].content
+    for name in ("pa", "pb"):
+        for i in range(8):
+            assert len(store.history(f"xp-{name}-{i}")) == 1
+    loaded = stack.groups()
+    assert {f"xp-{n}-{i}" for n in ("pa", "pb") for i in range(8)} <= loaded.keys()
