@@ -318,8 +318,7 @@ class RuleStore:
                 loaded = self.prometheus.rules(**{"rule_group[]": want})
             else:
                 loaded = self.prometheus.rules()
-            seen = sorted(g["name"] for g in loaded
-                          if os.path.realpath(g.get("file", "")) == real)
+            seen = sorted(g["name"] for g in loaded if _same_file(g.get("file", ""), path, real))
             if seen == want:
                 if not info.result().get("reloadConfigSuccess", False):
                     raise ApiError(422, "reload_failed", "Prometheus reports its last reload "
@@ -371,6 +370,13 @@ class RuleStore:
                 except ApiError:
                     pass
             return repaired
+
+
+def _same_file(reported: str, path: Path, real: str) -> bool:
+    # Prometheus may see the directory through another mount (compose: /data/rules); the
+    # file names the bridge writes (api-<id>.yml, ns-<namespace>.yml) are its own.
+    return os.path.basename(reported) == path.name and (
+        os.path.realpath(reported) == real or not os.path.exists(reported))
 
 
 def _group_names(text: str) -> set[str]:
