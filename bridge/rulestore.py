@@ -150,11 +150,16 @@ class RuleStore:
 
     # -- storage ---------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextmanager
+    def _connect(self):
+        # Autocommit; a transaction left open by an error is rolled back by close().
         db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
 
     @contextmanager
     def locked(self):

@@ -255,7 +255,7 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
         time.sleep(0.3 + 0.37 * round_)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.communicate(timeout=10)
         with sqlite3.connect(stack.data_dir / "bridge" / "rules.sqlite") as db:
             pending += db.execute("SELECT count(*) FROM versions WHERE state='pending'"
                                   ).fetchone()[0]
@@ -295,7 +295,8 @@ def test_two_bridge_processes_serialise_on_the_rule_directory(stack):
                                stack.prometheus.url, name], cwd=ROOT,
                               stderr=subprocess.PIPE, text=True) for name in ("pa", "pb")]
     for proc in procs:
-        assert proc.wait(240) == 0, proc.stderr.read()
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
     store = stack.app.extensions["pulse.rulestore"]
     shared = store.history("xp-shared")
     assert [v.version for v in shared] == list(range(1, 17))
