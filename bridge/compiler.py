@@ -130,7 +130,9 @@ def _semantic_problems(req: dict, channels: set[str] | None) -> list[dict]:
                                  "problem": f"not a valid regular expression: {exc}"})
     if "expr" in req:
         try:
-            promql_parser.parse(req["expr"])
+            # Parsed as it will be used, so a comment or a stray parenthesis cannot
+            # swallow the comparison the compiler appends.
+            promql_parser.parse(f"({req['expr']}) > 0")
         except (ValueError, RuntimeError) as exc:
             problems.append({"field": "expr", "problem": f"invalid PromQL: {exc}"})
     if channels is not None:

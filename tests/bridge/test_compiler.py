@@ -106,6 +106,8 @@ def test_suppressions_become_promql():
     ({"notificationChannels": ["nope"]}, "notificationChannels[0]"),
     ({"expr": "rate(x[5m]", "metric": None}, "expr"),
     ({"expr": "nosuchfunction(x)", "metric": None}, "expr"),
+    ({"expr": "up # the comparison would be commented out", "metric": None}, "expr"),
+    ({"expr": '"a string"', "metric": None}, "expr"),
     ({"description": None}, "description"),
     ({"suppressionRules": [{"type": "maintenance_window", "startsAt": "2030-01-02T00:00:00Z",
                             "endsAt": "2030-01-01T00:00:00Z"}]}, "suppressionRules[0].endsAt"),
