@@ -134,6 +134,7 @@ class RuleStore:
         self.prometheus = prometheus
         self.confirm_timeout = confirm_timeout
         self._lock_path = self.rules_dir / ".lock"
+        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rulestore")
         with _DIR_LOCKS_GUARD:
             self._thread_lock = _DIR_LOCKS.setdefault(str(self.rules_dir.resolve()),
@@ -152,14 +153,20 @@ class RuleStore:
 
     @contextmanager
     def _connect(self):
-        # Autocommit; a transaction left open by an error is rolled back by close().
-        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-        try:
+        # One connection per thread, kept open: opening and closing per call costs a WAL
+        # checkpoint (and its fsyncs) each time the last connection closes.
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None,
+                                 check_same_thread=True)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        db.execute("PRAGMA synchronous=FULL")
+        try:
             yield db
         finally:
-            db.close()
+            if db.in_transaction:
+                db.rollback()
 
     @contextmanager
     def locked(self):
@@ -208,10 +215,14 @@ class RuleStore:
 
     def name_taken(self, name: str, prefix: str, except_key: str | None = None) -> str | None:
         """The key of a live rule with this name under prefix (other than except_key)."""
-        for v in self.live(prefix):
-            if v.name == name and v.key != except_key:
-                return v.key
-        return None
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT v.key FROM versions v JOIN (SELECT key, MAX(version) AS mv FROM versions "
+                "WHERE state='committed' AND key LIKE ? ESCAPE '\\' GROUP BY key) m "
+                "ON v.key = m.key AND v.version = m.mv WHERE v.action != 'delete' "
+                "AND v.name = ? AND v.key != ? LIMIT 1",
+                (_like_prefix(prefix), name, except_key or "")).fetchone()
+        return row["key"] if row else None
 
     # -- applying changes ------------------------------------------------------------------
 
