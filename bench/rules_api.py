@@ -7,6 +7,8 @@
   floor+promtool the floor plus `promtool check rules` on the file (what a raw-PromQL rule
                  must also pay)
   api expr       the API with a raw `expr` (the bridge runs promtool for it)
+  in process     the same create through the app in this process (the bridge's own work,
+                 without the HTTP hop to it)
 
 Prints medians of interleaved runs and the ratios api/floor (target <= 1.3) and
 api-expr/(floor+promtool), then the throughput of sequential creates.
@@ -130,10 +132,26 @@ def main() -> None:
             floor_once(prom.url, rules_dir, 10_000, False)
             api_once(bridge_url, 10_000, False)
 
-            floor, floor_pt, api, api_expr = [], [], [], []
+            # The same app in this process (no HTTP hop to the bridge): its own overhead.
+            from bridge import create_app
+            from pulse.config import load_config
+            client = create_app(load_config(cfg_path, env)).test_client()
+
+            def inproc_once(i: int) -> float:
+                start = time.perf_counter()
+                resp = client.post("/api/analytics/alerts/rules", json=request_body(i),
+                                   headers={"Authorization": f"Bearer {TOKEN}"})
+                elapsed = time.perf_counter() - start
+                if resp.status_code != 201:
+                    raise SystemExit(f"create failed: {resp.status_code} {resp.json}")
+                return elapsed
+
+            inproc_once(20_000)
+            floor, floor_pt, api, api_expr, inproc = [], [], [], [], []
             for i in range(args.runs):
                 floor.append(floor_once(prom.url, rules_dir, i, False))
                 api.append(api_once(bridge_url, i, False))
+                inproc.append(inproc_once(2000 + i))
                 floor_pt.append(floor_once(prom.url, rules_dir, 1000 + i, True))
                 api_expr.append(api_once(bridge_url, 1000 + i, True))
 
@@ -146,6 +164,8 @@ def main() -> None:
             print(f"  floor (write + reload + poll)         {ms(floor):7.1f}")
             print(f"  api (structured rule)                 {ms(api):7.1f}   "
                   f"ratio {ms(api) / ms(floor):.2f}x (target <= 1.30)")
+            print(f"  api in process (no HTTP hop)          {ms(inproc):7.1f}   "
+                  f"ratio {ms(inproc) / ms(floor):.2f}x")
             print(f"  floor + promtool                      {ms(floor_pt):7.1f}")
             print(f"  api (raw expr, runs promtool)         {ms(api_expr):7.1f}   "
                   f"ratio {ms(api_expr) / ms(floor_pt):.2f}x vs floor+promtool, "
@@ -153,10 +173,15 @@ def main() -> None:
 
             start = time.perf_counter()
             for i in range(args.throughput):
+                floor_once(prom.url, rules_dir, 5000 + i, False)
+            floor_rate = args.throughput / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(args.throughput):
                 api_once(bridge_url, 5000 + i, False)
             elapsed = time.perf_counter() - start
-            print(f"sequential creates: {args.throughput} in {elapsed:.2f} s = "
-                  f"{args.throughput / elapsed:.1f} rules/s")
+            rate = args.throughput / elapsed
+            print(f"sequential creates: {args.throughput} in {elapsed:.2f} s = {rate:.1f} rules/s "
+                  f"(floor {floor_rate:.1f} files/s, ratio {rate / floor_rate:.2f})")
         finally:
             if bridge is not None:
                 bridge.stop()
