@@ -10,10 +10,16 @@ import yaml
 from flask import Blueprint, current_app, request
 
 from bridge.auth import current_principal, require
-from bridge.compiler import check_group_in_process, compile_rule, render_groups, validate_request
+from bridge.compiler import (
+    check_group_in_process,
+    compile_rule,
+    group_name,
+    render_groups,
+    validate_request,
+)
 from bridge.errors import ApiError, bad_request
 from bridge.rulestore import RuleStore, Version, promtool_check
-from pulse.config import split_listen
+from pulse.config import parse_duration, split_listen
 
 bp = Blueprint("rules", __name__, url_prefix="/api/analytics")
 PREFIX = "api-"
@@ -28,14 +34,9 @@ def store(app=None) -> RuleStore:
         cfg = app.config["PULSE"]
         existing = RuleStore(cfg.data_dir, app.extensions["pulse.prometheus"],
                              app.config.get("REGISTRY"),
-                             confirm_timeout=_seconds(cfg.bridge.rules.confirm_timeout))
+                             confirm_timeout=parse_duration(cfg.bridge.rules.confirm_timeout))
         app.extensions["pulse.rulestore"] = existing
     return existing
-
-
-def _seconds(duration: str) -> float:
-    from pulse.config import parse_duration
-    return parse_duration(duration)
 
 
 @bp.record_once
@@ -96,7 +97,7 @@ def rule_body(v: Version, loaded: dict | None = None) -> dict:
     body = {
         "id": _rule_id(v), "name": v.name, "version": v.version, "request": v.request,
         "yaml": v.content, "file": str(store().path_of(v.key)),
-        "group": f"pulse-api-{_rule_id(v)}",
+        "group": group_name(_rule_id(v)),
         "createdBy": v.meta.get("createdBy", v.who), "updatedBy": v.who, "updatedAt": v.time,
         "silences": v.meta.get("silences", []),
     }
