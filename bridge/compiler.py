@@ -123,9 +123,11 @@ def _semantic_problems(req: dict, channels: set[str] | None) -> list[dict]:
             problems.append({"field": f"condition.filters[{i}].label",
                              "problem": f"label {f['label']!r} is reserved"})
         if f["op"] in ("=~", "!~"):
+            # Checked by a PromQL parser (Rust regex, close to Prometheus's RE2), not by
+            # Python's re, which accepts syntax Prometheus refuses (octal escapes, lookarounds).
             try:
-                re.compile(f["value"])
-            except re.error as exc:
+                promql_parser.parse(f"x{{a=~{promql_string(f['value'])}}}")
+            except (ValueError, RuntimeError) as exc:
                 problems.append({"field": f"condition.filters[{i}].value",
                                  "problem": f"not a valid regular expression: {exc}"})
     if "expr" in req:
@@ -265,6 +267,14 @@ def alert_expr(req: dict, threshold: dict) -> str:
     return expr
 
 
+def _locate(req: dict) -> str:
+    """' Current value: ...' plus the groupBy labels that locate the problem (checked names)."""
+    labels = req["condition"].get("groupBy", []) if "expr" not in req else []
+    where = ", ".join(f"{_check_name(n, LABEL_NAME, 'label name')}={{{{ $labels.{n} }}}}"
+                      for n in labels)
+    return " Current value: {{ $value }}" + (f" ({where})." if where else ".")
+
+
 def group_name(rule_id: str) -> str:
     """The rule group name of an API rule."""
     return f"pulse-api-{rule_id}"
@@ -289,8 +299,7 @@ def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8
         op, value = req["condition"]["operator"], _format_value(t["value"])
         rule["annotations"] = {
             "summary": template_literal(f"{req['name']}: {what} {op} {value} ({t['severity']})."),
-            "description": template_literal(req["description"]) +
-            " Current value: {{ $value }}; labels: {{ $labels }}.",
+            "description": template_literal(req["description"]) + _locate(req),
             "runbook_url": runbook,
             "dashboard_url": GRAFANA_BASE + req["dashboardUid"],
         }

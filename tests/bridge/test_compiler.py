@@ -204,3 +204,53 @@ def test_promtool_accepts_compiled_groups(tmp_path):
     proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_suppressions_behave_in_prometheus_engine(tmp_path):
+    """promtool's rule tests run Prometheus's engine: business hours (UTC, Mon-Fri) and
+    while_firing silence the compiled alert when they should. 1970-01-01 was a Thursday."""
+    promtool = require_binary("promtool")
+    hours = validate_request(request(
+        name="BizHours", metric="load", condition={"operator": ">", "aggregation": "max",
+                                                   "window": "5m", "for": "0"},
+        thresholds=[{"severity": "warning", "value": 1}],
+        suppressionRules=[{"type": "business_hours_only"}]), CHANNELS)
+    quiet = validate_request(request(
+        name="QuietWhileOther", metric="load", condition={"operator": ">", "aggregation": "max",
+                                                          "window": "5m", "for": "0"},
+        thresholds=[{"severity": "warning", "value": 1}],
+        suppressionRules=[{"type": "while_firing", "alertname": "Other"}]), CHANNELS)
+    other = {"name": "other", "rules": [{"alert": "Other", "expr": "other_on > 0"}]}
+    rules = tmp_path / "rules.yml"
+    rules.write_text(render_groups([compile_rule("r000000000001", hours),
+                                    compile_rule("r000000000002", quiet), other]))
+    def expected(rid, req):
+        labels = {"severity": "warning", "team": "oncall", "rule_id": rid,
+                  "channels": "oncall,ops"}
+        annotations = compile_rule(rid, req)["rules"][0]["annotations"] | {
+            "description": "API p95 latency above its threshold. Current value: 5."}
+        return [{"exp_labels": labels, "exp_annotations": annotations}]
+
+    test = {
+        "rule_files": [str(rules)], "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [{"series": "load", "values": "5+0x3600"},
+                             {"series": "other_on", "values": "0x720 1x900"}],
+            "alert_rule_test": [
+                {"eval_time": "10h", "alertname": "BizHours",
+                 "exp_alerts": expected("r000000000001", hours)},
+                {"eval_time": "20h", "alertname": "BizHours", "exp_alerts": []},
+                # Saturday 1970-01-03 10:00 UTC: a weekend.
+                {"eval_time": "58h", "alertname": "BizHours", "exp_alerts": []},
+                {"eval_time": "5h", "alertname": "QuietWhileOther",
+                 "exp_alerts": expected("r000000000002", quiet)},
+                {"eval_time": "15h", "alertname": "QuietWhileOther", "exp_alerts": []},
+            ],
+        }],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

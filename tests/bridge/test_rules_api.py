@@ -126,8 +126,8 @@ def test_invalid_rules_are_refused_and_prometheus_keeps_its_rules(stack):
     re2 = rule("PulseTestRe2", condition={"operator": ">", "filters": [
         {"label": "room", "op": "=~", "value": "(?=gym)"}]})
     resp = stack.client.post(RULES, json=re2, headers=auth("admin"))
-    assert resp.status_code == 422, resp.json
-    assert "invalid PromQL" in resp.json["error"]["details"][0]["problem"]
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["details"][0]["field"] == "condition.filters[0].value"
 
     resp = stack.client.post(RULES, json=rule("PulseTestKeep"), headers=auth("admin"))
     assert resp.status_code == 409
