@@ -8,12 +8,15 @@ from prometheus_client import CollectorRegistry
 from bridge import (
     ai_performance,
     alerts,
+    audit,
     auth,
     dashboards,
     experiments,
     health,
     hooks,
     openapi,
+    ruler,
+    rules,
     runbooks,
 )
 from bridge.errors import register_error_handlers
@@ -33,6 +36,9 @@ BLUEPRINTS = [
     alerts.bp,
     runbooks.bp,
     dashboards.bp,
+    rules.bp,
+    ruler.bp,
+    audit.bp,
 ]
 
 

@@ -21,7 +21,8 @@ from bridge.errors import ApiError
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
     "engineer": frozenset({
-        "rules:read", "rules:write", "alerts:read", "alerts:test", "incidents:ack", "health:read",
+        "rules:read", "rules:write", "rules:expr", "alerts:read", "alerts:test", "incidents:ack",
+        "health:read",
         "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
     }),
     "analyst": frozenset({
@@ -67,6 +68,9 @@ class TokenStore:
     def __init__(self, tokens):
         self._by_hash: dict[str, tuple[Principal, float | None]] = {}
         for t in tokens:
+            if t["role"] == "auditor" and not t.get("expires"):
+                # The schema refuses this too; a token built in code must not bypass it.
+                raise ValueError(f"token {t['name']!r}: auditor tokens need an expiry")
             expires = None
             if t.get("expires"):
                 expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
@@ -98,13 +102,32 @@ class AuditLog:
         with self._lock, open(self.path, "a") as fh:
             fh.write(line)
 
-    def read(self, limit: int = 100) -> list[dict]:
-        """The newest entries, newest first."""
+    def read(self, limit: int = 100, **filters) -> list[dict]:
+        """The newest entries matching filters, newest first.
+
+        filters: who, role, method, outcome (exact), path (prefix), since (ISO time, inclusive).
+        """
         try:
             lines = self.path.read_text().splitlines()
         except FileNotFoundError:
             return []
-        return [json.loads(line) for line in reversed(lines[-limit:]) if line.strip()]
+        since = filters.pop("since", None)
+        prefix = filters.pop("path", None)
+        out = []
+        for line in reversed(lines):
+            if len(out) >= limit:
+                break
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a kill mid-write is skipped, not fatal
+            if since and entry.get("time", "") < since:
+                continue
+            if prefix and not entry.get("path", "").startswith(prefix):
+                continue
+            if all(entry.get(k) == v for k, v in filters.items() if v is not None):
+                out.append(entry)
+        return out
 
 
 def init_app(app: Flask) -> None:

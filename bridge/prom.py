@@ -57,9 +57,13 @@ class PrometheusClient:
         """True when at least one series matches the selector now."""
         return bool(self.query(f"count({selector})"))
 
-    def rules(self) -> list[dict]:
-        """Loaded rule groups."""
-        return self._get("/api/v1/rules")["groups"]
+    def rules(self, **params) -> list[dict]:
+        """Loaded rule groups (params: the API's filters, e.g. type="alert")."""
+        return self._get("/api/v1/rules", **params)["groups"]
+
+    def runtimeinfo(self) -> dict:
+        """/api/v1/status/runtimeinfo: reloadConfigSuccess, lastConfigTime, ..."""
+        return self._get("/api/v1/status/runtimeinfo")
 
     def alerts(self) -> list[dict]:
         """Pending and firing alerts."""
