@@ -323,7 +323,8 @@ def rollback(rule_id: str):
     if not raw.isdigit() or int(raw) < 1:
         raise bad_request("version must be a positive integer", "version",
                           f"{raw!r} is not a version number")
-    target = store().version(key, int(raw))
+    # Past 2**63 SQLite cannot even compare it: no such version either way.
+    target = store().version(key, int(raw)) if int(raw) < 2**63 else None
     if target is None:
         raise ApiError(404, "not_found", f"rule {rule_id} has no version {raw}",
                        [{"field": "version", "problem": "no such version"}])

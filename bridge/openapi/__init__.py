@@ -23,8 +23,30 @@ def document() -> dict:
         for path, ops in (part.get("paths") or {}).items():
             doc["paths"].setdefault(path, {}).update(ops)
         for section, items in (part.get("components") or {}).items():
-            doc["components"].setdefault(section, {}).update(items)
+            known = doc["components"].setdefault(section, {})
+            for name, item in items.items():
+                if name in known and known[name] != item:
+                    raise ValueError(f"{fragment.name}: components.{section}.{name} is "
+                                     "already defined differently by another fragment")
+                known[name] = item
+    _document_auth_errors(doc)
     return doc
+
+
+def _document_auth_errors(doc: dict) -> None:
+    """Every operation behind a bearer token may answer 401 and 403 with the error body."""
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            if op.get("security", doc.get("security")) == []:
+                continue
+            for status, what in (("401", "No valid bearer token."),
+                                 ("403", "The token's role lacks the permission.")):
+                op["responses"].setdefault(status, {
+                    "description": what,
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}}}})
 
 
 @bp.get("/api/openapi.json")

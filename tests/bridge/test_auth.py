@@ -77,3 +77,21 @@ def test_unknown_path_is_json_404(client):
     resp = client.get("/api/analytics/nope")
     assert resp.status_code == 404
     assert resp.json["error"]["code"] == "not_found"
+
+
+def test_openapi_fragments_never_redefine_a_schema_and_document_401_403():
+    from bridge.openapi import HERE, document
+
+    doc = document()
+    seen = {}
+    import yaml
+
+    for fragment in sorted(HERE.glob("*.yaml")):
+        for name in (yaml.safe_load(fragment.read_text()).get("components") or {}).get(
+                "schemas", {}):
+            assert name not in seen or fragment.name == seen[name], (name, seen.get(name))
+            seen[name] = fragment.name
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if op.get("security", doc["security"]) != []:
+                assert {"401", "403"} <= set(op["responses"]), (method, path)

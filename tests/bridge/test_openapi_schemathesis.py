@@ -32,4 +32,6 @@ def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path, prometheus_
             "--seed", "1", "--no-color"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
+    report = tmp_path / "schemathesis.txt"
+    report.write_text(out)
+    assert proc.returncode == 0, f"full report: {report}\n" + out[-6000:]
