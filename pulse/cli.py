@@ -45,12 +45,30 @@ def cmd_check_config(args) -> int:
         # Generated at `pulse up` when unset, so their absence is not a problem here.
         env.setdefault(name, "x" * 32)
     try:
-        load_config(path, env=env)
+        cfg = load_config(path, env=env)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    problems = _check_referenced_files(cfg)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     print(f"{path}: valid")
     return 0
+
+
+def _check_referenced_files(cfg) -> list[str]:
+    """Files the configuration points at (the events mapping) are checked like the config."""
+    from exporters.events.mapping import MappingError, load_mapping
+
+    events = cfg.exporters.events
+    if not events.enabled:
+        return []
+    try:
+        load_mapping(events.get("mapping") or None, cfg.privacy.pii_patterns.values())
+    except MappingError as exc:
+        return [f"exporters.events.mapping: {exc}"]
+    return []
 
 
 def cmd_up(args) -> int:

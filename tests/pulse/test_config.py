@@ -133,3 +133,15 @@ def test_check_config_cli(tmp_path):
     assert out.returncode == 1
     assert "prometheus.bogus: unknown key" in out.stderr
     assert "exporters.ai.enabled: expected boolean" in out.stderr
+
+
+def test_check_config_also_checks_the_events_mapping(tmp_path):
+    mapping = tmp_path / "mapping.yml"
+    mapping.write_text("metrics: 3\n")
+    cfg = tmp_path / "pulse.yml"
+    cfg.write_text(yaml.safe_dump({"exporters": {"events": {"mapping": str(mapping)}}}))
+    out = subprocess.run([sys.executable, "-m", "pulse", "check-config", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "exporters.events.mapping:" in out.stderr
+    assert str(mapping) in out.stderr
