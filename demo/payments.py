@@ -1,6 +1,7 @@
 """A fake payment provider (`python -m demo.payments`) the demo API charges and Pulse probes.
 
-`GET /health` answers 200 while healthy; `POST /v1/charges` returns a charge id.
+`GET /health` answers 200 while healthy; `POST /v1/charges` returns a charge id;
+`GET /metrics` counts charges (so a scrape shows it answering or not).
 In the `integration-outage` scenario it stops answering: every request except
 the supervisor's `/-/ready` is held without a reply for `HANG_SECONDS`, then the
 connection is dropped, so probes time out as they do when a real provider hangs.
@@ -17,6 +18,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
 from demo.scenarios import ScenarioWatch
 from pulse.config import split_listen
 from pulse.log import setup
@@ -31,6 +34,9 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
     """The provider's HTTP server (not started)."""
     scenario = ScenarioWatch(data_dir)
     stop = threading.Event()
+    registry = CollectorRegistry()
+    charges = Counter("fakepay_charges_total", "Charges the fake provider accepted.",
+                      registry=registry)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "fakepay/1.0"
@@ -55,6 +61,13 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
                 return
             if self.path in ("/health", "/-/ready", "/-/healthy"):
                 self._send(200, {"status": "ok"})
+            elif self.path == "/metrics":
+                raw = generate_latest(registry)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
             else:
                 self._send(404, {"error": "not found"})
 
@@ -72,6 +85,7 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
             except (ValueError, KeyError, TypeError):
                 self._send(400, {"error": "amount is required"})
                 return
+            charges.inc()
             self._send(200, {"id": f"ch_{uuid.uuid4().hex[:16]}", "status": "succeeded",
                              "amount": amount, "created": time.time()})
 
