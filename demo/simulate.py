@@ -64,6 +64,13 @@ SESSION_GAP = 180.0  # seconds of real time between a user's sessions at peak, s
 MAX_BATCH = 100
 
 
+def outcome_probabilities(model: str, scenario: str) -> tuple[float, ...]:
+    """P(accepted, modified, rejected, ignored) of a model's recommendation in a scenario."""
+    if scenario == "ai-accuracy-drop" and model == DEGRADED_MODEL:
+        return DEGRADED_P
+    return OUTCOME_P[model]
+
+
 def iso(ts: float | None = None) -> str:
     """RFC 3339 UTC timestamp."""
     return datetime.fromtimestamp(ts or time.time(), UTC).isoformat(timespec="milliseconds") \
@@ -403,9 +410,7 @@ class Simulator:
         if resp is None or resp.status_code != 200:
             return ev
         version = resp.json().get("modelVersion", MODELS[model])
-        probs = DEGRADED_P if scenario == "ai-accuracy-drop" and model == DEGRADED_MODEL \
-            else OUTCOME_P[model]
-        outcome = rng.choices(OUTCOMES, probs)[0]
+        outcome = rng.choices(OUTCOMES, outcome_probabilities(model, scenario))[0]
         ev.append(self.event(user, sid, "ai_interaction", "recommendation", outcome,
                              model=model, modelVersion=version))
         if outcome != "ignored" and rng.random() < 0.3:
