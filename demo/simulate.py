@@ -538,8 +538,11 @@ class Simulator:
                 self.sender.submit([], raw=b'{"events": [{"id": "1", "timestamp": ')
         if self.disk is not None:
             if scenario == "disk-filling":
+                if self.disk.mode == "none":
+                    # Mounted on first use only: most runs never need the small disk.
+                    log.info("disk-filling: demo disk mode %s", self.disk.prepare())
                 self.disk.step(seconds * self.speed)
-            else:
+            elif self.disk.mode != "none":
                 self.disk.clear()
 
     def run(self, stop: threading.Event, tick: float = 1.0, duration: float | None = None):
@@ -583,14 +586,13 @@ def main(argv: list[str] | None = None) -> None:
     intake, api = urls(cfg)
     sender = Sender(intake).start()
     disk = DiskFiller(cfg.data_dir, cfg.demo.disk_size_mb)
-    mode = disk.prepare()
     sim = Simulator(users, api, sender, ScenarioWatch(cfg.data_dir),
                     speed=args.speed or cfg.demo.speed,
                     day_length=parse_duration(cfg.demo.day_length), rng=rng, disk=disk)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
-    log.info("simulating %d users (speed %s, day %s) -> %s and %s; demo disk: %s",
-             len(users), sim.speed, cfg.demo.day_length, api, intake, mode)
+    log.info("simulating %d users (speed %s, day %s) -> %s and %s", len(users), sim.speed,
+             cfg.demo.day_length, api, intake)
     try:
         sim.run(stop, duration=args.duration)
     except KeyboardInterrupt:
