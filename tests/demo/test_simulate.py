@@ -138,9 +138,9 @@ def test_ai_accuracy_drop_takes_the_workout_model_to_60_percent():
         return n["accepted"] / (n["accepted"] + n["modified"] + n["rejected"])
 
     for model in MODELS:
-        assert accuracy(model, "normal") > 0.78
+        assert accuracy(model, "normal") > 0.83
     assert accuracy("workout", "ai-accuracy-drop") == pytest.approx(0.60, abs=0.02)
-    assert accuracy("nutrition", "ai-accuracy-drop") > 0.78
+    assert accuracy("nutrition", "ai-accuracy-drop") > 0.83
 
 
 def test_crash_spike_crashes_android_530_sessions(simulator, demo_stack):
