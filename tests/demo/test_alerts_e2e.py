@@ -6,8 +6,9 @@ alert names of NAMES.md), the events intake (exporters/events/mapping.yml), the
 integrations exporter with probe `targets`, the infrastructure exporter's filesystem
 collector, and the bridge's /hooks/alertmanager delivering channel `demo`. While any
 piece is missing the test XFAILs naming it (set PULSE_E2E_STRICT=1 to make that a
-failure). Time is compressed: the shipped rules are copied with every range and `for`
-divided by TIME_SCALE, so a `for: 5m` alert needs 10 s here, and the simulator runs fast.
+failure). Time is compressed: the shipped rules are copied with every range divided by
+TIME_SCALE and every `for` by twice that (`for: 1h` takes 30 s here); Alertmanager's group timers
+are 1-2 s and business-hours muting is off; the simulator runs fast.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from pulse.render import alertmanager_config
 from tests import harness
 from tests.demo.conftest import write_demo_config
 
-TIME_SCALE = 30
+TIME_SCALE = 60
 RULES = harness.ROOT / "rules"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-pytestmark = pytest.mark.integration
+# Several minutes in all (each scenario fires, is delivered and resolves): `-m "not e2e"`
+# leaves it out of a quick run.
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 def shipped_alerts() -> set[str]:
@@ -63,20 +66,38 @@ def missing_pieces(scenario: str) -> list[str]:
     if scenario == "integration-outage" and "targets" not in schema["properties"]:
         missing.append("exporters.integrations probe targets (integrations issue)")
     if scenario == "disk-filling" and not _grep("exporters/infrastructure",
-                                                "node_filesystem_avail_bytes"):
+                                                "avail_bytes"):
         missing.append("the infrastructure exporter's filesystem collector (issue 4)")
     return missing
 
 
 def compress(text: str) -> str:
-    """A rule file with every range selector and `for` divided by TIME_SCALE (min 5 s)."""
-    def scaled(value: str) -> str:
-        seconds = sum(int(n) * UNITS[u] for n, u in re.findall(r"(\d+)([smhd])", value))
-        return f"{max(5, seconds // TIME_SCALE)}s"
+    """A rule file with ranges divided by TIME_SCALE and `for` by twice that (min 5 s).
 
-    text = re.sub(r"\[((?:\d+[smhd])+)\]", lambda m: f"[{scaled(m.group(1))}]", text)
-    return re.sub(r"(\bfor:\s*)((?:\d+[smhd])+)", lambda m: m.group(1) + scaled(m.group(2)),
-                  text)
+    Ranges keep enough samples to hold the rules' min-sample guards at the simulator's
+    rate; `for` only delays, so it is shortened further.
+    """
+    def scaled(value: str, scale: int) -> str:
+        seconds = sum(int(n) * UNITS[u] for n, u in re.findall(r"(\d+)([smhd])", value))
+        return f"{max(5, seconds // scale)}s"
+
+    text = re.sub(r"\[((?:\d+[smhd])+)\]",
+                  lambda m: f"[{scaled(m.group(1), TIME_SCALE)}]", text)
+    return re.sub(r"(\bfor:\s*)((?:\d+[smhd])+)",
+                  lambda m: m.group(1) + scaled(m.group(2), 2 * TIME_SCALE), text)
+
+
+def compress_routing(node):
+    """The shipped routing with short group timers and no business-hours muting."""
+    if isinstance(node, dict):
+        out = {k: compress_routing(v) for k, v in node.items()
+               if k not in ("active_time_intervals", "mute_time_intervals")}
+        if "group_wait" in out or "receiver" in out:
+            out.update(group_wait="1s", group_interval="2s")
+        return out
+    if isinstance(node, list):
+        return [compress_routing(v) for v in node]
+    return node
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +117,9 @@ def stack(tmp_path_factory):
                                   "url": f"http://{raw['demo']['payments_listen']}/health"}]}
         raw["exporters"]["integrations"].update(overrides)
     raw["bridge"]["channels"] = {"demo": [f"json://127.0.0.1:{sink_port}/notify"]}
+    bridge_schema = json.loads((harness.ROOT / "pulse/schema/bridge.schema.json").read_text())
+    if "receivers" in bridge_schema["properties"]:
+        raw["bridge"]["receivers"] = {"default": ["demo"]}  # as the shipped pulse.yml does
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = harness.pulse_env(data)
     cfg = load_config(path, env=env)
@@ -114,7 +138,8 @@ def stack(tmp_path_factory):
                                ("demo.app", cfg.demo.listen)):
             procs.append(harness.start_service(module, path, env, listen,
                                                work / f"{module}.log", timeout=60))
-        am = harness.AlertmanagerServer(work / "am", alertmanager_config(cfg)).start()
+        am = harness.AlertmanagerServer(work / "am",
+                                        compress_routing(alertmanager_config(cfg))).start()
         prom = harness.PrometheusServer(
             work / "prom", rule_files=[str(rules_dir / "*.rules.yml")],
             alertmanagers=[am.url],
@@ -178,6 +203,6 @@ def test_scenario_pages_the_demo_channel_and_normal_resolves_it(scenario, reques
 
 
 def test_compress_scales_ranges_and_for():
-    text = "expr: rate(x[5m]) > predict_linear(y[6h], 4 * 3600)\n        for: 15m\n"
-    assert compress(text) == "expr: rate(x[10s]) > predict_linear(y[720s], 4 * 3600)\n" \
+    text = "expr: rate(x[5m]) > predict_linear(y[6h], 4 * 3600)\n        for: 1h\n"
+    assert compress(text) == "expr: rate(x[5s]) > predict_linear(y[360s], 4 * 3600)\n" \
                              "        for: 30s\n"
