@@ -169,6 +169,7 @@ class Sender:
             # Bounded memory while the intake is down: the oldest batch goes first.
             try:
                 self.pending.get_nowait()
+                self.pending.task_done()
                 self.stats["dropped"] += 1
             except queue.Empty:
                 pass
@@ -209,22 +210,23 @@ class Sender:
                 kind, batch_id, data = self.pending.get(timeout=0.2)
             except queue.Empty:
                 continue
-            payload = data if kind == "raw" else self.body(batch_id, data)
-            answer = self.post(batch_id, payload)
-            self.stats["batches"] += 1
-            if kind == "events":
-                self.stats["events"] += len(data)
-            if isinstance(answer, dict):
-                self.stats["rejected"] += int(answer.get("rejected") or 0)
+            try:
+                payload = data if kind == "raw" else self.body(batch_id, data)
+                answer = self.post(batch_id, payload)
+                self.stats["batches"] += 1
+                if kind == "events":
+                    self.stats["events"] += len(data)
+                if isinstance(answer, dict):
+                    self.stats["rejected"] += int(answer.get("rejected") or 0)
+            finally:
+                self.pending.task_done()
 
     def flush(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued batch was sent; True when the queue drained."""
+        """Wait until every queued batch was answered (or given up); True when all were."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.pending.unfinished_tasks == 0 or self.pending.empty():
-                time.sleep(0.3)
-                if self.pending.empty():
-                    return True
+            if self.pending.unfinished_tasks == 0:
+                return True
             time.sleep(0.05)
         return False
 

@@ -268,13 +268,15 @@ class Instrumentation:
         """Measure every request of a Flask app by its route template; mount /metrics."""
         from flask import request
 
-        @app.before_request
         def _pulse_route() -> None:
             # url_rule is None when routing failed (404/405): the route stays 'other'.
             rule = request.url_rule
             if rule is not None:
                 request.environ[ROUTE_KEY] = flask_rule_template(rule.rule)
 
+        # First in line: a later before_request hook that answers early (auth, rate limit)
+        # must still leave its route template, not 'other'.
+        app.before_request_funcs.setdefault(None, []).insert(0, _pulse_route)
         app.wsgi_app = self.middleware(app.wsgi_app, serve_metrics=serve_metrics)
         return app
 

@@ -269,3 +269,21 @@ def test_gunicorn_two_workers_share_metrics(tmp_path):
         assert len(list(mp.glob("*.db"))) >= 2
     finally:
         proc.stop()
+
+
+def test_route_template_kept_when_an_earlier_hook_answers():
+    registry = CollectorRegistry()
+    app = Flask(__name__)
+    app.test_client_class = Buffered
+
+    @app.before_request
+    def deny():
+        return {"error": "no token"}, 401
+
+    @app.get("/coaches/<coach_id>/clients")
+    def clients(coach_id):
+        return {}
+
+    Instrumentation(registry).instrument_flask(app)
+    assert app.test_client().get("/coaches/c-17/clients").status_code == 401
+    assert count(registry, "GET", "/coaches/{coach_id}/clients", "401") == 1
