@@ -570,8 +570,14 @@ class Simulator:
 
 def urls(cfg: Config) -> tuple[str, str]:
     """(intake events URL, demo API base URL) of a configuration."""
-    intake = f"http://{cfg.exporters.events.listen}/api/analytics/events"
-    return intake, f"http://{cfg.demo.listen}"
+    intake = cfg.demo.intake_url or f"http://{cfg.exporters.events.listen}/api/analytics/events"
+    return intake, cfg.demo.api_url or f"http://{cfg.demo.listen}"
+
+
+def serve_in_thread(server) -> None:
+    """Run an HTTP server (the sink or the payment provider) beside the simulator."""
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                     daemon=True).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -581,9 +587,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, help="population size (default: demo.users)")
     parser.add_argument("--speed", type=float, help="rate multiplier (default: demo.speed)")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--with-sink", action="store_true",
+                        help="also serve the demo channel sink (one container in compose)")
+    parser.add_argument("--with-payments", action="store_true",
+                        help="also serve the fake payment provider (one container in compose)")
     args = parser.parse_args(argv)
     cfg = load_or_exit(args.config)
     setup(COMPONENT, cfg.log_level)
+    if args.with_sink:
+        from demo import sink
+
+        serve_in_thread(sink.make_server(cfg.demo.sink_listen, sink.Sink(cfg.data_dir)))
+    if args.with_payments:
+        from demo import payments
+
+        serve_in_thread(payments.make_server(cfg.demo.payments_listen, cfg.data_dir))
     rng = random.Random(cfg.demo.seed)
     users = make_population(args.users or cfg.demo.users, rng)
     intake, api = urls(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 from collections import Counter
 from datetime import datetime
@@ -23,7 +24,9 @@ from demo.simulate import (
     activity,
     make_population,
     outcome_probabilities,
+    urls,
 )
+from pulse.config import validate
 from tests import harness
 
 SEED_SCHEMA = json.loads((Path(__file__).parent / "analytics_event.schema.json").read_text())
@@ -197,3 +200,28 @@ def test_stop_event_ends_run_quickly(demo_stack):
     assert not thread.is_alive()
     sim.close()
     sender.stop()
+
+
+def test_simulator_can_serve_sink_and_payments_itself(demo_config, tmp_path):
+    """The compose layout: one container runs the simulator, the sink and the provider."""
+    path, cfg, env = demo_config
+    proc = harness.Process([sys.executable, "-m", "demo.simulate", "--config", str(path),
+                            "--with-sink", "--with-payments", "--users", "3"],
+                           tmp_path / "sim.log", env=env, cwd=harness.ROOT)
+    try:
+        proc.wait_http(f"http://{cfg.demo.sink_listen}/-/ready", timeout=60)
+        proc.wait_http(f"http://{cfg.demo.payments_listen}/health", timeout=60)
+    finally:
+        proc.stop()
+
+
+def test_urls_follow_listen_addresses_unless_overridden(demo_config):
+    _, cfg, _ = demo_config
+    intake, api = urls(cfg)
+    assert intake == f"http://{cfg.exporters.events.listen}/api/analytics/events"
+    assert api == f"http://{cfg.demo.listen}"
+    raw = cfg.to_dict()
+    raw["demo"].update(api_url="http://demo-app:8090",
+                       intake_url="http://events:9701/api/analytics/events")
+    assert urls(validate(raw, env={"X": "1"})) == ("http://events:9701/api/analytics/events",
+                                                   "http://demo-app:8090")
