@@ -1,4 +1,4 @@
-"""The `pulse` command: up, down, status, render, check-config, dashboards check."""
+"""The `pulse` command: up, down, status, check-config, render, dashboards check, demo."""
 
 from __future__ import annotations
 
@@ -234,6 +234,46 @@ def cmd_dashboards_check(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_demo_scenario(args) -> int:
+    """Show the demo's active scenario and the list, or switch to another one."""
+    import requests
+
+    try:
+        cfg = _load(_config_path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    url = f"http://{cfg.demo.listen}/demo/scenario"
+    try:
+        if args.name:
+            resp = requests.post(url, json={"name": args.name}, timeout=10)
+        else:
+            resp = requests.get(url, timeout=10)
+    except requests.RequestException as exc:
+        print(f"pulse demo scenario: the demo API at {url} does not answer ({exc}); "
+              "is `pulse up --demo` (make run) running?", file=sys.stderr)
+        return 1
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if resp.status_code != 200:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        problems = "; ".join(d.get("problem", "") for d in error.get("details", []))
+        print(f"pulse demo scenario: {error.get('message', resp.text)} {problems}".strip(),
+              file=sys.stderr)
+        return 1
+    if args.name:
+        alert = f"; expect alert {body['alert']}" if body.get("alert") else ""
+        print(f"scenario {body['name']}: {body.get('description', '')}{alert}")
+    else:
+        print(f"active scenario: {body['name']}")
+        for name, info in body.get("scenarios", {}).items():
+            alert = f"  [{info['alert']}]" if info.get("alert") else ""
+            print(f"  {name:<20} {info['description']}{alert}")
+    return 0
+
+
 def _render_env() -> dict[str, str]:
     """Placeholders for secrets that compose configs never contain."""
     env = dict(os.environ)
@@ -280,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this dashboard (repeatable), e.g. executive")
     p.add_argument("-v", "--verbose", action="store_true", help="list every query")
     p.set_defaults(func=cmd_dashboards_check)
+
+    p = sub.add_parser("demo", help="control the demo platform of `pulse up --demo`")
+    demo_sub = p.add_subparsers(dest="demo_command", required=True)
+    p = demo_sub.add_parser("scenario", help="show the incident scenarios or switch to one")
+    p.add_argument("name", nargs="?", help="scenario to switch to (omit to list them)")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_demo_scenario)
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file", nargs="?")

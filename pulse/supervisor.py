@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from pulse.config import Config
+from pulse.config import Config, split_listen
 from pulse.render import (
     alertmanager_config,
     bridge_rules_dir,
@@ -134,11 +134,29 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
 
 
 def demo_extras(cfg: Config, cfg_args: list[str], logs: Path) -> list[Component]:
-    """Processes that exist only with --demo and have no scrape job (the simulator, sinks)."""
+    """Processes that exist only with --demo and have no scrape job.
+
+    The fake payment provider (probed by exporters.integrations at /health), the
+    demo notification sink (channel `demo`; it prints each page on this
+    supervisor's terminal, which its own log capture would otherwise hide) and
+    the traffic simulator, started last so everything it talks to is up.
+    """
     py = sys.executable
     extras = []
-    simulate = Path(__file__).resolve().parent.parent / "demo" / "simulate.py"
-    if simulate.exists():
+    demo_dir = Path(__file__).resolve().parent.parent / "demo"
+    if (demo_dir / "payments.py").exists():
+        host, port = split_listen(cfg.demo.payments_listen)
+        extras.append(Component("payments", [py, "-m", "demo.payments", *cfg_args],
+                                f"http://{host}:{port}/-/ready", logs / "payments.log",
+                                host, port, "demo.payments_listen"))
+    if (demo_dir / "sink.py").exists():
+        host, port = split_listen(cfg.demo.sink_listen)
+        console = f"/proc/{os.getpid()}/fd/1"
+        extras.append(Component("demo-sink", [py, "-m", "demo.sink", *cfg_args,
+                                              "--console", console],
+                                f"http://{host}:{port}/-/ready", logs / "demo-sink.log",
+                                host, port, "demo.sink_listen"))
+    if (demo_dir / "simulate.py").exists():
         extras.append(Component("simulator", [py, "-m", "demo.simulate", *cfg_args], None,
                                 logs / "simulator.log"))
     return extras
