@@ -85,6 +85,16 @@ def cmd_up(args) -> int:
     register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT")])
     if args.detach:
         return _up_detached(cfg, args, path)
+    if args.demo:
+        # The demo runs on its overlay of the configuration (pulse.demotime).
+        from pulse.demotime import write_config
+
+        path = write_config(path, Path(cfg.data_dir) / "demo" / "pulse.yml")
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     try:
         return run_up(cfg, args.demo, str(path.resolve()))
     except StackError as exc:

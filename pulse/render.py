@@ -71,6 +71,11 @@ def bridge_rules_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "rules"
 
 
+def demo_rules_dir(data_dir: str | Path) -> Path:
+    """Where `pulse up --demo` writes the demo-time copies of rules/ (see pulse.demotime)."""
+    return Path(data_dir) / "demo" / "rules"
+
+
 def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) -> dict:
     """prometheus.yml for this configuration (compose=True: container addresses)."""
     def addr(t: Target) -> str:
@@ -79,7 +84,9 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) ->
     if compose:
         rule_files = ["/etc/pulse/rules/*.rules.yml", "/data/rules/*.yml"]
     else:
-        rule_files = [str(RULES_DIR / "*.rules.yml"),
+        # The demo runs on demo time: rules come from their compressed copies.
+        rules = demo_rules_dir(cfg.data_dir) if demo else RULES_DIR
+        rule_files = [str(rules / "*.rules.yml"),
                       str(bridge_rules_dir(cfg.data_dir) / "*.yml")]
     am = next(t for t in targets(cfg, demo) if t.job == "alertmanager")
     doc: dict = {
@@ -119,9 +126,13 @@ def _rewrite_urls(node, old: str, new: str):
     return node
 
 
-def alertmanager_config(cfg: Config, compose: bool = False) -> dict:
+def alertmanager_config(cfg: Config, compose: bool = False, demo: bool = False) -> dict:
     """alertmanager.yml: the committed routing tree, pointed at the configured bridge."""
     doc = yaml.safe_load((ALERTMANAGER_DIR / "alertmanager.yml").read_text())
+    if demo:
+        from pulse.demotime import compress_routing
+
+        doc = compress_routing(doc)
     if compose:
         base = f"http://{COMPOSE_HOSTS['bridge']}:{split_listen(cfg.bridge.listen)[1]}"
     else:

@@ -21,6 +21,7 @@ from pulse.config import Config, split_listen
 from pulse.render import (
     alertmanager_config,
     bridge_rules_dir,
+    demo_rules_dir,
     dump,
     prometheus_config,
     targets,
@@ -84,9 +85,13 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
+    if demo:
+        from pulse.demotime import time_scale, write_rules
+
+        write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
     write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
     # 0600: it may carry the bridge's webhook token.
-    write_atomic(am, dump(alertmanager_config(cfg)), mode=0o600)
+    write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
     return {"prometheus": prom, "alertmanager": am}
 
 
