@@ -136,7 +136,11 @@ class Process:
                                      f"{self.log()[-4000:]}")
             try:
                 if requests.get(url, timeout=1).status_code == 200:
-                    return
+                    # Another process holding the port would answer too: ours must live on.
+                    time.sleep(0.1)
+                    if self.alive():
+                        return
+                    continue
             except requests.RequestException:
                 pass
             time.sleep(0.1)
@@ -157,6 +161,34 @@ def stop_all() -> None:
 def live_processes() -> list[subprocess.Popen]:
     """Processes the harness started and has not stopped yet."""
     return [p for p in _LIVE if p.poll() is None]
+
+
+def _start_owned(argv: list[str], log_path: Path, server, timeout: float,
+                 identity_path: str, attempts: int = 3) -> Process:
+    """Start a server on server.port and make sure the answers come from it.
+
+    A port picked by free_port() can be taken by another process before the server binds
+    it; then the server exits while the other one may well answer /-/ready. So readiness
+    counts only while our process is alive and answers its own API; otherwise the server
+    is started again on a fresh port (argv's listen address is rewritten).
+    """
+    for attempt in range(attempts):
+        proc = Process(argv, log_path)
+        try:
+            proc.wait_http(f"{server.url}/-/ready", timeout)
+            ok = requests.get(f"{server.url}{identity_path}", timeout=5).status_code == 200
+            time.sleep(0.1)
+            if ok and proc.alive():
+                return proc
+        except (AssertionError, requests.RequestException):
+            if attempt == attempts - 1:
+                raise
+        proc.stop()
+        old = f"127.0.0.1:{server.port}"
+        server.port = free_port()
+        server.url = f"http://127.0.0.1:{server.port}"
+        argv = [a.replace(old, f"127.0.0.1:{server.port}") for a in argv]
+    raise AssertionError(f"{argv[0]} did not come up on a port of its own: {log_path}")
 
 
 class PrometheusServer:
@@ -210,8 +242,8 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle", "--rules.alert.resend-delay=1s",
                 *self.extra_args]
-        self.process = Process(argv, self.workdir / "prometheus.log")
-        self.process.wait_http(f"{self.url}/-/ready", timeout)
+        self.process = _start_owned(argv, self.workdir / "prometheus.log", self, timeout,
+                                    "/api/v1/status/buildinfo")
         return self
 
     def stop(self) -> None:
@@ -325,8 +357,8 @@ class AlertmanagerServer:
         argv = [self.binary, f"--config.file={self.config_path}",
                 f"--storage.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="]
-        self.process = Process(argv, self.workdir / "alertmanager.log")
-        self.process.wait_http(f"{self.url}/-/ready", timeout)
+        self.process = _start_owned(argv, self.workdir / "alertmanager.log", self, timeout,
+                                    "/api/v2/status")
         return self
 
     def stop(self) -> None:

@@ -44,6 +44,7 @@ def mutated_events(draw):
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     intake = Intake(tmp_path_factory.mktemp("property") / "data", max_properties_depth=3)
+    intake.seen_batches = {}
     yield intake
     intake.close()
 
@@ -88,7 +89,13 @@ def test_arbitrary_events_in_a_valid_envelope_never_get_a_5xx(app, caplog, event
     resp = _post(app, data, path, caplog, **headers)
     if resp.status_code == 200:
         body = resp.get_json()
-        assert body["accepted"] + body["rejected"] == len(events)
+        seen = app.seen_batches.get(body["batchId"])
+        if seen is None:
+            assert body["accepted"] + body["rejected"] == len(events)
+            app.seen_batches[body["batchId"]] = body
+        else:
+            # A batchId seen before answers with the original response, counting nothing.
+            assert body == seen
 
 
 @SETTINGS
