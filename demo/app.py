@@ -59,7 +59,7 @@ class ApiError(Exception):
 class TTLCache:
     """A small thread-safe LRU cache whose entries expire after ttl seconds."""
 
-    def __init__(self, size: int = 2048, ttl: float = 30.0):
+    def __init__(self, size: int = 4096, ttl: float = 600.0):
         self.size, self.ttl = size, ttl
         self._data: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
@@ -203,8 +203,12 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         """Register a user."""
         data = _body({"platform": str, "goal": str})
         platform = _one_of(data, "platform", PLATFORMS)
+        created = time.time()
         user_id = store.insert("INSERT INTO users(platform, goal, created) VALUES (?, ?, ?)",
-                               (platform, data["goal"][:40], time.time()))
+                               (platform, data["goal"][:40], created))
+        rows = store.query("select", "SELECT * FROM users WHERE id = ?", (user_id,))
+        # Write-through: a new user's profile is read right after sign-up.
+        cache.put(("user", user_id), dict(rows[0]))
         return {"id": user_id, "platform": platform, "plan": "free"}, 201
 
     @app.get("/api/users/<int:user_id>")

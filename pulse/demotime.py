@@ -45,15 +45,21 @@ def compress_rules(text: str, range_scale: float, for_scale: float | None = None
     return FOR.sub(lambda m: m.group(1) + _seconds(m.group(2), for_scale, min_for), text)
 
 
-def write_rules(out_dir: Path, scale: float, rules_dir: Path = RULES_DIR) -> Path:
-    """Write demo-time copies of rules_dir/*.rules.yml into out_dir; return out_dir."""
+def write_rules(out_dir: Path, scale: float, rules_dir: Path = RULES_DIR,
+                min_for: float = 30) -> Path:
+    """Write demo-time copies of rules_dir/*.rules.yml into out_dir; return out_dir.
+
+    `for` keeps a floor of 30 s: long enough that nothing pages while the stack's first
+    scrapes come in, short enough that every scenario pages within minutes.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("*.rules.yml"):
         old.unlink()
     for path in sorted(rules_dir.glob("*.rules.yml")):
         header = (f"# Demo time ({scale:g}x) copy of rules/{path.name}, written by "
                   "`pulse up --demo`; edit the source.\n")
-        (out_dir / path.name).write_text(header + compress_rules(path.read_text(), scale))
+        text = compress_rules(path.read_text(), scale, min_for=min_for)
+        (out_dir / path.name).write_text(header + text)
     return out_dir
 
 

@@ -134,7 +134,11 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
         comps.append(Component(t.job, argv, ready, logs / f"{t.job}.log", t.host, t.port,
                                t.config_key))
     if demo:
-        comps.extend(demo_extras(cfg, cfg_args, logs))
+        # What the stack talks to (payment provider, demo channel) starts first, so no
+        # probe or delivery fails while it comes up; the traffic simulator starts last.
+        extras = demo_extras(cfg, cfg_args, logs)
+        first = [c for c in extras if c.name != "simulator"]
+        comps = first + comps + [c for c in extras if c.name == "simulator"]
     return comps
 
 
