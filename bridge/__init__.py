@@ -10,10 +10,12 @@ from bridge import (
     alerts,
     auth,
     dashboards,
+    datasets,
     experiments,
     health,
     hooks,
     openapi,
+    privacy,
     runbooks,
 )
 from bridge.errors import register_error_handlers
@@ -33,6 +35,8 @@ BLUEPRINTS = [
     alerts.bp,
     runbooks.bp,
     dashboards.bp,
+    privacy.bp,
+    datasets.bp,
 ]
 
 

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS users (
   last_ios INTEGER, last_android INTEGER, last_web INTEGER,
   plan TEXT, plan_ts REAL, goal TEXT, goal_ts REAL, progress REAL, progress_ts REAL,
   coach TEXT, coach_ts REAL, started INTEGER NOT NULL, completed INTEGER NOT NULL,
-  achieved INTEGER NOT NULL, ai_shown INTEGER NOT NULL, ai_accepted INTEGER NOT NULL
+  achieved INTEGER NOT NULL, ai_shown INTEGER NOT NULL, ai_accepted INTEGER NOT NULL,
+  share INTEGER, share_ts REAL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS funnel (
   uid BLOB NOT NULL, funnel TEXT NOT NULL, step INTEGER NOT NULL, ts REAL NOT NULL,
@@ -62,10 +63,10 @@ CREATE TABLE IF NOT EXISTS withdrawn (uid BLOB PRIMARY KEY, at REAL NOT NULL) WI
 COLUMNS = ("uid", "touched", "first_day", "last_day", "days", "weeks", "last_ios",
            "last_android", "last_web", "plan", "plan_ts", "goal", "goal_ts", "progress",
            "progress_ts", "coach", "coach_ts", "started", "completed", "achieved", "ai_shown",
-           "ai_accepted")
+           "ai_accepted", "share", "share_ts")
 (U_UID, U_TOUCHED, U_FIRST, U_LAST, U_DAYS, U_WEEKS, U_IOS, U_ANDROID, U_WEB, U_PLAN,
  U_PLAN_TS, U_GOAL, U_GOAL_TS, U_PROGRESS, U_PROGRESS_TS, U_COACH, U_COACH_TS, U_STARTED,
- U_COMPLETED, U_ACHIEVED, U_AI_SHOWN, U_AI_ACCEPTED) = range(len(COLUMNS))
+ U_COMPLETED, U_ACHIEVED, U_AI_SHOWN, U_AI_ACCEPTED, U_SHARE, U_SHARE_TS) = range(len(COLUMNS))
 PLATFORM_COLUMN = {1: U_IOS, 2: U_ANDROID, 4: U_WEB}
 INSERT_USER = (f"INSERT OR REPLACE INTO users ({', '.join(COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(COLUMNS))})")
@@ -147,7 +148,7 @@ class ProfileStore:
         """What each profiled event changes, as tuples; events without userId are skipped.
 
         (uid, event key or 0, timestamp, day, platform bit, active, kind, a, b, coach,
-        consentDate)
+        consentDate, canShare)
         """
         out = []
         now = self.clock()
@@ -204,7 +205,8 @@ class ProfileStore:
             flags = event["privacyFlags"]
             out.append((uid, event_key(event["id"]) if counted else 0, ts,
                         int(ts // DAY), PLATFORM_BITS.get(event["deviceInfo"]["platform"], 0),
-                        etype in ACTIVE_TYPES, kind, a, b, coach, flags.get("consentDate")))
+                        etype in ACTIVE_TYPES, kind, a, b, coach, flags.get("consentDate"),
+                        flags.get("canShare") is True))
         return out
 
     # ---- writing -----------------------------------------------------------------------------
@@ -326,9 +328,11 @@ def _fold(rec: list, items: list[tuple], cur: sqlite3.Cursor) -> list[tuple]:
     """Apply one user's observations to its record (a list, changed in place)."""
     funnel_rows = []
     uid = rec[U_UID]
-    for (_, eid, ts, day, pbit, active, kind, a, b, coach, _consent) in items:
+    for (_, eid, ts, day, pbit, active, kind, a, b, coach, _consent, share) in items:
         if rec[U_TOUCHED] is None or day > rec[U_TOUCHED]:
             rec[U_TOUCHED] = day
+        if rec[U_SHARE_TS] is None or ts >= rec[U_SHARE_TS]:
+            rec[U_SHARE], rec[U_SHARE_TS] = int(share), ts
         if active:
             _mark_day(rec, day)
             col = PLATFORM_COLUMN.get(pbit)
