@@ -8,6 +8,7 @@ by `EventsCollector` from the restored state, so they survive restarts exactly.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from exporters.events.store import EventStore
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
+log = logging.getLogger(__name__)
 COMPONENT = "exporters.events"
 INGEST_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
 JSON = [("Content-Type", "application/json")]
@@ -142,7 +144,9 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     app.extensions["pulse.events"] = intake
-    if section.profiles.enabled:
+    if section.profiles.enabled and "salt" not in cfg.privacy:
+        log.warning("per-user profiling is off: privacy.salt is not set")
+    elif section.profiles.enabled:
         sink = profile_sink(cfg, registry)
         collector.others.append(sink.collector)
         app.extensions["pulse.events"].add_sink(sink)
