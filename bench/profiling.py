@@ -3,7 +3,8 @@
 Starts two real intakes (`python -m exporters.events`, waitress, durable logs), one with
 `exporters.events.profiles.enabled: true` and one with it off, and posts to each, alternately,
 the same 100-event batches with `wrk` (every request has fresh event ids; every batch is one
-user's, drawn from a pool of 20 000 users, as a device sends its own user's events). Target:
+user's, drawn from a pool of 20 000 users, as a device sends its own user's events;
+`--users-per-batch` mixes more). Target:
 profiling costs at most 30 % of throughput (on/off >= 0.70).
 
 Then bulk-loads a synthetic population straight into a profile store (sessions on several
@@ -64,15 +65,15 @@ end
 """
 
 
-def make_body(path: Path) -> int:
-    """100 events of every mapped shape, today, of one user (placeholders for ids and user)."""
+def make_body(path: Path, users_per_batch: int = 1) -> int:
+    """100 events of every mapped shape, today, of 1..100 users (placeholders for ids, user)."""
     rules = list(EXAMPLES)
     stamp = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     events = []
     for i in range(100):
         event = example_event(rules[i % len(rules)])
         event["id"] = f"bench-{ID}-{i:03d}"
-        event["userId"] = f"user-{USER}"
+        event["userId"] = f"user-{USER}-{i % users_per_batch}"
         event["timestamp"] = stamp
         events.append(event)
     body = orjson.dumps({"events": events, "clientTimestamp": stamp})
@@ -177,12 +178,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--users", type=int, default=200_000)
+    parser.add_argument("--users-per-batch", type=int, default=1, choices=range(1, 101),
+                        metavar="1..100")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     work = Path(tempfile.mkdtemp(prefix="pulse-bench-profiling-"))
     try:
-        size = make_body(work / "body.json")
+        size = make_body(work / "body.json", args.users_per_batch)
         run = throughput(args, work)
         db = work / "bulk" / "profiles.db"
         load_s = bulk_load(db, args.users)
@@ -195,7 +198,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"body: 100 events, {size} bytes, one user per batch (pool {POOL}); wrk 1 thread, "
+    print(f"body: 100 events, {size} bytes, {args.users_per_batch} user(s) per batch (pool "
+          f"{POOL}); wrk 1 thread, "
           f"{args.connections} connections, {args.rounds} rounds x {args.seconds:.0f} s, medians")
     print(f"{'profiling':<10}{'batches/s':>12}{'events/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'non-2xx':>9}")

@@ -70,7 +70,8 @@ COLUMNS = ("uid", "touched", "first_day", "last_day", "days", "weeks", "last_ios
 PLATFORM_COLUMN = {1: U_IOS, 2: U_ANDROID, 4: U_WEB}
 INSERT_USER = (f"INSERT OR REPLACE INTO users ({', '.join(COLUMNS)}) "
                f"VALUES ({', '.join('?' * len(COLUMNS))})")
-SELECT_USER = f"SELECT {', '.join(COLUMNS)} FROM users WHERE uid = ?"
+SELECT_USERS = f"SELECT {', '.join(COLUMNS)} FROM users WHERE uid IN ({{}})"
+IN_CHUNK = 500  # bound parameters per IN (...) query
 DEFAULT_FUNNELS = {
     "onboarding": ("app_open", "sign_up", "profile", "goals", "first_workout"),
     "subscription": ("paywall_view", "plan_select", "checkout", "subscribed"),
@@ -212,38 +213,52 @@ class ProfileStore:
     # ---- writing -----------------------------------------------------------------------------
 
     def apply(self, observations: list[tuple]) -> int:
-        """Fold projected events into the records in one transaction; returns users changed."""
+        """Fold projected events into the records in one transaction; returns users changed.
+
+        A handful of statements per call, whatever the number of users: records, tombstones
+        and counted event ids are read with `IN (...)` and written with executemany.
+        """
         if not observations:
             return 0
         by_user: dict[bytes, list[tuple]] = {}
         for obs in observations:
             by_user.setdefault(obs[0], []).append(obs)
+        uids = list(by_user)
+        eids = list({obs[1] for obs in observations if obs[1]})
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            changed = 0
+            tombs = dict(_select_in(cur, "SELECT uid, at FROM withdrawn WHERE uid IN ({})",
+                                    uids))
+            records = {row[0]: list(row) for row in _select_in(
+                cur, SELECT_USERS, uids)}
+            seen = {row[0] for row in _select_in(cur, "SELECT eid FROM seen WHERE eid IN ({})",
+                                                 eids)}
+            written, funnel_rows, new_seen, reconsented = [], [], [], []
             for uid, items in by_user.items():
-                tomb = cur.execute("SELECT at FROM withdrawn WHERE uid = ?", (uid,)).fetchone()
-                if tomb is not None:
-                    items = self._reconsented(items, tomb[0])
+                if uid in tombs:
+                    items = self._reconsented(items, tombs[uid])
                     if not items:
                         continue
-                    cur.execute("DELETE FROM withdrawn WHERE uid = ?", (uid,))
-                row = cur.execute(SELECT_USER, (uid,)).fetchone()
-                rec = list(row) if row is not None else _new_record(uid)
-                funnel_rows = _fold(rec, items, cur)
-                cur.execute(INSERT_USER, rec)
-                if funnel_rows:
-                    cur.executemany(
-                        "INSERT INTO funnel (uid, funnel, step, ts) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (uid, funnel, step) DO UPDATE SET ts = MIN(ts, excluded.ts)",
-                        funnel_rows)
-                changed += 1
+                    reconsented.append((uid,))
+                rec = records.get(uid) or _new_record(uid)
+                funnel_rows += _fold(rec, items, seen, new_seen)
+                written.append(rec)
+            if reconsented:
+                cur.executemany("DELETE FROM withdrawn WHERE uid = ?", reconsented)
+            cur.executemany(INSERT_USER, written)
+            if new_seen:
+                cur.executemany("INSERT OR IGNORE INTO seen (eid, day) VALUES (?, ?)", new_seen)
+            if funnel_rows:
+                cur.executemany(
+                    "INSERT INTO funnel (uid, funnel, step, ts) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (uid, funnel, step) DO UPDATE SET ts = MIN(ts, excluded.ts)",
+                    funnel_rows)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return changed
+        return len(written)
 
     @staticmethod
     def _reconsented(items: list[tuple], withdrawn_at: float) -> list[tuple]:
@@ -324,8 +339,20 @@ def _new_record(uid: bytes) -> list:
     return rec
 
 
-def _fold(rec: list, items: list[tuple], cur: sqlite3.Cursor) -> list[tuple]:
-    """Apply one user's observations to its record (a list, changed in place)."""
+def _select_in(cur: sqlite3.Cursor, sql: str, keys: list) -> list[tuple]:
+    """Rows of `sql` (with one `IN ({})`) for every key, in chunks of IN_CHUNK."""
+    rows: list[tuple] = []
+    for i in range(0, len(keys), IN_CHUNK):
+        part = keys[i:i + IN_CHUNK]
+        rows += cur.execute(sql.format(", ".join("?" * len(part))), part).fetchall()
+    return rows
+
+
+def _fold(rec: list, items: list[tuple], seen: set, new_seen: list) -> list[tuple]:
+    """Apply one user's observations to its record (a list, changed in place).
+
+    seen: ids of events already counted (new ones are added, and appended to new_seen).
+    """
     funnel_rows = []
     uid = rec[U_UID]
     for (_, eid, ts, day, pbit, active, kind, a, b, coach, _consent, share) in items:
@@ -342,9 +369,12 @@ def _fold(rec: list, items: list[tuple], cur: sqlite3.Cursor) -> list[tuple]:
             rec[U_COACH], rec[U_COACH_TS] = coach, ts
         if kind == NONE:
             continue
-        if eid and cur.execute("INSERT OR IGNORE INTO seen (eid, day) VALUES (?, ?)",
-                               (eid, day)).rowcount == 0:
-            eid = -1  # counted before: only the idempotent parts apply
+        if eid:
+            if eid in seen:
+                eid = -1  # counted before: only the idempotent parts apply
+            else:
+                seen.add(eid)
+                new_seen.append((eid, day))
         if kind == W_START:
             if eid != -1:
                 rec[U_STARTED] += 1
