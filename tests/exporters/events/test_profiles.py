@@ -132,3 +132,23 @@ def test_the_exposition_with_profiles_passes_promtool(intake):
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_retention_job_deletes_inactive_users(tmp_path):
+    app = Intake(tmp_path / "data", profiles={"refresh_interval": "1s", "retention": "2d",
+                                              "retention_interval": "1s"})
+    try:
+        old = datetime.now(UTC) - timedelta(days=3)
+        app.post([event("u-old", old, "session", "start"), workout("u-new")])
+        harness.wait_until(lambda: store_of(app).count() == 1, timeout=60,
+                           message="the inactive user is deleted")
+    finally:
+        app.close()
+
+
+def test_a_failing_refresh_reports_zero_and_no_stale_numbers(tmp_path):
+    from exporters.events.profiles import ProfilesCollector
+    broken = ProfilesCollector(tmp_path, k=K, funnels={}, refresh_seconds=60)  # a directory
+    broken.refresh()
+    assert broken.status()[:2] == ("profiles", 0.0)
+    assert [f.name for f in broken.collect()] == ["pulse_profiles_refresh_timestamp_seconds"]
