@@ -18,7 +18,7 @@ from pulse.profiles.research import ATTRIBUTES, DEFAULT_ATTRIBUTES, release
 from pulse.profiles.store import SCHEMA, connect, db_path
 
 bp = Blueprint("datasets", __name__, url_prefix="/api/analytics/datasets")
-MAX_EPSILON = 10.0
+MIN_EPSILON, MAX_EPSILON = 0.01, 10.0
 
 
 def validate_request(body, k_floor: int) -> tuple[tuple[str, ...], int, float | None]:
@@ -33,7 +33,8 @@ def validate_request(body, k_floor: int) -> tuple[tuple[str, ...], int, float | 
                               "unknown field (allowed: attributes, k, epsilon)")
     attributes = body.get("attributes", list(DEFAULT_ATTRIBUTES))
     if (not isinstance(attributes, list) or not 1 <= len(attributes) <= len(ATTRIBUTES)
-            or len(set(map(str, attributes))) != len(attributes)):
+            or not all(isinstance(a, str) for a in attributes)
+            or len(set(attributes)) != len(attributes)):
         raise bad_request("attributes is invalid", "attributes",
                           f"a list of distinct names among {', '.join(ATTRIBUTES)}")
     for i, name in enumerate(attributes):
@@ -47,9 +48,9 @@ def validate_request(body, k_floor: int) -> tuple[tuple[str, ...], int, float | 
     epsilon = body.get("epsilon")
     if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, int | float)
                                 or not math.isfinite(epsilon)
-                                or not 0 < epsilon <= MAX_EPSILON):
+                                or not MIN_EPSILON <= epsilon <= MAX_EPSILON):
         raise bad_request("epsilon is invalid", "epsilon",
-                          f"a number above 0 and at most {MAX_EPSILON} (omit it for no noise)")
+                          f"a number from {MIN_EPSILON} to {MAX_EPSILON} (omit it for no noise)")
     return tuple(attributes), k, float(epsilon) if epsilon is not None else None
 
 

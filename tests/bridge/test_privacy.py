@@ -125,7 +125,9 @@ def test_laplace_noise_states_its_epsilon(api):
 @pytest.mark.parametrize("body,field", [
     ({"attributes": ["age"]}, "attributes[0]"), ({"attributes": []}, "attributes"),
     ({"attributes": ["plan", "plan"]}, "attributes"), ({"k": 2}, "k"), ({"k": "9"}, "k"),
-    ({"epsilon": 0}, "epsilon"), ({"epsilon": 11}, "epsilon"), ({"epsilon": True}, "epsilon"),
+    ({"epsilon": 0}, "epsilon"), ({"epsilon": 5e-324}, "epsilon"),
+    ({"attributes": [{}]}, "attributes"), ({"epsilon": 11}, "epsilon"),
+    ({"epsilon": True}, "epsilon"),
     ({"rows": 1}, "rows")])
 def test_bad_dataset_requests_name_the_field(api, body, field):
     _, client, _ = api
