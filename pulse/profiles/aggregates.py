@@ -28,6 +28,53 @@ FUNNEL_WINDOW = 30  # funnels: users who entered in the last 30 days
 COACH_ACTIVE_DAYS = 7
 EPOCH_MONDAY = date(1969, 12, 29)  # week_of(day) counts weeks from this Monday
 
+# Per-user derived values, in SQL: `off` = days since the last activity (never negative),
+# `recent` = active days of the last 30 (a 30-bit popcount of the day bitmap, SWAR style).
+_OFF = "MAX(0, :t - last_day)"
+_RECENT = f"""
+  SELECT plan, goal, ((x3 * 16843009) >> 24) & 255 AS recent FROM (
+   SELECT plan, goal, (x2 + (x2 >> 4)) & 252645135 AS x3 FROM (
+    SELECT plan, goal, (x1 & 858993459) + ((x1 >> 2) & 858993459) AS x2 FROM (
+     SELECT plan, goal, x - ((x >> 1) & 1431655765) AS x1 FROM (
+      SELECT plan, goal,
+             CASE WHEN last_day IS NULL OR {_OFF} >= 30 THEN 0
+                  ELSE days & ((1 << (30 - {_OFF})) - 1) END AS x
+      FROM users))))"""
+SEGMENTS_SQL = f"""
+SELECT CASE WHEN recent >= 12 THEN 'high' WHEN recent >= 4 THEN 'medium'
+            WHEN recent >= 1 THEN 'low' ELSE 'dormant' END AS engagement,
+       COALESCE(plan, 'free'), COALESCE(goal, 'none'), COUNT(*)
+FROM ({_RECENT}) GROUP BY 1, 2, 3"""
+_ACTIVE = ", ".join(
+    f"SUM(last_day > :t - {n}), SUM(last_ios > :t - {n}), SUM(last_android > :t - {n}), "
+    f"SUM(last_web > :t - {n})" for n in (1, 7, 30))
+_CHURN = ", ".join(f"SUM(last_day IS NOT NULL AND {_OFF} < 90 AND {_OFF} >= {n})"
+                   for n in (7, 14, 30))
+_RUN = f"last_day IS NOT NULL AND {_OFF} <= 1"  # active today or yesterday: a current streak
+_AT_LEAST = (1, 2, 4, 8, 15, 30)  # lower ends of the buckets 1, 2-3, 4-7, 8-14, 15-29, 30+
+
+
+def _streak_at_least(n: int) -> str:
+    return f"days & {(1 << n) - 1} = {(1 << n) - 1}"  # the last n days are all active
+
+
+_STREAK = ", ".join(
+    [f"SUM(last_day IS NOT NULL AND {_OFF} < 30 AND {_OFF} > 1)"]
+    + [f"SUM({_RUN} AND {_streak_at_least(lo)}"
+       + (f" AND NOT {_streak_at_least(hi)})" if hi else ")")
+       for lo, hi in zip(_AT_LEAST, (*_AT_LEAST[1:], None), strict=True)])
+TOTALS_SQL = f"SELECT {_ACTIVE}, {_CHURN}, {_STREAK} FROM users"
+COHORTS_SQL = "SELECT (first_day + 3) / 7 AS cw, COUNT(*), " + ", ".join(
+    f"SUM((weeks >> {w}) & 1)" for w in range(12)) + """
+FROM users WHERE first_day IS NOT NULL AND (first_day + 3) / 7 > :w - :c
+  AND (first_day + 3) / 7 <= :w GROUP BY cw"""
+COACHES_SQL = """
+SELECT coach, COUNT(*), SUM(last_day IS NOT NULL AND MAX(0, :t - last_day) < 7),
+       SUM(started > 0), SUM(started), SUM(CASE WHEN started > 0 THEN completed ELSE 0 END),
+       SUM(progress), COUNT(progress), SUM(ai_shown > 0), SUM(ai_shown),
+       SUM(CASE WHEN ai_shown > 0 THEN ai_accepted ELSE 0 END)
+FROM users WHERE coach IS NOT NULL GROUP BY coach"""
+
 
 @dataclass
 class Family:
@@ -74,65 +121,40 @@ def compute(conn: sqlite3.Connection, now: float, k: int, funnels: dict,
     churn = dict.fromkeys(CHURN_DAYS, 0)
     subs = dict.fromkeys(PLANS, 0)
     coaches: dict[str, list] = {}
+    # The scans run inside SQLite (which releases the GIL), so a refresh of a large store
+    # does not stall the intake's request threads; Python only sees the grouped results.
+    params = {"t": today, "w": this_week, "c": COHORTS}
     conn.execute("BEGIN")
     try:
-        rows = conn.execute(
-            "SELECT first_day, last_day, days, weeks, last_ios, last_android, last_web, plan, "
-            "goal, progress, coach, started, completed, ai_shown, ai_accepted FROM users")
-        for (first, last, days, weeks, _i, _a, _w, plan, goal, progress, coach, started,
-             completed, ai_shown, ai_accepted) in rows:
-            row = (first, last, days, weeks, _i, _a, _w)
-            if last is not None:
-                for window, n in WINDOWS:
-                    if last > today - n:
-                        active[(window, "all")] += 1
-                        for platform, col in PLATFORM_OF_COLUMN:
-                            if row[col] is not None and row[col] > today - n:
-                                active[(window, platform)] += 1
-                age = this_week - week_of(first)
-                if 0 <= age < COHORTS:
-                    cw = week_of(first)
-                    cohort_size[cw] = cohort_size.get(cw, 0) + 1
-                    for w in range(age + 1):
-                        if weeks >> w & 1:
-                            retained[(cw, w)] = retained.get((cw, w), 0) + 1
-                offset = max(0, today - last)
-                recent = (days & ((1 << (30 - offset)) - 1)).bit_count() if offset < 30 else 0
-                if offset < 30:
-                    streak = (~days & (days + 1)).bit_length() - 1 if offset <= 1 else 0
-                    streaks[streak_bucket(streak)] += 1
-                if offset < CHURN_LOOKBACK:
-                    for n in CHURN_DAYS:
-                        if offset >= n:
-                            churn[n] += 1
-            else:
-                recent, offset = 0, None
-            key = (engagement_level(recent), plan or "free", goal or "none")
-            segments[key] = segments.get(key, 0) + 1
-            if plan in subs:
-                subs[plan] += 1
-            if coach is not None:
-                c = coaches.setdefault(coach, [0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0])
-                c[0] += 1
-                if offset is not None and offset < COACH_ACTIVE_DAYS:
-                    c[1] += 1
-                if started:
-                    c[2] += 1
-                    c[3] += started
-                    c[4] += completed
-                if progress is not None:
-                    c[5] += progress
-                    c[6] += 1
-                if ai_shown:
-                    c[7] += 1
-                    c[8] += ai_shown
-                    c[9] += ai_accepted
+        totals = conn.execute(TOTALS_SQL, params).fetchone()
+        cohort_rows = conn.execute(COHORTS_SQL, params).fetchall()
+        segment_rows = conn.execute(SEGMENTS_SQL, params).fetchall()
+        coach_rows = conn.execute(COACHES_SQL, params).fetchall()
         funnel_rows = conn.execute(
             "SELECT f.uid, f.funnel, f.step, f.ts FROM funnel s JOIN funnel f "
             "ON f.uid = s.uid AND f.funnel = s.funnel WHERE s.step = 0 AND s.ts >= ? "
             "ORDER BY f.uid", ((today - FUNNEL_WINDOW + 1) * DAY,)).fetchall()
     finally:
         conn.execute("COMMIT")
+    values = iter(v or 0 for v in totals)
+    for window, _ in WINDOWS:
+        for platform in ("all", "ios", "android", "web"):
+            active[(window, platform)] = next(values)
+    for n in CHURN_DAYS:
+        churn[n] = next(values)
+    for _, label in STREAK_BUCKETS:
+        streaks[label] = next(values)
+    for cw, size, *kept in cohort_rows:
+        cohort_size[cw] = size
+        for w, n in enumerate(kept):
+            if w <= this_week - cw and n:
+                retained[(cw, w)] = n
+    for engagement, plan, goal, n in segment_rows:
+        segments[(engagement, plan, goal)] = n
+        if plan in subs:
+            subs[plan] += n
+    for coach, *acc in coach_rows:
+        coaches[coach] = [v or 0 for v in acc]
 
     def shown(n: int) -> bool:
         return n == 0 or n >= k

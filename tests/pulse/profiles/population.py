@@ -58,9 +58,11 @@ def population(n: int = 120, seed: int = 7) -> tuple[list[User], list[dict]]:
         first = TODAY - timedelta(days=rng.randrange(0, 84))
         home = rng.sample(PLATFORMS, rng.choice((1, 1, 2)))
         end = min(TODAY, first + timedelta(days=rng.randrange(0, 84)))
+        if i % 11 == 0:
+            end = TODAY  # every day up to today: long current streaks
         day = first
         while day <= end:
-            if day == first or rng.random() < 0.2:
+            if day == first or i % 11 == 0 or rng.random() < 0.2:  # some users every day
                 u.active[day] = {rng.choice(home)}
             day += timedelta(days=1)
         for d, plats in u.active.items():

@@ -110,6 +110,38 @@ def test_stickiness_and_subscriptions(world):
         1 for u in users if u.plan == "monthly")
 
 
+def test_streaks_segments_and_churn_are_exact(world):
+    users, _, _, out = world
+    month = [u for u in users if max(u.active) > TODAY - timedelta(days=30)]
+    truth: dict[str, int] = {}
+    for u in month:
+        streak, day = 0, max(u.active)
+        if day >= TODAY - timedelta(days=1):
+            while day in u.active:
+                streak, day = streak + 1, day - timedelta(days=1)
+        label = next(lbl for hi, lbl in ((0, "0"), (1, "1"), (3, "2-3"), (7, "4-7"),
+                                         (14, "8-14"), (29, "15-29"), (10**6, "30+"))
+                     if streak <= hi)
+        truth[label] = truth.get(label, 0) + 1
+    for label in ("0", "1", "2-3", "4-7", "8-14", "15-29", "30+"):
+        n = truth.get(label, 0)
+        assert out.get(("fitness_streak_users", (label,))) == (n if n == 0 or n >= K else None)
+    assert truth.get("8-14", 0) + truth.get("15-29", 0) + truth.get("30+", 0) >= K
+    segments: dict[tuple, int] = {}
+    for u in users:
+        days = sum(1 for d in u.active if d > TODAY - timedelta(days=30))
+        level = "high" if days >= 12 else "medium" if days >= 4 else "low" if days else "dormant"
+        key = (level, u.plan or "free", "none")
+        segments[key] = segments.get(key, 0) + 1
+    got = {lbl: v for (name, lbl), v in out.items() if name == "fitness_segment_users"}
+    assert got == {key: n for key, n in segments.items() if n >= K}
+    for n in (7, 14, 30):
+        idle = sum(1 for u in users
+                   if n <= (TODAY - max(u.active)).days < 90)
+        assert out.get(("fitness_churn_risk_users", (str(n),))) == (
+            idle if idle == 0 or idle >= K else None)
+
+
 def test_coaches_under_k_are_not_exported(world):
     users, _, _, out = world
     coaches = {name[1][0] for name in out if name[0].startswith("fitness_coach_")}
