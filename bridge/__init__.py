@@ -11,10 +11,12 @@ from bridge import (
     audit,
     auth,
     dashboards,
+    datasets,
     experiments,
     health,
     hooks,
     openapi,
+    privacy,
     ruler,
     rules,
     runbooks,
@@ -39,6 +41,8 @@ BLUEPRINTS = [
     rules.bp,
     ruler.bp,
     audit.bp,
+    privacy.bp,
+    datasets.bp,
 ]
 
 

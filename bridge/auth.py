@@ -19,6 +19,7 @@ from bridge.errors import ApiError
 
 # Role -> permissions. The one place that says who may do what (seed NF-009).
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # admin holds every permission, among them privacy:withdraw (consent withdrawal).
     "admin": frozenset({"*"}),
     "engineer": frozenset({
         "rules:read", "rules:write", "rules:expr", "alerts:read", "alerts:test", "incidents:ack",

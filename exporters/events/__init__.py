@@ -8,6 +8,7 @@ by `EventsCollector` from the restored state, so they survive restarts exactly.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -21,10 +22,12 @@ from prometheus_client.core import (
 
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
+from exporters.events.profiles import profile_sink
 from exporters.events.store import EventStore
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
+log = logging.getLogger(__name__)
 COMPONENT = "exporters.events"
 INGEST_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
 JSON = [("Content-Type", "application/json")]
@@ -35,6 +38,8 @@ class EventsCollector:
 
     def __init__(self, store: EventStore):
         self.store = store
+        # Other collectors of this process (profiles) report their health in the same families.
+        self.others: list = []
 
     def collect(self):
         """Fresh metric families each scrape; a failure sets the success gauge to 0."""
@@ -69,10 +74,14 @@ class EventsCollector:
         ok = GaugeMetricFamily("pulse_scrape_collector_success",
                                "1 when the collector produced its metrics.", labels=["collector"])
         ok.add_metric(["events"], success)
-        yield ok
         took = GaugeMetricFamily("pulse_scrape_collector_duration_seconds",
                                  "Time the collector took.", labels=["collector"])
         took.add_metric(["events"], time.perf_counter() - started)
+        for other in self.others:
+            name, other_ok, other_took = other.status()
+            ok.add_metric([name], other_ok)
+            took.add_metric([name], other_took)
+        yield ok
         yield took
 
 
@@ -129,11 +138,18 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
                       ["reason"], registry=registry)
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
                     count_request_rejection=lambda code: refused.labels(code).inc())
-    registry.register(EventsCollector(store))
+    collector = EventsCollector(store)
+    registry.register(collector)
 
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     app.extensions["pulse.events"] = intake
+    if section.profiles.enabled and "salt" not in cfg.privacy:
+        log.warning("per-user profiling is off: privacy.salt is not set")
+    elif section.profiles.enabled:
+        sink = profile_sink(cfg, registry)
+        collector.others.append(sink.collector)
+        app.extensions["pulse.events"].add_sink(sink)
     add_standard_routes(app, registry, COMPONENT)
 
     @app.get("/api/analytics/events/rejected")

@@ -3,7 +3,7 @@
 from grafana.lib import bars, dashboard, headline, row, target, timeseries
 
 COSTS = 'sum(increase(business_costs_total{{currency="USD"}}[$__range]{o}))'
-ACTIVE_30D = 'sum(max_over_time(fitness_users_active{{window="30d"}}[$__range]{o}))'
+ACTIVE_30D = 'sum(max_over_time(fitness_active_users{{window="30d",platform="all"}}[$__range]{o}))'
 
 dashboard = dashboard(
     uid="pulse-business",
@@ -60,7 +60,7 @@ dashboard = dashboard(
                    "Cost per monthly active user, at the current daily cost rate times 30.",
                    "currencyUSD",
                    [target('sum(rate(business_costs_total{currency="USD"}[$__rate_interval]))'
-                           ' * 86400 * 30 / sum(fitness_users_active{window="30d"})',
+                           ' * 86400 * 30 / sum(fitness_active_users{window="30d",platform="all"})',
                            "cost per user (30 d)")]),
     ],
 )

@@ -11,7 +11,7 @@ from grafana.lib import (
 )
 
 REVENUE = 'sum(increase(business_revenue_total{{currency="USD"}}[$__range]{o}))'
-ACTIVE_30D = 'sum(max_over_time(fitness_users_active{{window="30d"}}[$__range]{o}))'
+ACTIVE_30D = 'sum(max_over_time(fitness_active_users{{window="30d",platform="all"}}[$__range]{o}))'
 SIGNUPS = "sum(increase(fitness_users_signed_up_total[$__range]{o}))"
 STARTED = "sum(increase(business_subscriptions_started_total[$__range]{o}))"
 CANCELED = "sum(increase(business_subscriptions_canceled_total[$__range]{o}))"
@@ -35,14 +35,17 @@ dashboard = dashboard(
                  "Subscriptions started per new user over the range.", "percentunit",
                  f"{STARTED} / {SIGNUPS}"),
         headline("Monthly active users",
-                 "Distinct users active in the trailing 30 days (highest over the range).",
+                 "Distinct users active in the trailing 30 days (highest over the range); a "
+                 "user active on several platforms counts once.",
                  "short", ACTIVE_30D),
         row("Retention and churn"),
         headline("Stickiness (DAU / MAU)",
                  "Daily active users divided by 30-day active users, averaged over the range.",
                  "percentunit",
-                 'avg(avg_over_time(fitness_users_active{{window="1d"}}[$__range]{o}))'
-                 ' / avg(avg_over_time(fitness_users_active{{window="30d"}}[$__range]{o}))'),
+                 'avg(avg_over_time(fitness_active_users{{window="1d",platform="all"}}'
+                 '[$__range]{o}))'
+                 ' / avg(avg_over_time(fitness_active_users{{window="30d",platform="all"}}'
+                 '[$__range]{o}))'),
         headline("Subscription churn",
                  "Subscriptions canceled over the range per active subscription.",
                  "percentunit", f"{CANCELED} / {SUBSCRIBERS}", better="down"),

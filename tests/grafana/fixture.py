@@ -170,7 +170,26 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
     for gc in ("weight_loss", "strength", "endurance"):
         r.counter("fitness_goals_achieved_total", ev, {"goal_category": gc}, 0.02)
     for window, users in (("1d", 4200), ("7d", 9800), ("30d", 21000)):
-        r.gauge("fitness_users_active", ev, {"window": window}, users, 0.02)
+        r.gauge("fitness_active_users", ev, {"window": window, "platform": "all"}, users, 0.02)
+        for platform, share in (("ios", 0.45), ("android", 0.4), ("web", 0.3)):
+            r.gauge("fitness_active_users", ev, {"window": window, "platform": platform},
+                    users * share, 0.02)
+    r.gauge("fitness_stickiness_ratio", ev, {}, 0.2, 0.02)
+    for c, cohort in enumerate(("2026-W40", "2026-W41", "2026-W42", "2026-W43")):
+        for week in range(12 - c * 2):
+            r.gauge("fitness_cohort_retention_ratio", ev, {"cohort": cohort, "week": str(week)},
+                    1.0 if week == 0 else 0.6 * 0.9 ** week, 0.0)
+    for funnel, funnel_steps in FUNNELS.items():
+        for k, step in enumerate(funnel_steps):
+            r.gauge("fitness_funnel_conversion_ratio", ev, {"funnel": funnel, "step": step},
+                    0.7 ** k, 0.0)
+    for engagement, users in (("high", 3000), ("medium", 7000), ("low", 9000)):
+        r.gauge("fitness_segment_users", ev, {"engagement": engagement, "plan": "free",
+                                              "goal_category": "endurance"}, users, 0.01)
+    for streak, users in (("0", 12000), ("1", 4000), ("2-3", 2500), ("4-7", 1200)):
+        r.gauge("fitness_streak_users", ev, {"streak": streak}, users, 0.01)
+    for days, users in (("7", 2100), ("14", 1300), ("30", 600)):
+        r.gauge("fitness_churn_risk_users", ev, {"inactive_days": days}, users, 0.02)
     for coach, clients in zip(COACHES, (12, 8, 23), strict=True):
         r.gauge("fitness_coach_clients_active", ev, {"coach": coach}, clients, 0.0)
         r.gauge("fitness_coach_workout_completion_ratio", ev, {"coach": coach}, 0.74, 0.08)

@@ -16,7 +16,9 @@ ENV = {"PULSE_PRIVACY_SALT": "test-salt-0123456789abcdef"}
 def events_config(data_dir: Path, **section) -> object:
     """A validated Config whose events section carries the given keys."""
     raw = {"data_dir": str(data_dir), "privacy": {"salt": "${PULSE_PRIVACY_SALT}"},
-           "exporters": {"events": {"listen": "127.0.0.1:1", **section}}}
+           "exporters": {"events": {"listen": "127.0.0.1:1",
+                                    # profiling has its own tests (tests/exporters/profiles)
+                                    "profiles": {"enabled": False}, **section}}}
     return validate(raw, "test", ENV)
 
 

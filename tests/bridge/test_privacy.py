@@ -1,0 +1,142 @@
+"""Consent withdrawal and research datasets through the bridge API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge import create_app
+from pulse.profiles import ProfileStore, db_path
+from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.openapi_check import validate_response
+from tests.pulse.profiles.population import NOW, event
+
+WITHDRAW = "/api/analytics/privacy/withdraw"
+RESEARCH = "/api/analytics/datasets/research"
+SALT = "s" * 32  # the salt of bridge_config
+
+
+@pytest.fixture
+def api(tmp_path):
+    """A bridge app whose data directory holds profiles of 23 users (written as the intake does)."""
+    app = create_app(bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
+                                   alertmanager={"url": "http://127.0.0.1:9"}))
+    data_dir = Path(app.config["PULSE"].data_dir)
+    store = ProfileStore(db_path(data_dir), SALT)
+    when = NOW - timedelta(hours=2)
+    events = []
+    for i in range(23):
+        goal = "endurance" if i < 15 else "sleep"
+        events.append(event(f"user-{i}", when, "goal", "set", props={"goalCategory": goal}))
+        events.append(event(f"user-{i}", when, "workout", "start",
+                            props={"workoutType": "running"}))
+        if i % 2:
+            events.append(event(f"user-{i}", when, "workout", "complete",
+                                props={"workoutType": "running"}))
+    for e in events:
+        e["privacyFlags"]["canShare"] = not e["userId"].endswith("-22")
+    store.apply(store.project(events))
+    store.close()
+    return app, app.test_client(), data_dir
+
+
+def test_withdrawal_needs_the_permission(api):
+    _, client, _ = api
+    assert client.post(WITHDRAW, json={"userId": "user-1"}).status_code == 401
+    refused = client.post(WITHDRAW, json={"userId": "user-1"}, headers=auth("analyst"))
+    assert refused.status_code == 403
+    assert refused.json["error"]["details"][0]["problem"] == "privacy:withdraw required"
+
+
+@pytest.mark.parametrize("body,field", [
+    ({}, "userId"), ({"userId": ""}, "userId"), ({"userId": 7}, "userId"),
+    ({"userId": "x" * 257}, "userId"), ({"userId": "a", "extra": 1}, "extra"), ([], "body")])
+def test_bad_withdrawals_name_the_field(api, body, field):
+    _, client, _ = api
+    resp = client.post(WITHDRAW, json=body, headers=auth("admin"))
+    assert resp.status_code == 400
+    assert resp.json["error"]["details"][0]["field"] == field
+
+
+def test_withdrawal_deletes_the_profile_and_every_research_file(api):
+    app, client, data_dir = api
+    made = client.post(RESEARCH, json={}, headers=auth("analyst"))
+    assert made.status_code == 201
+    files = made.json["files"]
+    assert Path(files["csv"]).exists() and Path(files["metadata"]).exists()
+    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    assert resp.status_code == 200, resp.json
+    validate_response(client.get("/api/openapi.json").json, "Withdrawal", resp.json)
+    assert resp.json["profileDeleted"] is True and resp.json["researchFilesDeleted"] == 2
+    assert not Path(files["csv"]).exists() and not Path(files["metadata"]).exists()
+    store = ProfileStore(db_path(data_dir), SALT)
+    assert store.count() == 22
+    uid = store.conn.execute("SELECT uid FROM withdrawn").fetchone()[0]
+    for table in ("users", "funnel"):
+        left = store.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE uid = ?", (uid,))
+        assert left.fetchone()[0] == 0
+    # Neither the database nor its WAL keeps the raw id.
+    for path in db_path(data_dir).parent.glob("profiles.db*"):
+        assert b"user-3" not in path.read_bytes()
+    again = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    assert again.status_code == 200 and again.json["profileDeleted"] is False
+
+
+def test_research_dataset_is_k_anonymous_and_documented(api):
+    _, client, _ = api
+    resp = client.post(RESEARCH, json={"attributes": ["goal_category", "plan"]},
+                       headers=auth("analyst"))
+    assert resp.status_code == 201, resp.json
+    validate_response(client.get("/api/openapi.json").json, "ResearchDataset", resp.json)
+    rows = resp.json["rows"]
+    # 15 endurance users, 7 shareable sleep users (user-22 did not allow sharing).
+    assert {(r["goal_category"], r["users"]) for r in rows} == {("endurance", 15), ("sleep", 7)}
+    assert all(r["users"] >= 5 for r in rows)
+    endurance = next(r for r in rows if r["goal_category"] == "endurance")
+    assert endurance["workout_completion_mean"] == pytest.approx(7 / 15, abs=1e-4)
+    meta = resp.json["metadata"]
+    assert meta["k"] == 5 and meta["noise"] == {"mechanism": "none", "epsilon": None}
+    parsed = list(csv.DictReader(io.StringIO(resp.json["csv"])))
+    assert [int(r["users"]) for r in parsed] == [r["users"] for r in rows]
+    assert json.loads(Path(resp.json["files"]["metadata"]).read_text()) == meta
+    assert Path(resp.json["files"]["csv"]).read_text() == resp.json["csv"]
+    # With k above a group's size, that group is not released.
+    strict = client.post(RESEARCH, json={"attributes": ["goal_category"], "k": 8},
+                         headers=auth("analyst")).json
+    assert [r["goal_category"] for r in strict["rows"]] == ["endurance"]
+
+
+def test_laplace_noise_states_its_epsilon(api):
+    _, client, _ = api
+    resp = client.post(RESEARCH, json={"attributes": ["goal_category"], "epsilon": 1.0},
+                       headers=auth("admin"))
+    assert resp.status_code == 201
+    noise = resp.json["metadata"]["noise"]
+    assert noise["mechanism"] == "laplace" and noise["epsilon"] == 1.0
+    assert noise["epsilonPerValue"] == pytest.approx(1.0 / 6)
+    assert all(r["users"] >= 0 for r in resp.json["rows"])
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"attributes": ["age"]}, "attributes[0]"), ({"attributes": []}, "attributes"),
+    ({"attributes": ["plan", "plan"]}, "attributes"), ({"k": 2}, "k"), ({"k": "9"}, "k"),
+    ({"epsilon": 0}, "epsilon"), ({"epsilon": 5e-324}, "epsilon"),
+    ({"attributes": [{}]}, "attributes"), ({"epsilon": 11}, "epsilon"),
+    ({"epsilon": True}, "epsilon"),
+    ({"rows": 1}, "rows")])
+def test_bad_dataset_requests_name_the_field(api, body, field):
+    _, client, _ = api
+    resp = client.post(RESEARCH, json=body, headers=auth("analyst"))
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["details"][0]["field"] == field
+
+
+def test_datasets_need_their_permission(api):
+    _, client, _ = api
+    assert client.post(RESEARCH, json={}, headers=auth("executive")).status_code == 403
+    assert client.post(RESEARCH, json={}).status_code == 401
