@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import ai_performance, alerts, auth, experiments, health, hooks, openapi, runbooks
+from bridge import (
+    ai_performance,
+    alerts,
+    auth,
+    experiments,
+    health,
+    hooks,
+    metrics_query,
+    openapi,
+    reports,
+    runbooks,
+)
 from bridge.errors import register_error_handlers
 from bridge.prom import AlertmanagerClient, PrometheusClient
 from pulse.config import Config, load_config
@@ -22,6 +33,8 @@ BLUEPRINTS = [
     hooks.bp,
     alerts.bp,
     runbooks.bp,
+    metrics_query.bp,
+    reports.bp,
 ]
 
 
