@@ -42,7 +42,8 @@ SECTIONS: dict[str, list[tuple[str, str, list[tuple[str, tuple[str, ...]]]]]] = 
         ("unit_economics", "ARPU and lifetime value", [("arpu", ("currency",))]),
         ("marketplace", "Marketplace",
          [("programs_sold", ("category",)), ("trainer_commission", ("currency",))]),
-        ("costs", "Costs per user", [("sessions", ()), ("ai_recommendations", ())]),
+        ("costs", "Costs per user",
+         [("sessions", ()), ("active_users", ()), ("ai_recommendations", ())]),
     ],
     "technical": [
         ("latency", "Latency", [("api_p95_latency", ()), ("api_requests", ())]),
@@ -416,9 +417,13 @@ def build_report(prom, req: ReportRequest, settings: Mapping, k: int,
 
 
 def clean(value):
-    """The report with NaN/inf replaced by None (JSON has neither)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    """The report as every format writes it: NaN/inf become None, floats keep 10 digits.
+
+    Ten significant digits survive every writer unchanged (JSON, the Excel XML, the PDF
+    text), so the same number reads back identically from each format.
+    """
+    if isinstance(value, float):
+        return float(f"{value:.10g}") if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
