@@ -336,6 +336,8 @@ def compile_promql(metric: MetricDef, dimensions: list[str], matchers: list[Matc
     expr = expr.replace("$filters", ", ".join(m.promql() for m in matchers))
     expr = re.sub(r",\s*([})])", r"\1", expr)
     expr = re.sub(r"([({])\s*,\s*", r"\1", expr)
+    expr = re.sub(r"\{\s*\}", "", expr)
+    expr = re.sub(r"\b(sum|avg|min|max) by \(\)\s*", r"\1", expr)
     if (step and metric.kind == "total" and metric.window and step > metric.window
             and step % metric.window == 0):
         expr = f"sum_over_time(({expr})[{step}s:{metric.window}s])"
