@@ -10,7 +10,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, request
 
 from bridge.auth import require
-from bridge.errors import bad_request
+from bridge.errors import ApiError, bad_request
 from bridge.metrics_query import (
     GRANULARITIES,
     MAX_POINTS,
@@ -19,7 +19,7 @@ from bridge.metrics_query import (
     parse_range,
 )
 from bridge.reports.build import ReportRequest, build_report, clean, default_granularity
-from bridge.reports.deliver import MEDIA_TYPES, filename, render, send_email
+from bridge.reports.deliver import MEDIA_TYPES, email_urls, filename, render, send_email
 from bridge.reports.scheduler import ReportScheduler, interval_of
 
 bp = Blueprint("reports", __name__, url_prefix="/api/analytics/reports")
@@ -73,10 +73,9 @@ def _custom(raw) -> list[dict]:
             raise bad_request(f"{where}.filters is invalid", f"{where}.filters", "a list")
         try:
             matchers = [parse_filter(f, allowed) for f in filters]
-        except Exception as exc:
-            if hasattr(exc, "details"):
-                for d in exc.details:
-                    d["field"] = f"{where}.filters"
+        except ApiError as exc:
+            for d in exc.details:
+                d["field"] = f"{where}.filters"
             raise
         if q.get("aggregation") is not None and q["aggregation"] not in AGGREGATIONS:
             raise bad_request(f"{where}.aggregation is invalid", f"{where}.aggregation",
@@ -168,7 +167,6 @@ def generate_report():
     channel = req.channel or cfg.bridge.reports.email_channel
     channels = cfg.bridge.channels
     if req.delivery == "email":
-        from bridge.reports.deliver import email_urls
         email_urls(channel, channels)  # 400 before any work when the channel is unusable
     report, data = generate(current_app, req)
     if req.delivery == "email":

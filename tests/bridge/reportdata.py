@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.harness import ROOT, PrometheusServer, require_binary
 
@@ -146,7 +147,7 @@ def backfill(workdir: Path, start: float, end: float, step: int = 60,
     data = prom.workdir / "data"
     _run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
          workdir)
-    rules = sorted(rules_dir().glob("*.rules.yml"))
+    rules = recording_rules(workdir / "rules")
     prom.start(timeout=90)
     out = workdir / "rule-blocks"
     try:
@@ -160,6 +161,26 @@ def backfill(workdir: Path, start: float, end: float, step: int = 60,
             shutil.move(str(block), data / block.name)
     prom.start(timeout=90)
     return prom
+
+
+def recording_rules(outdir: Path) -> list[Path]:
+    """Copies of the rule files with only recording rules and no group `interval`.
+
+    A group's own interval (5m for the 7-day rules) would override --eval-interval and
+    make a month of backfill evaluate 7-day windows every 5 minutes.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in sorted(rules_dir().glob("*.rules.yml")):
+        groups = []
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            rules = [r for r in group["rules"] if "record" in r]
+            if rules:
+                groups.append({"name": group["name"], "rules": rules})
+        if groups:
+            out.append(outdir / path.name)
+            out[-1].write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    return out
 
 
 def _run(argv: list[str], cwd: Path) -> None:

@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
@@ -192,3 +194,27 @@ def test_schedules_are_validated():
                       {"name": "x", "report_type": "executive", "cadence": "hourly",
                        "channel": "c"}]}}}, "test", {})
     assert "cadence" in str(info.value)
+
+
+BODY_KEYS = ["reportType", "timeRange", "includeComparisons", "format", "deliveryMethod",
+             "customQueries", "granularity", "channel", "x"]
+VALUES = st.one_of(
+    st.sampled_from(["executive", "custom", "7d", "1h", "json", "excel", "email", "download",
+                     "day", "minute", "reports", True, False, None, 0, -1.5]),
+    st.lists(st.one_of(st.text(max_size=8), st.dictionaries(
+        st.sampled_from(["metric", "dimensions", "filters", "groupBy", "aggregation", "y"]),
+        st.one_of(st.sampled_from(["sessions", "revenue", "platform", "sum"]),
+                  st.lists(st.sampled_from(["platform", "currency", "platform:eq:ios", 1]),
+                           max_size=2), st.none()), max_size=4)), max_size=2),
+    st.dictionaries(st.sampled_from(["start", "end", "z"]),
+                    st.one_of(st.floats(), st.text(max_size=12), st.integers()), max_size=2),
+    st.text(max_size=12))
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.dictionaries(st.sampled_from(BODY_KEYS), VALUES, max_size=6))
+def test_never_a_500(client, fake, body):
+    body = {**body, "format": "json"} if body.get("format") not in (None, "json") else body
+    resp = client.post(URL, headers=auth("analyst"), json=body)
+    assert resp.status_code in (200, 400), resp.data[:300]
