@@ -257,3 +257,15 @@ JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats
 def test_never_a_500_on_post(client, fake, body):
     resp = client.post("/api/analytics/metrics", headers=auth("analyst"), json=body)
     assert resp.status_code in (200, 400), resp.get_json()
+
+
+def test_every_analytics_route_is_documented(app):
+    from bridge.openapi import document
+    paths = document()["paths"]
+    routes = [r for r in app.url_map.iter_rules()
+              if r.endpoint.split(".")[0] in ("metrics_query", "reports")]
+    assert len(routes) == 4
+    for rule in routes:
+        assert rule.rule in paths, rule.rule
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in paths[rule.rule], (rule.rule, method)
