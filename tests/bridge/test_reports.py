@@ -218,3 +218,20 @@ def test_never_a_500(client, fake, body):
     body = {**body, "format": "json"} if body.get("format") not in (None, "json") else body
     resp = client.post(URL, headers=auth("analyst"), json=body)
     assert resp.status_code in (200, 400), resp.data[:300]
+
+
+def test_concurrent_reports(app, fake):
+    """Reports are built per request (no shared figure state): threads do not mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(rtype):
+        with app.test_client() as c:
+            resp = c.post(URL, headers=auth("analyst"), json={
+                "reportType": rtype, "timeRange": "2d", "format": "pdf"})
+            return rtype, resp.status_code, resp.data
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(one, ["executive", "business", "technical"]))
+    for rtype, status, data in results:
+        assert status == 200
+        text = PdfReader(io.BytesIO(data)).pages[0].extract_text()
+        assert f"{rtype.capitalize()} report" in text
