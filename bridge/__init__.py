@@ -15,8 +15,10 @@ from bridge import (
     experiments,
     health,
     hooks,
+    metrics_query,
     openapi,
     privacy,
+    reports,
     ruler,
     rules,
     runbooks,
@@ -43,6 +45,8 @@ BLUEPRINTS = [
     audit.bp,
     privacy.bp,
     datasets.bp,
+    metrics_query.bp,
+    reports.bp,
 ]
 
 

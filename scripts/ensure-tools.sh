@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Makes sure the real Prometheus and Alertmanager (Debian packages) are here.
+# Makes sure the real Prometheus and Alertmanager (Debian packages) and poppler-utils
+# (pdftoppm, which renders report PDFs in the tests) are here.
 set -euo pipefail
-need=(prometheus promtool prometheus-alertmanager amtool)
+need=(prometheus promtool prometheus-alertmanager amtool pdftoppm)
 missing=()
 for cmd in "${need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-install_cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager"
-echo "ensure-tools: missing ${missing[*]}; installing Debian's prometheus and prometheus-alertmanager" >&2
+install_cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager poppler-utils"
+echo "ensure-tools: missing ${missing[*]}; installing Debian's prometheus, prometheus-alertmanager and poppler-utils" >&2
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-tools: cannot install here (need root and apt-get). Install them with:" >&2
   echo "  sudo sh -c '$install_cmd'" >&2
@@ -17,7 +18,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager
+apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager poppler-utils
 # The packages start system services where systemd runs; Pulse runs its own.
 for svc in prometheus prometheus-alertmanager; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
