@@ -7,6 +7,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# Most tests wait on real servers, not the CPU: three workers, one test file each.
+PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
 .PHONY: run test venv tools lint check-config dashboards bench clean
 
@@ -16,7 +18,7 @@ run: venv tools
 test: venv tools
 	$(BIN)/ruff check .
 	$(BIN)/pulse check-config pulse.yml
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 venv: $(STAMP)
 

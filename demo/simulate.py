@@ -606,7 +606,8 @@ def main(argv: list[str] | None = None) -> None:
     users = make_population(args.users or cfg.demo.users, rng)
     intake, api = urls(cfg)
     sender = Sender(intake).start()
-    disk = DiskFiller(cfg.data_dir, cfg.demo.disk_size_mb)
+    disk = DiskFiller(cfg.data_dir, cfg.demo.disk_size_mb,
+                      parse_duration(cfg.demo.disk_fill))
     sim = Simulator(users, api, sender, ScenarioWatch(cfg.data_dir),
                     speed=args.speed or cfg.demo.speed,
                     day_length=parse_duration(cfg.demo.day_length), rng=rng, disk=disk)
