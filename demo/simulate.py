@@ -65,6 +65,9 @@ EXPERIMENT = ("workout-ranker-v2", ("control", "treatment"))
 # Users with a recorded injury: the models' safety rails step in on most of their plans
 # (kind safety_rail: the guard worked, shown on the AI dashboard; real violations page).
 INJURED_SHARE = 0.05
+# Share of users whose previous session (before the simulation) crashed; about 0.4 % of
+# sessions crash, so a few percent of a population has a report waiting.
+PENDING_CRASH_SHARE = 0.03
 SESSION_GAP = 180.0  # seconds of real time between a user's sessions at peak, speed 1
 MAX_BATCH = 100
 
@@ -98,6 +101,9 @@ class User:
     onboarded: bool
     plan: str | None = None
     injured: bool = False
+    # The app crashed in the user's last session before the simulation began: like real
+    # crash reporters, the app sends the report when it is next opened.
+    crash_report_pending: bool = False
     api_id: int | None = None
     consent_date: str = field(default_factory=iso)
 
@@ -126,7 +132,8 @@ def make_population(n: int, rng: random.Random) -> list[User]:
             can_track=rng.random() >= 0.02, can_profile=rng.random() >= 0.15,
             goal=rng.choice(GOALS), vendor=rng.choice(VENDORS), onboarded=rng.random() < 0.7,
             plan=rng.choice(("monthly", "annual")) if rng.random() < 0.25 else None,
-            injured=rng.random() < INJURED_SHARE))
+            injured=rng.random() < INJURED_SHARE,
+            crash_report_pending=rng.random() < PENDING_CRASH_SHARE))
     return users
 
 
@@ -323,6 +330,10 @@ class Simulator:
         ev: list[dict] = []
         scenario = self.scenario.name
         ev.append(self.event(user, sid, "user_action", "session", "start"))
+        if user.crash_report_pending:
+            user.crash_report_pending = False
+            ev.append(self.event(user, sid, "system_event", "app", "crash",
+                                 screen="workout_player", reportedAtLaunch=True))
         if not user.onboarded:
             ev += self.onboarding(user, sid)
             if not user.onboarded:
