@@ -13,7 +13,7 @@ loop plays those jobs once per simulated hour (`demo.day_length` / 24):
   Sender (retries, idempotent batch ids).
 
 In `ai-accuracy-drop` the degraded model's evaluation falls to about 0.62 and its input
-distribution shifts moderately (PSI about 0.1-0.2, below the drift alert's 0.2), as a
+distribution shifts moderately (PSI about 0.1-0.15, below the drift alert's 0.2), as a
 model does when its population changes under it.
 """
 
@@ -45,7 +45,7 @@ FEATURES = {
     "recovery": (("sleep_hours", (0, 5, 6, 7, 8, 9, 12), 7.1, 0.9),
                  ("resting_heart_rate", (30, 50, 55, 60, 65, 70, 80, 120), 61.0, 6.5)),
 }
-SHIFT_SD = 0.6  # the degraded model's inputs move by this many standard deviations
+SHIFT_SD = 0.35  # the degraded model's inputs move by this many standard deviations
 REFERENCE_SIZE = 5000
 SAMPLE_SIZE = 400
 # Costs in USD per simulated hour (infrastructure), per recommendation served (AI

@@ -65,9 +65,11 @@ EXPERIMENT = ("workout-ranker-v2", ("control", "treatment"))
 # Users with a recorded injury: the models' safety rails step in on most of their plans
 # (kind safety_rail: the guard worked, shown on the AI dashboard; real violations page).
 INJURED_SHARE = 0.05
-# Share of users whose previous session (before the simulation) crashed; about 0.4 % of
-# sessions crash, so a few percent of a population has a report waiting.
-PENDING_CRASH_SHARE = 0.03
+# Share of users whose previous session (before the simulation) crashed (about 0.4 % of
+# sessions crash). They reopen the app first, one every RELAUNCH_GAP seconds (at speed
+# 1): spread out, as a handful of crashes is not an incident.
+PENDING_CRASH_SHARE = 0.01
+RELAUNCH_GAP = 45.0
 SESSION_GAP = 180.0  # seconds of real time between a user's sessions at peak, speed 1
 MAX_BATCH = 100
 
@@ -132,8 +134,10 @@ def make_population(n: int, rng: random.Random) -> list[User]:
             can_track=rng.random() >= 0.02, can_profile=rng.random() >= 0.15,
             goal=rng.choice(GOALS), vendor=rng.choice(VENDORS), onboarded=rng.random() < 0.7,
             plan=rng.choice(("monthly", "annual")) if rng.random() < 0.25 else None,
-            injured=rng.random() < INJURED_SHARE,
-            crash_report_pending=rng.random() < PENDING_CRASH_SHARE))
+            injured=rng.random() < INJURED_SHARE))
+    if users:
+        for user in rng.sample(users, max(1, round(n * PENDING_CRASH_SHARE))):
+            user.crash_report_pending = True
     return users
 
 
@@ -272,6 +276,8 @@ class Simulator:
         self._local = threading.local()
         self.stats = {"sessions": 0, "api_calls": 0, "api_errors": 0, "shed": 0, "garbage": 0,
                       "recommendations": 0}
+        self.relaunch = [u for u in users if u.crash_report_pending]
+        self.next_relaunch = 0.0
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -544,16 +550,24 @@ class Simulator:
             with self._lock:
                 self.backlog -= 1
 
+    def _start_session(self, user: User) -> None:
+        with self._lock:
+            if self.backlog >= self.max_backlog:
+                self.stats["shed"] += 1
+                return
+            self.backlog += 1
+        self.pool.submit(self._run_session, user)
+
     def tick(self, seconds: float) -> None:
         """Advance the simulation by `seconds` of real time."""
         scenario = self.scenario.name
+        now = time.monotonic()
+        if self.relaunch and now >= self.next_relaunch:
+            # A user whose app crashed reopens it (and the crash report goes out).
+            self.next_relaunch = now + RELAUNCH_GAP / self.speed
+            self._start_session(self.relaunch.pop())
         for _ in range(self.sessions_due(seconds)):
-            with self._lock:
-                if self.backlog >= self.max_backlog:
-                    self.stats["shed"] += 1
-                    continue
-                self.backlog += 1
-            self.pool.submit(self._run_session, self.rng.choice(self.users))
+            self._start_session(self.rng.choice(self.users))
         if scenario == "ingest-garbage":
             n = max(5, int(len(self.users) / SESSION_GAP * 20 * self.speed * seconds))
             self.sender.submit(self.garbage(n))
