@@ -64,7 +64,7 @@ DEGRADED_P = (0.54, 0.18, 0.18, 0.10)  # accuracy 0.60
 EXPERIMENT = ("workout-ranker-v2", ("control", "treatment"))
 # Users with a recorded injury: the models' safety rails step in on most of their plans
 # (kind safety_rail: the guard worked, shown on the AI dashboard; real violations page).
-INJURED_SHARE = 0.05
+INJURED_SHARE = 0.08
 # Share of users whose previous session (before the simulation) crashed (about 0.4 % of
 # sessions crash). They reopen the app first, one every RELAUNCH_GAP seconds (at speed
 # 1): spread out, as a handful of crashes is not an incident.
@@ -447,7 +447,7 @@ class Simulator:
             ev.append(self.event(user, sid, "ai_interaction", "recommendation", "feedback",
                                  score, model=model, modelVersion=version))
         # The safety rail steps in on most plans for an injured user, rarely for anyone else.
-        if (user.injured and rng.random() < 0.7) or rng.random() < 0.003:
+        if (user.injured and rng.random() < 0.8) or rng.random() < 0.003:
             ev.append(self.event(user, sid, "ai_interaction", "safety", "flag", model=model,
                                  kind="safety_rail"))
         if model == "workout":
