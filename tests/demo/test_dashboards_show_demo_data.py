@@ -43,8 +43,17 @@ PER_USER_ANALYTICS = {
     ("executive", "Active subscriptions", "A"), ("executive", "Active subscriptions", "B"),
     ("executive", "ARPU", "A"), ("executive", "ARPU", "B"),
     ("executive", "LTV (ARPU / churn)", "A"), ("executive", "LTV (ARPU / churn)", "B"),
+    # The product dashboard's per-user panels (issue 12's branch, now on main).
+    ("product", "Daily active users by platform", "A"),
+    ("product", "Stickiness (DAU / MAU)", "A"), ("product", "Cohort retention, week 4", "A"),
+    ("product", "Funnel conversion (distinct users)", "A"),
+    ("product", "Engagement segments", "A"), ("product", "Current streaks", "A"),
+    ("product", "Churn risk", "A"),
 }
-OWNED_METRICS = {"fitness_users_active", "fitness_active_users", "business_subscriptions_active"}
+OWNED_METRICS = {"fitness_users_active", "fitness_active_users", "business_subscriptions_active",
+                 "fitness_stickiness_ratio", "fitness_cohort_retention_ratio",
+                 "fitness_funnel_conversion_ratio", "fitness_segment_users",
+                 "fitness_streak_users", "fitness_churn_risk_users"}
 
 
 def owned_by_per_user_analytics(expr: str) -> bool:
@@ -66,8 +75,9 @@ def demo_prometheus(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo-dashboards")
     data = work / "data"
     path = work / "pulse.yml"
-    # A simulated day of 2 minutes: the model-ops jobs run every 5 s.
-    raw = write_demo_config(path, data, demo={"speed": 8, "users": 150, "day_length": "2m"})
+    # A simulated day of 12 minutes: the model-ops jobs run every 30 s (first at start),
+    # and the test's minute stays in the busy morning.
+    raw = write_demo_config(path, data, demo={"speed": 8, "users": 150, "day_length": "12m"})
     raw = overlay(raw, str(data))
     for target in raw["exporters"]["integrations"]["targets"]:
         target.update(interval="1s", timeout="2s")
