@@ -332,6 +332,9 @@ def fixture_prometheus(workdir: Path, end: int, hours: float = HOURS,
 _SHARED: dict[tuple, tuple[Path, int]] = {}
 
 
+FRESH_FOR = 120
+
+
 def shared_fixture_prometheus(workdir: Path, hours: float = HOURS
                               ) -> tuple[PrometheusServer, int]:
     """(started Prometheus, fixture end): built once per process, then started on a copy.
@@ -342,6 +345,10 @@ def shared_fixture_prometheus(workdir: Path, hours: float = HOURS
     workdir = Path(workdir)
     rules = rule_files()
     key = (hours, tuple(str(p) for p in rules))
+    # A snapshot ending minutes ago is stale for instant queries at "now" (5 min lookback)
+    # and lets absent()-style alerts fire: modules run later build a fresh one.
+    if key in _SHARED and time.time() - _SHARED[key][1] > FRESH_FOR:
+        del _SHARED[key]
     if key not in _SHARED:
         end = int(time.time()) // STEP * STEP
         prom = fixture_prometheus(workdir, end, hours, rules)
