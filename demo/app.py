@@ -19,6 +19,7 @@ from flask import Flask, jsonify, request
 from prometheus_client import CollectorRegistry
 
 from demo.scenarios import DEGRADED_MODEL, SCENARIOS, ScenarioWatch, read_scenario, write_scenario
+from exporters.ai.inference import inference_histogram, observe_inference
 from exporters.instrument import Instrumentation
 from pulse.config import Config
 from pulse.service import add_standard_routes, run_service
@@ -144,12 +145,30 @@ def _one_of(data: dict, name: str, allowed) -> str:
     return data[name]
 
 
+def infer(model: str, history: list[str], rng: random.Random) -> str:
+    """The demo's recommendation model: score every workout type for the user, pick the best.
+
+    The user's favourite type (history[0]) wins; the rest is a small real computation (dot
+    products of random embeddings) so the inference latency the API measures is genuine.
+    """
+    user = [rng.gauss(0, 1) for _ in range(64)]
+    best, best_score = WORKOUT_TYPES[0], float("-inf")
+    for kind in WORKOUT_TYPES:
+        item = [rng.gauss(0, 1) for _ in range(64)]
+        score = sum(u * v for u, v in zip(user, item, strict=True))
+        score += 1000.0 if history and kind == history[0] else 0.0
+        if score > best_score:
+            best, best_score = kind, score
+    return best
+
+
 def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     """The demo API's WSGI app."""
     registry = registry or CollectorRegistry()
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     instr = Instrumentation(registry)
+    inference = inference_histogram(registry)
     add_standard_routes(app, registry, COMPONENT)
     instr.instrument_flask(app)
     data_dir = Path(cfg.data_dir)
@@ -290,7 +309,10 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
                 recent = store.conn().execute(
                     "SELECT type, COUNT(*) AS n FROM workouts WHERE user_id = ? "
                     "GROUP BY type ORDER BY n DESC LIMIT 1", (user_id,)).fetchall()
-            favourite = recent[0]["type"] if recent else rng.choice(WORKOUT_TYPES)
+            history = [r["type"] for r in recent]
+            # The model call, timed into ai_inference_duration_seconds{model}.
+            with observe_inference(model, inference):
+                favourite = infer(model, history, rng)
             cached = {"model": model, "modelVersion": MODELS[model],
                       "recommendation": f"{model}:{favourite}",
                       "degraded": model == DEGRADED_MODEL

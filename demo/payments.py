@@ -1,7 +1,10 @@
 """A fake payment provider (`python -m demo.payments`) the demo API charges and Pulse probes.
 
 `GET /health` answers 200 while healthy; `POST /v1/charges` returns a charge id;
-`GET /metrics` counts charges (so a scrape shows it answering or not).
+`GET /metrics` counts charges (so a scrape shows it answering or not). Like a real
+provider it also answers over HTTPS (`demo.payments_tls_listen`), with a self-signed
+certificate it writes at start into `<data_dir>/demo/payments-tls/` (`cert.pem` is the CA
+file a probe trusts), so TLS probing and certificate expiry have something to show.
 In the `integration-outage` scenario it stops answering: every request except
 the supervisor's `/-/ready` is held without a reply for `HANG_SECONDS`, then the
 connection is dropped, so probes time out as they do when a real provider hangs.
@@ -9,9 +12,13 @@ connection is dropped, so probes time out as they do when a real provider hangs.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import logging
+import os
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -23,15 +30,71 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from demo.scenarios import ScenarioWatch
 from pulse.config import split_listen
 from pulse.log import setup
+from pulse.render import write_atomic
 from pulse.service import load_or_exit, parse_args
 
 COMPONENT = "demo.payments"
 HANG_SECONDS = 15.0
+CERT_DAYS = 90  # like an ACME certificate: far from the 14-day expiry warning when fresh
+RENEW_DAYS = 30
 log = logging.getLogger(COMPONENT)
 
 
-def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
-    """The provider's HTTP server (not started)."""
+def tls_dir(data_dir: str | Path) -> Path:
+    """Where the provider keeps its certificate (cert.pem) and key (key.pem)."""
+    return Path(data_dir) / "demo" / "payments-tls"
+
+
+def ensure_certificate(data_dir: str | Path, hosts: tuple[str, ...] = ("127.0.0.1",),
+                       now: dt.datetime | None = None) -> tuple[Path, Path]:
+    """(cert, key) paths: the existing self-signed certificate, or a new one when it is
+    missing, unreadable, expires within RENEW_DAYS or does not name every host."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tls_dir(data_dir)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    now = now or dt.datetime.now(dt.UTC)
+    names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    for host in dict.fromkeys(("127.0.0.1", *hosts)):
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        if key_path.exists() and set(names) <= set(san) and \
+                cert.not_valid_after_utc - now > dt.timedelta(days=RENEW_DAYS):
+            return cert_path, key_path
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fakepay demo provider")])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    write_atomic(key_path, key_pem)
+    os.chmod(key_path, 0o600)
+    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM).decode())
+    log.info("wrote a self-signed certificate valid until %s to %s",
+             cert.not_valid_after_utc.isoformat(), cert_path)
+    return cert_path, key_path
+
+
+def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS,
+                tls: bool = False):
+    """The provider's HTTP server (not started); HTTPS with the demo certificate if tls."""
     scenario = ScenarioWatch(data_dir)
     stop = threading.Event()
     registry = CollectorRegistry()
@@ -40,6 +103,13 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "fakepay/1.0"
+        timeout = 30
+
+        def setup(self):
+            # The TLS handshake runs here, in the request's thread, never in accept().
+            super().setup()
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.do_handshake()
 
         def _send(self, status: int, body: dict) -> None:
             raw = json.dumps(body).encode()
@@ -94,6 +164,12 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS):
 
     host, port = split_listen(listen)
     server = ThreadingHTTPServer((host, port), Handler)
+    if tls:
+        cert, key = ensure_certificate(data_dir, (host,) if host not in ("0.0.0.0", "::") else ())
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     server.daemon_threads = True
     server.hang_release = stop
     return server
@@ -106,19 +182,25 @@ def main(argv: list[str] | None = None) -> None:
     setup(COMPONENT, cfg.log_level)
     listen = args.listen or cfg.demo.payments_listen
     server = make_server(listen, cfg.data_dir)
+    secure = make_server(cfg.demo.payments_tls_listen, cfg.data_dir, tls=True)
+    threading.Thread(target=secure.serve_forever, kwargs={"poll_interval": 0.2},
+                     daemon=True).start()
 
     def on_term(signum, frame):
-        server.hang_release.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        for s in (server, secure):
+            s.hang_release.set()
+            threading.Thread(target=s.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
-    log.info("fake payment provider on http://%s (health: /health)", listen)
+    log.info("fake payment provider on http://%s and https://%s (health: /health)", listen,
+             cfg.demo.payments_tls_listen)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        secure.server_close()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import requests
 
 from demo.disk import DiskFiller
+from demo.modelops import ModelOps
 from demo.scenarios import CRASHING, DEGRADED_MODEL, LATENCY_ROUTE, ScenarioWatch
 from pulse.config import Config, parse_duration
 from pulse.log import setup
@@ -61,6 +62,14 @@ OUTCOME_P = {"workout": (0.76, 0.07, 0.06, 0.11), "nutrition": (0.72, 0.07, 0.05
              "recovery": (0.78, 0.06, 0.05, 0.11)}
 DEGRADED_P = (0.54, 0.18, 0.18, 0.10)  # accuracy 0.60
 EXPERIMENT = ("workout-ranker-v2", ("control", "treatment"))
+# Users with a recorded injury: the models' safety rails step in on most of their plans
+# (kind safety_rail: the guard worked, shown on the AI dashboard; real violations page).
+INJURED_SHARE = 0.08
+# Share of users whose previous session (before the simulation) crashed (about 0.4 % of
+# sessions crash). They reopen the app first, one every RELAUNCH_GAP seconds (at speed
+# 1): spread out, as a handful of crashes is not an incident.
+PENDING_CRASH_SHARE = 0.01
+RELAUNCH_GAP = 45.0
 SESSION_GAP = 180.0  # seconds of real time between a user's sessions at peak, speed 1
 MAX_BATCH = 100
 
@@ -93,6 +102,10 @@ class User:
     vendor: str | None
     onboarded: bool
     plan: str | None = None
+    injured: bool = False
+    # The app crashed in the user's last session before the simulation began: like real
+    # crash reporters, the app sends the report when it is next opened.
+    crash_report_pending: bool = False
     api_id: int | None = None
     consent_date: str = field(default_factory=iso)
 
@@ -120,7 +133,11 @@ def make_population(n: int, rng: random.Random) -> list[User]:
             os_version=rng.choice(OS_VERSIONS[platform]), device=rng.choice(DEVICES[platform]),
             can_track=rng.random() >= 0.02, can_profile=rng.random() >= 0.15,
             goal=rng.choice(GOALS), vendor=rng.choice(VENDORS), onboarded=rng.random() < 0.7,
-            plan=rng.choice(("monthly", "annual")) if rng.random() < 0.25 else None))
+            plan=rng.choice(("monthly", "annual")) if rng.random() < 0.25 else None,
+            injured=rng.random() < INJURED_SHARE))
+    if users:
+        for user in rng.sample(users, max(1, round(n * PENDING_CRASH_SHARE))):
+            user.crash_report_pending = True
     return users
 
 
@@ -257,7 +274,10 @@ class Simulator:
         self.max_backlog = workers * 4
         self._lock = threading.Lock()
         self._local = threading.local()
-        self.stats = {"sessions": 0, "api_calls": 0, "api_errors": 0, "shed": 0, "garbage": 0}
+        self.stats = {"sessions": 0, "api_calls": 0, "api_errors": 0, "shed": 0, "garbage": 0,
+                      "recommendations": 0}
+        self.relaunch = [u for u in users if u.crash_report_pending]
+        self.next_relaunch = 0.0
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -316,6 +336,10 @@ class Simulator:
         ev: list[dict] = []
         scenario = self.scenario.name
         ev.append(self.event(user, sid, "user_action", "session", "start"))
+        if user.crash_report_pending:
+            user.crash_report_pending = False
+            ev.append(self.event(user, sid, "system_event", "app", "crash",
+                                 screen="workout_player", reportedAtLaunch=True))
         if not user.onboarded:
             ev += self.onboarding(user, sid)
             if not user.onboarded:
@@ -412,6 +436,7 @@ class Simulator:
                          f"/api/recommendations/{model}", params={"user_id": uid})
         if resp is None or resp.status_code != 200:
             return ev
+        self.stats["recommendations"] += 1
         version = resp.json().get("modelVersion", MODELS[model])
         outcome = rng.choices(OUTCOMES, outcome_probabilities(model, scenario))[0]
         ev.append(self.event(user, sid, "ai_interaction", "recommendation", outcome,
@@ -421,9 +446,10 @@ class Simulator:
             score = max(1, min(5, round(rng.gauss(base, 0.7))))
             ev.append(self.event(user, sid, "ai_interaction", "recommendation", "feedback",
                                  score, model=model, modelVersion=version))
-        if rng.random() < 0.002:
+        # The safety rail steps in on most plans for an injured user, rarely for anyone else.
+        if (user.injured and rng.random() < 0.8) or rng.random() < 0.003:
             ev.append(self.event(user, sid, "ai_interaction", "safety", "flag", model=model,
-                                 kind=rng.choice(("injury_risk", "safety_rail"))))
+                                 kind="safety_rail"))
         if model == "workout":
             name, variants = EXPERIMENT
             variant = variants[int(user.key[-8:], 16) % 2]
@@ -524,16 +550,24 @@ class Simulator:
             with self._lock:
                 self.backlog -= 1
 
+    def _start_session(self, user: User) -> None:
+        with self._lock:
+            if self.backlog >= self.max_backlog:
+                self.stats["shed"] += 1
+                return
+            self.backlog += 1
+        self.pool.submit(self._run_session, user)
+
     def tick(self, seconds: float) -> None:
         """Advance the simulation by `seconds` of real time."""
         scenario = self.scenario.name
+        now = time.monotonic()
+        if self.relaunch and now >= self.next_relaunch:
+            # A user whose app crashed reopens it (and the crash report goes out).
+            self.next_relaunch = now + RELAUNCH_GAP / self.speed
+            self._start_session(self.relaunch.pop())
         for _ in range(self.sessions_due(seconds)):
-            with self._lock:
-                if self.backlog >= self.max_backlog:
-                    self.stats["shed"] += 1
-                    continue
-                self.backlog += 1
-            self.pool.submit(self._run_session, self.rng.choice(self.users))
+            self._start_session(self.rng.choice(self.users))
         if scenario == "ingest-garbage":
             n = max(5, int(len(self.users) / SESSION_GAP * 20 * self.speed * seconds))
             self.sender.submit(self.garbage(n))
@@ -574,6 +608,11 @@ def urls(cfg: Config) -> tuple[str, str]:
     return intake, cfg.demo.api_url or f"http://{cfg.demo.listen}"
 
 
+def ai_url(cfg: Config) -> str:
+    """The AI exporter's base URL the model-ops jobs post to."""
+    return cfg.demo.ai_url or f"http://{cfg.exporters.ai.listen}"
+
+
 def serve_in_thread(server) -> None:
     """Run an HTTP server (the sink or the payment provider) beside the simulator."""
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
@@ -602,6 +641,8 @@ def main(argv: list[str] | None = None) -> None:
         from demo import payments
 
         serve_in_thread(payments.make_server(cfg.demo.payments_listen, cfg.data_dir))
+        serve_in_thread(payments.make_server(cfg.demo.payments_tls_listen, cfg.data_dir,
+                                             tls=True))
     rng = random.Random(cfg.demo.seed)
     users = make_population(args.users or cfg.demo.users, rng)
     intake, api = urls(cfg)
@@ -613,6 +654,9 @@ def main(argv: list[str] | None = None) -> None:
                     day_length=parse_duration(cfg.demo.day_length), rng=rng, disk=disk)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
+    # The back office: evaluations, drift monitoring and cost booking per simulated hour.
+    ModelOps(ai_url(cfg), sender, sim.scenario, sim.stats, period=sim.day_length / 24,
+             rng=random.Random(rng.random())).start(stop)
     log.info("simulating %d users (speed %s, day %s) -> %s and %s", len(users), sim.speed,
              cfg.demo.day_length, api, intake)
     try:

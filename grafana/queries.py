@@ -122,6 +122,52 @@ def query_range(url: str, expr: str, start: float, end: float, step: float,
     return body["data"]["result"]
 
 
+def query_instant(url: str, expr: str, session: requests.Session | None = None,
+                  timeout: float = 30.0) -> list[dict]:
+    """Prometheus /api/v1/query at now; the vector, or ValueError with Prometheus's error."""
+    resp = (session or requests).get(f"{url.rstrip('/')}/api/v1/query", timeout=timeout,
+                                     params={"query": expr})
+    try:
+        body = resp.json()
+    except ValueError:
+        raise ValueError(f"HTTP {resp.status_code}: {resp.text[:200]}") from None
+    if body.get("status") != "success":
+        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
+    return body["data"]["result"]
+
+
+# What the server has seen, oldest first: its oldest stored sample (backfilled blocks
+# included), else the start of its process (both need it to scrape itself as job prometheus).
+AGE_QUERIES = ("min(prometheus_tsdb_lowest_timestamp_seconds)",
+               'min(process_start_time_seconds{job="prometheus"})')
+MIN_RANGE, MAX_RANGE = 60.0, 3600.0
+
+
+def server_age(url: str, now: float, session: requests.Session | None = None) -> float | None:
+    """Seconds of data the Prometheus at url has seen (None when it cannot tell)."""
+    for expr in AGE_QUERIES:
+        try:
+            result = query_instant(url, expr, session)
+        except (ValueError, requests.RequestException):
+            continue
+        if result:
+            value = float(result[0]["value"][1])
+            if math.isfinite(value) and value > 0:
+                return max(0.0, now - value)
+    return None
+
+
+def default_range(age: float | None) -> float:
+    """The range to check over: half of what the server has seen, from 1 min to 1 h.
+
+    Half, so that previous-period queries (`offset $__range`) have a previous period; a
+    server whose age is unknown gets the full hour.
+    """
+    if age is None:
+        return MAX_RANGE
+    return min(MAX_RANGE, max(MIN_RANGE, age / 2))
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of checking one query: series returned, or the error."""

@@ -197,7 +197,7 @@ def cmd_dashboards_check(args) -> int:
 
     import requests
 
-    from grafana.queries import check, load_all
+    from grafana.queries import check, default_range, load_all, seconds, server_age
     from pulse.config import parse_duration
 
     url, scrape_s = args.prometheus, 15.0
@@ -210,7 +210,7 @@ def cmd_dashboards_check(args) -> int:
         url = url or cfg.prometheus.url
         scrape_s = parse_duration(cfg.prometheus.scrape_interval)
     try:
-        range_s = parse_duration(args.range)
+        range_s = parse_duration(args.range) if args.range else None
         if args.scrape_interval:
             scrape_s = parse_duration(args.scrape_interval)
     except ValueError as exc:
@@ -230,6 +230,14 @@ def cmd_dashboards_check(args) -> int:
         print(f"Prometheus at {url} is unreachable: {type(exc).__name__}", file=sys.stderr)
         return 1
     end = _time.time()
+    if range_s is None:
+        age = server_age(url, end)
+        range_s = default_range(age)
+        how = ("half of what it has seen, from 1m to 1h" if age is not None
+               else "its age is unknown")
+        range_text = f"{seconds(range_s)} ({how})"
+    else:
+        range_text = args.range
     step = max(scrape_s, range_s / 120)
     outcomes = check(url, end - range_s, end, step=step, scrape_s=scrape_s, docs=docs)
     failed = [o for o in outcomes if not o.ok]
@@ -240,7 +248,7 @@ def cmd_dashboards_check(args) -> int:
         if not o.ok:
             print(f"       {o.expr}")
     print(f"{len(outcomes) - len(failed)}/{len(outcomes)} queries returned data from {url} "
-          f"over the last {args.range}")
+          f"over the last {range_text}")
     return 1 if failed else 0
 
 
@@ -323,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("check", help="every panel query parses and returns data")
     p.add_argument("--prometheus", metavar="URL", help="default: prometheus.url of the config")
     p.add_argument("--config", help="pulse.yml (default: PULSE_CONFIG or the shipped one)")
-    p.add_argument("--range", default="1h", help="how far back to evaluate (default 1h)")
+    p.add_argument("--range", help="how far back to evaluate (default: half of the data "
+                   "Prometheus has seen, at least 1m and at most 1h)")
     p.add_argument("--scrape-interval", metavar="DURATION",
                    help="what $__rate_interval is based on (default: the config's, else 15s)")
     p.add_argument("--dashboard", action="append", metavar="NAME",

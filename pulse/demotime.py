@@ -76,8 +76,10 @@ def compress_routing(node, group_wait: str = "1s", group_interval: str = "5s"):
     return node
 
 
-def overlay(raw: dict) -> dict:
-    """The raw (unexpanded) pulse.yml plus what the demo adds: fast scrapes, the payment probe."""
+def overlay(raw: dict, data_dir: str | None = None) -> dict:
+    """The raw (unexpanded) pulse.yml plus what the demo adds: fast scrapes, the payment
+    probes (HTTP and HTTPS; data_dir: where the provider's certificate is), a drift window
+    of one simulated day."""
     doc = copy.deepcopy(raw or {})
     prom = doc.setdefault("prometheus", {})
     for key in ("scrape_interval", "evaluation_interval"):
@@ -90,15 +92,32 @@ def overlay(raw: dict) -> dict:
     targets = integrations.setdefault("targets", [])
     if not any(t.get("name") == "payments" for t in targets):
         targets.append({"name": "payments", "url": f"http://{payments}/health"})
+    # The provider's HTTPS side, verified against its self-signed certificate (demo.payments
+    # writes it at start): TLS probing and certificate expiry.
+    secure = demo.get("payments_tls_listen", "127.0.0.1:9797")
+    if not any(t.get("name") == "payments_tls" for t in targets):
+        data_dir = data_dir or doc.get("data_dir", "${PULSE_DATA_DIR:-.pulse}")
+        targets.append({"name": "payments_tls", "url": f"https://{secure}/health",
+                        "tls_verify": True,
+                        "ca_file": f"{data_dir}/demo/payments-tls/cert.pem"})
+    # The simulated day is the drift window: the PSI compares one (simulated) day's inputs.
+    drift = doc["exporters"].setdefault("ai", {}).setdefault("drift", {})
+    drift.setdefault("window", demo.get("day_length", "1h"))
+    drift.setdefault("bucket", "10s")
     return doc
 
 
-def write_config(config_path: Path, out_path: Path) -> Path:
-    """Write the demo overlay of config_path to out_path (secrets stay as ${ENV} references)."""
+def write_config(config_path: Path, out_path: Path, data_dir: str | Path | None = None) -> Path:
+    """Write the demo overlay of config_path to out_path (secrets stay as ${ENV} references).
+
+    data_dir: the resolved data directory (default: out_path's grandparent, where
+    `pulse up --demo` writes it).
+    """
     raw = yaml.safe_load(Path(config_path).read_text()) or {}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# Demo overlay of {config_path}, written by `pulse up --demo`: the same "
               "configuration plus\n# 5 s scrapes and the fake payment provider as a probe "
               "target. Edit the source.\n")
-    out_path.write_text(header + yaml.safe_dump(overlay(raw), sort_keys=False))
+    data_dir = str(data_dir or Path(out_path).resolve().parent.parent)
+    out_path.write_text(header + yaml.safe_dump(overlay(raw, data_dir), sort_keys=False))
     return out_path

@@ -50,8 +50,14 @@ class EventsCollector:
             counters, hists = self.store.read_metrics()
             for d, series in counters:
                 fam = CounterMetricFamily(d.name, d.help, labels=d.labels)
+                seen = set()
                 for labels, value in series:
                     fam.add_metric(labels, value)
+                    seen.add(labels)
+                # Known label values start at 0 (exported only, never stored).
+                for labels in d.initial:
+                    if labels not in seen:
+                        fam.add_metric(labels, 0.0)
                 families.append(fam)
             for d, series in hists:
                 fam = HistogramMetricFamily(d.name, d.help, labels=d.labels)

@@ -83,6 +83,10 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         "eventType": "business_event", "category": "marketplace", "action": "purchase",
         "value": 29.0, "properties": {"programCategory": "strength", "currency": "EUR",
                                       "trainerCommission": 20.3}}),
+    "business_cost": ("business_costs_total", {
+        "eventType": "business_event", "category": "cost", "action": "incurred",
+        "value": 41.5, "properties": {"category": "ai_processing", "currency": "USD",
+                                      "source": "inference-gpu"}}),
     "ai_recommendation_outcome": ("ai_recommendations_total", {
         "eventType": "ai_interaction", "category": "recommendation", "action": "accepted",
         "properties": {"model": "workout", "modelVersion": "2.3.1",

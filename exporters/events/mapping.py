@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class MetricDef:
     labels: tuple[str, ...]
     buckets: tuple[float, ...] = ()
     max_series: int = 200
+    # Label sets exported as 0 before their first event (see `known_series`).
+    initial: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -166,6 +169,8 @@ class Mapping:
             for category in _listify(match["category"]):
                 for action in _listify(match["action"]):
                     self.index.setdefault((category, action), []).append(rule)
+        for name, series in known_series(doc).items():
+            self.metrics[name] = replace(self.metrics[name], initial=series)
 
     def observe(self, event: dict) -> list[tuple[str, tuple[str, ...], float]]:
         """What one valid event feeds: [(metric name, label values, amount)]."""
@@ -190,6 +195,52 @@ class Mapping:
                            for get, chooser in rule.labels)
             out.append((rule.metric.name, labels, amount))
         return out
+
+
+MAX_INITIAL_SERIES = 64
+
+
+def known_series(doc: dict, limit: int = MAX_INITIAL_SERIES) -> dict[str, tuple]:
+    """Counter/sum metrics whose every label is fixed or allow-listed -> all their label sets.
+
+    Prometheus's advice: export the known label values of a counter as 0 before the first
+    event, so `rate()` and `increase()` see it start rather than appear (an `increase` over
+    a window in which a series first appears reads 0). Only when every rule feeding the
+    metric has `const` or `values` labels and the product stays within `limit` series
+    (and within the metric's max_series); pattern-checked labels are left to real events.
+    """
+    out: dict[str, tuple] = {}
+    by_metric: dict[str, list[dict]] = {}
+    for spec in doc["rules"]:
+        by_metric.setdefault(spec["metric"], []).append(spec)
+    for name, specs in by_metric.items():
+        metric = doc["metrics"][name]
+        if metric["type"] not in ("counter", "sum"):
+            continue
+        series: set[tuple[str, ...]] = set()
+        for spec in specs:
+            choices = []
+            for label in metric["labels"]:
+                ls = spec["labels"][label]
+                if "const" in ls:
+                    choices.append((ls["const"],))
+                elif "values" in ls:
+                    choices.append(tuple(ls["values"]))
+                else:
+                    choices = None
+                    break
+            if choices is None:
+                series = set()
+                break
+            count = math.prod(len(c) for c in choices)
+            if count > limit:
+                series = set()
+                break
+            series.update(itertools.product(*choices))
+        cap = min(limit, metric.get("max_series", doc.get("max_series", 200)))
+        if series and len(series) <= cap:
+            out[name] = tuple(sorted(series))
+    return out
 
 
 def _listify(value) -> list[str]:

@@ -22,9 +22,11 @@ dashboard = dashboard(
         stat("Targets down", "Scrape targets not answering now.", "short",
              [target("count(up == 0) or vector(0)", "down")],
              thresholds=steps(("green", 0), ("red", 1))),
-        stat("Dead letters", "Events moved to the dead-letter spool over the range.", "short",
-             [target("sum(increase(pulse_events_dead_lettered_total[$__range]))",
-                     "dead letters")],
+        stat("Dead letters", "Events moved to the dead-letter store over the range (rejected "
+             "as invalid or with a bad checksum; consent refusals are never kept). The newest "
+             "are at GET /api/analytics/events/rejected.", "short",
+             [target('sum(increase(pulse_events_rejected_total{reason!="no_consent"}'
+                     '[$__range]))', "dead letters")],
              thresholds=steps(("green", 0), ("orange", 1))),
         timeseries("Events received and rejected", "Events per second accepted, and rejected "
                    "by reason.", "cps",

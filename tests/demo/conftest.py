@@ -26,6 +26,7 @@ def demo_overrides(**demo) -> dict:
     section = {"listen": f"127.0.0.1:{harness.free_port()}",
                "sink_listen": f"127.0.0.1:{harness.free_port()}",
                "payments_listen": f"127.0.0.1:{harness.free_port()}",
+               "payments_tls_listen": f"127.0.0.1:{harness.free_port()}",
                "users": 40, "speed": 5, "seed": 7, "disk_size_mb": 16}
     section.update(demo)
     return section

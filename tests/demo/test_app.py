@@ -43,6 +43,9 @@ def test_users_workouts_nutrition_recommendations(app, demo_config):
     assert client.get(f"/api/users/{uid}/nutrition").json["calories"] == 640
     rec = client.get(f"/api/recommendations/workout?user_id={uid}").json
     assert rec["model"] == "workout" and rec["recommendation"] == "workout:yoga"
+    # The model call is timed into the app's registry.
+    assert app.config["registry"].get_sample_value(
+        "ai_inference_duration_seconds_count", {"model": "workout"}) == 1
     assert (Path(cfg.data_dir) / "demo" / "demo.db").exists()
 
     registry = app.config["registry"]

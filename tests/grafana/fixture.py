@@ -273,7 +273,7 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
     r.counter("pulse_events_received_total", ev, {}, 40.0)
     for reason in ("no_consent", "invalid_schema", "too_large"):
         r.counter("pulse_events_rejected_total", ev, {"reason": reason}, 0.2)
-    r.counter("pulse_events_dead_lettered_total", ev, {}, 0.001)
+    r.gauge("pulse_events_dead_letters", ev, {}, 12.0, 0.0)
     r.histogram("pulse_ingest_batch_duration_seconds", ev, {}, 0.5, 0.002, LATENCY_BUCKETS)
     for job, collectors in (("infrastructure", ("cpu", "memory", "filesystem", "network")),
                             ("integrations", ("probes",)), ("ai", ("evaluations", "drift"))):

@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from grafana.queries import check, load_all, metric_names, queries
+from grafana.queries import check, default_range, load_all, metric_names, queries
 from pulse.cli import main
 from tests.grafana.fixture import STEP, rule_files, rules_dir, shared_fixture_prometheus
 from tests.harness import wait_until
@@ -127,3 +127,24 @@ def test_cli_check_rejects_bad_input(capsys):
     assert "unknown nope" in capsys.readouterr().err
     assert main(["dashboards", "check", "--prometheus", "http://127.0.0.1:9",
                  "--range", "soon"]) == 2
+
+
+def test_default_range_is_half_the_servers_age_within_bounds():
+    assert default_range(None) == 3600
+    assert default_range(30) == 60
+    assert default_range(1000) == 500
+    assert default_range(10 * 3600) == 3600
+
+
+def test_cli_check_without_range_uses_what_a_fresh_server_has_seen(prometheus_factory, capsys):
+    prom = prometheus_factory()
+    # A fresh stack: Prometheus scrapes itself, so its oldest sample is seconds old.
+    prom.configure(targets={"prometheus": [f"127.0.0.1:{prom.port}"]})
+    prom.wait_for_value("prometheus_tsdb_lowest_timestamp_seconds", timeout=60)
+    assert main(["dashboards", "check", "--prometheus", prom.url,
+                 "--dashboard", "coach"]) == 1
+    out = capsys.readouterr().out
+    assert "over the last 60s (half of what it has seen, from 1m to 1h)" in out, out
+    assert main(["dashboards", "check", "--prometheus", prom.url, "--range", "2h",
+                 "--dashboard", "coach"]) == 1
+    assert "over the last 2h" in capsys.readouterr().out

@@ -50,10 +50,16 @@ def test_overlay_adds_fast_scrapes_and_the_payment_probe(tmp_path):
     # Secrets stay references: the overlay never writes their values to disk.
     assert "${PULSE_ADMIN_TOKEN}" in out.read_text()
     cfg = validate(raw, str(out), ENV)
-    assert cfg.exporters.integrations.targets[-1].name == "payments"
+    assert [t.name for t in cfg.exporters.integrations.targets][-2:] == ["payments",
+                                                                          "payments_tls"]
+    secure = cfg.exporters.integrations.targets[-1]
+    assert secure.url == "https://127.0.0.1:9797/health" and secure.tls_verify
+    assert secure.ca_file == f"{tmp_path}/demo/payments-tls/cert.pem"
+    # The drift window is one simulated day.
+    assert cfg.exporters.ai.drift.window == "1h"
     again = demotime.overlay(raw)
-    assert [t["name"] for t in again["exporters"]["integrations"]["targets"]].count(
-        "payments") == 1
+    names = [t["name"] for t in again["exporters"]["integrations"]["targets"]]
+    assert names.count("payments") == 1 and names.count("payments_tls") == 1
 
 
 def test_demo_render_uses_the_demo_rules_and_unmuted_routing(tmp_path):
