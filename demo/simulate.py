@@ -48,6 +48,8 @@ EXERCISES = {"strength": ("squat", "deadlift", "bench_press", "row"),
              "cardio": ("bike", "burpee"), "yoga": ("stretch", "plank"),
              "hiit": ("burpee", "push_up", "lunge"), "running": ("run",),
              "mobility": ("stretch", "lunge")}
+COACHES = tuple(f"coach-{i:02d}" for i in range(1, 7))
+COACHED_SHARE = 0.6
 FEATURES = ("workout_player", "nutrition_tracker", "ai_coach", "progress_charts", "marketplace",
             "challenges", "wearable_sync", "meal_planner", "recovery")
 MEALS = ("breakfast", "lunch", "dinner", "snack")
@@ -106,6 +108,9 @@ class User:
     # The app crashed in the user's last session before the simulation began: like real
     # crash reporters, the app sends the report when it is next opened.
     crash_report_pending: bool = False
+    # Pseudonymous id of the user's coach (marketplace trainers), if they have one.
+    coach: str | None = None
+    goal_progress: float = 0.0
     api_id: int | None = None
     consent_date: str = field(default_factory=iso)
 
@@ -134,7 +139,8 @@ def make_population(n: int, rng: random.Random) -> list[User]:
             can_track=rng.random() >= 0.02, can_profile=rng.random() >= 0.15,
             goal=rng.choice(GOALS), vendor=rng.choice(VENDORS), onboarded=rng.random() < 0.7,
             plan=rng.choice(("monthly", "annual")) if rng.random() < 0.25 else None,
-            injured=rng.random() < INJURED_SHARE))
+            injured=rng.random() < INJURED_SHARE,
+            coach=rng.choice(COACHES) if rng.random() < COACHED_SHARE else None))
     if users:
         for user in rng.sample(users, max(1, round(n * PENDING_CRASH_SHARE))):
             user.crash_report_pending = True
@@ -291,6 +297,8 @@ class Simulator:
     def event(self, user: User, session_id: str, event_type: str, category: str, action: str,
               value: float | None = None, **props) -> dict:
         """One AnalyticsEvent in the seed's shape."""
+        if user.coach:
+            props.setdefault("coachId", user.coach)
         ev = {"id": str(uuid.uuid4()), "timestamp": iso(), "userId": user.key,
               "sessionId": session_id, "eventType": event_type, "category": category,
               "action": action, "properties": props, "deviceInfo": user.device_info(),
@@ -373,6 +381,11 @@ class Simulator:
         if rng.random() < 0.02:
             ev.append(self.event(user, sid, "user_action", "goal", "achieve",
                                  goalCategory=user.goal))
+        elif rng.random() < 0.2:
+            # Progress towards the goal, as the app reports it after a workout or a weigh-in.
+            user.goal_progress = min(0.99, user.goal_progress + rng.uniform(0.02, 0.12))
+            ev.append(self.event(user, sid, "user_action", "goal", "progress",
+                                 round(user.goal_progress, 3), goalCategory=user.goal))
         ev.append(self.event(user, sid, "user_action", "session", "end",
                              round(rng.lognormvariate(5.8, 0.6), 1)))
         return ev

@@ -104,6 +104,9 @@ def overlay(raw: dict, data_dir: str | None = None) -> dict:
     drift = doc["exporters"].setdefault("ai", {}).setdefault("drift", {})
     drift.setdefault("window", demo.get("day_length", "1h"))
     drift.setdefault("bucket", "10s")
+    # Per-user aggregates (active users, cohorts, coaches) recomputed on demo time too.
+    profiles = doc["exporters"].setdefault("events", {}).setdefault("profiles", {})
+    profiles.setdefault("refresh_interval", "10s")
     return doc
 
 

@@ -84,10 +84,11 @@ dashboard = dashboard(
                    "Users active today over users active in the trailing 30 days.",
                    "percentunit", [target("fitness_stickiness_ratio", "DAU / MAU")],
                    min_=0, max_=1),
-        bars("Cohort retention, week 4",
-             "Share of each weekly cohort (users first active that ISO week) active in its "
-             "fifth week; cohorts of fewer than k users are not shown.", "percentunit",
-             [target('fitness_cohort_retention_ratio{week="4"}', "{{cohort}}")]),
+        bars("Cohort retention by week",
+             "Share of each weekly cohort (users first active that ISO week) active in each "
+             "week since (week 0 is the cohort's own week); the last 12 cohorts by 12 weeks, "
+             "cohorts of fewer than k users not shown.", "percentunit",
+             [target("fitness_cohort_retention_ratio", "{{cohort}} week {{week}}")]),
         bars("Funnel conversion (distinct users)",
              "Share of the users who entered each funnel in the last 30 days who reached each "
              "step.", "percentunit",
