@@ -599,5 +599,5 @@ def list_catalogue():
         {"name": d.name, "description": d.description, "unit": d.unit,
          "windowSeconds": d.window, "kind": d.kind, "dimensions": list(d.dimensions),
          "promql": d.promql, "seriesRead": d.series_names(), "userCount": d.user_count,
-         "coach": d.coach}
+         "coach": d.coach, "distinctTotal": dict(d.distinct_total)}
         for d in catalogue().values()]}

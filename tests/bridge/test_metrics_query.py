@@ -308,6 +308,11 @@ def test_catalogue_endpoint(client):
     assert {"active_users", "workout_completion_rate", "revenue", "churn_rate", "arpu",
             "api_p95_latency", "ai_accuracy"} <= set(names)
     assert names["revenue"]["seriesRead"] == ["stream_currency:business_revenue:increase1h"]
+    assert names["active_users"]["distinctTotal"] == {"platform": "all"}
+    assert names["revenue"]["distinctTotal"] == {} and not names["revenue"]["coach"]
+    assert names["coach_clients_active"]["coach"]
+    validate_response(client.get("/api/openapi.json").get_json(), "CatalogueMetric",
+                      names["active_users"])
 
 
 KEYS = ["metrics", "dimensions", "filters", "timeRange", "start", "end", "granularity",
