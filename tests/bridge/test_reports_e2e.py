@@ -215,6 +215,11 @@ def test_a_coach_sees_only_its_own_clients(history, coaches_bridge):
                 assert entry["summary"]["value"] == pytest.approx(want), entry["metric"]
                 assert all(p["value"] == pytest.approx(want) for p in entry["points"])
             assert all(f'coach="{coach}"' in q["promql"] for q in body["metadata"]["queries"])
+    # Filtering on another coach cannot widen the scope: both matchers apply, no data.
+    other = coaches_bridge.get("/api/analytics/metrics", query_string={
+        **query, "filters": "coach:eq:coach-2"}, headers={
+        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"}).get_json()
+    assert other["data"] == []
     below_k = coaches_bridge.get("/api/analytics/metrics", query_string=query, headers={
         "Authorization": f"Bearer {COACH_TOKENS['coach-3']}"}).get_json()
     assert below_k["data"] == [] and len(below_k["warnings"]) >= len(COACH_METRICS)
