@@ -384,7 +384,8 @@ def distinct_problems(metric: MetricDef, dimensions: list[str],
             if total in m.values:
                 errors.append(f"{label}={total} is the distinct total of {metric.name}: "
                               f"leave the {label} filter out to get it")
-            elif label not in dimensions and (m.operator != "eq"):
+            elif label not in dimensions and (m.operator in ("neq", "not_in")
+                                              or len(m.values) > 1):
                 warnings.append(f"{metric.name}: summed over several {label} values, a user "
                                 f"active on more than one counts once per {label} (the "
                                 f"distinct total is the value without a {label} filter)")

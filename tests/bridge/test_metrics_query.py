@@ -276,6 +276,9 @@ def test_platform_all_is_the_distinct_total(client, fake):
     assert body["metadata"]["queries"][0]["promql"] == (
         'sum(fitness_active_users{window="30d", platform!="all", platform=~"ios|android"})')
     assert any("counts once per platform" in w for w in body["warnings"])
+    one = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "active_users", "filters": "platform:in:ios"}).get_json()
+    assert not any("once per platform" in w for w in one["warnings"])
     # Sessions have no distinct total: platform filters are plain.
     ok = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
         "metrics": "sessions", "filters": "platform:in:ios|android"})
