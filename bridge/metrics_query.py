@@ -295,7 +295,7 @@ def parse_query(source: Mapping, now: float, defs: Mapping[str, MetricDef] | Non
     start, end = parse_range(source.get("timeRange"), source.get("start"), source.get("end"),
                              now)
     granularity = source.get("granularity", "hour")
-    if granularity not in GRANULARITIES:
+    if not isinstance(granularity, str) or granularity not in GRANULARITIES:
         raise bad_request("granularity is invalid", "granularity",
                           f"must be one of {', '.join(GRANULARITIES)}")
     step = GRANULARITIES[granularity]
@@ -313,7 +313,7 @@ def parse_query(source: Mapping, now: float, defs: Mapping[str, MetricDef] | Non
             direction = direction or "desc"
         else:
             raise bad_request("orderBy is invalid", "orderBy", "each entry is field[:asc|desc]")
-        if fld not in {"value", "metric", *dimensions}:
+        if not isinstance(fld, str) or fld not in {"value", "metric", *dimensions}:
             raise bad_request("orderBy is invalid", "orderBy",
                               f"{str(fld)[:64]!r}: order by value, metric or a requested "
                               "dimension")

@@ -120,7 +120,7 @@ def parse_report_request(body, now: float) -> ReportRequest:
         raise bad_request("deliveryMethod is invalid", "deliveryMethod",
                           f"one of {', '.join(DELIVERY)}")
     granularity = body.get("granularity") or default_granularity(end - start)
-    if granularity not in GRANULARITIES:
+    if not isinstance(granularity, str) or granularity not in GRANULARITIES:
         raise bad_request("granularity is invalid", "granularity",
                           f"one of {', '.join(GRANULARITIES)}")
     if (end - start) / GRANULARITIES[granularity] > MAX_POINTS:

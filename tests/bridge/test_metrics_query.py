@@ -192,6 +192,16 @@ def test_bad_queries_are_400_naming_the_field(client, fake, params, field):
     assert not fake.queries  # nothing ran
 
 
+@pytest.mark.parametrize("body", [{"metrics": ["revenue"], "granularity": ["day"]},
+                                  {"metrics": ["revenue"], "granularity": {"a": 1}},
+                                  {"metrics": ["revenue"], "orderBy": [{"field": ["v"]}]}])
+def test_non_string_values_are_400(client, fake, body):
+    resp = client.post("/api/analytics/metrics", headers=auth("analyst"), json=body)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["details"][0]["field"] == \
+        ("orderBy" if "orderBy" in body else "granularity")
+
+
 def test_points_cap():
     day = 86400
     ok = parse_query({"metrics": ["revenue"], "start": NOW - MAX_POINTS * 60, "end": NOW,

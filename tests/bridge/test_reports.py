@@ -49,6 +49,7 @@ def ts(text: str) -> float:
      "includeComparisons"),
     ({"reportType": "executive", "timeRange": "30d", "granularity": "minute"}, "granularity"),
     ({"reportType": "executive", "timeRange": "7d", "extra": 1}, "extra"),
+    ({"reportType": "executive", "timeRange": "7d", "granularity": ["day"]}, "granularity"),
     ({"reportType": "executive", "timeRange": "7d", "channel": "reports"}, "channel"),
     ({"reportType": "custom", "timeRange": "7d"}, "customQueries"),
     ({"reportType": "custom", "timeRange": "7d", "customQueries": [{"metric": "nope"}]},
