@@ -56,6 +56,9 @@ class MetricDef:
     promql: str
     user_count: bool = False
     coach: bool = False
+    # label -> the value of that label holding the distinct total (fitness_active_users'
+    # platform="all": a user on two platforms is once in "all", once in each platform).
+    distinct_total: tuple[tuple[str, str], ...] = ()
 
     def series_names(self) -> list[str]:
         """The recording rules and raw series the definition reads."""
@@ -76,10 +79,14 @@ def load_catalogue(path: Path = CATALOGUE_PATH) -> dict[str, MetricDef]:
             raise ValueError(f"catalogue: {name}: kind must be total or level")
         if "$by" not in spec["promql"] or "$filters" not in spec["promql"]:
             raise ValueError(f"catalogue: {name}: promql needs $by and $filters")
+        totals = spec.get("distinct_total") or {}
+        if not set(totals) <= set(spec["dimensions"]):
+            raise ValueError(f"catalogue: {name}: distinct_total labels must be dimensions")
         out[name] = MetricDef(name, " ".join(spec["description"].split()), spec["unit"],
                               int(parse_duration(str(spec["window"]))), spec["kind"],
                               tuple(spec["dimensions"]), " ".join(spec["promql"].split()),
-                              bool(spec.get("user_count")), bool(spec.get("coach")))
+                              bool(spec.get("user_count")), bool(spec.get("coach")),
+                              tuple((str(k), str(v)) for k, v in totals.items()))
     return out
 
 
@@ -281,10 +288,14 @@ def parse_query(source: Mapping, now: float, defs: Mapping[str, MetricDef] | Non
     if not isinstance(raw_filters, list):
         raw_filters = [raw_filters]
     filters = [parse_filter(f, allowed) for f in raw_filters]
+    for m in metrics:
+        errors, _ = distinct_problems(defs[m], dimensions, filters)
+        if errors:
+            raise bad_request(f"filters is invalid for {m}", "filters", errors[0])
     start, end = parse_range(source.get("timeRange"), source.get("start"), source.get("end"),
                              now)
     granularity = source.get("granularity", "hour")
-    if granularity not in GRANULARITIES:
+    if not isinstance(granularity, str) or granularity not in GRANULARITIES:
         raise bad_request("granularity is invalid", "granularity",
                           f"must be one of {', '.join(GRANULARITIES)}")
     step = GRANULARITIES[granularity]
@@ -302,7 +313,7 @@ def parse_query(source: Mapping, now: float, defs: Mapping[str, MetricDef] | Non
             direction = direction or "desc"
         else:
             raise bad_request("orderBy is invalid", "orderBy", "each entry is field[:asc|desc]")
-        if fld not in {"value", "metric", *dimensions}:
+        if not isinstance(fld, str) or fld not in {"value", "metric", *dimensions}:
             raise bad_request("orderBy is invalid", "orderBy",
                               f"{str(fld)[:64]!r}: order by value, metric or a requested "
                               "dimension")
@@ -331,7 +342,10 @@ def compile_promql(metric: MetricDef, dimensions: list[str], matchers: list[Matc
 
     A `total` metric asked at a step that is a multiple of its window is summed over
     each step (a subquery at the window's resolution), so each point is that bucket's total.
+    A `distinct_total` label reads its total value (platform="all") unless it is grouped by
+    or filtered on; then that value is excluded, so no user is counted in both.
     """
+    matchers = [*distinct_matchers(metric, dimensions, matchers), *matchers]
     expr = metric.promql.replace("$by", ", ".join(dimensions))
     expr = expr.replace("$filters", ", ".join(m.promql() for m in matchers))
     expr = re.sub(r",\s*([})])", r"\1", expr)
@@ -342,6 +356,40 @@ def compile_promql(metric: MetricDef, dimensions: list[str], matchers: list[Matc
             and step % metric.window == 0):
         expr = f"sum_over_time(({expr})[{step}s:{metric.window}s])"
     return expr
+
+
+def distinct_matchers(metric: MetricDef, dimensions: list[str],
+                      matchers: list[Matcher]) -> list[Matcher]:
+    """The matchers choosing a metric's distinct total or, when broken down, its parts."""
+    out = []
+    for label, total in metric.distinct_total:
+        split = label in dimensions or any(m.label == label for m in matchers)
+        out.append(Matcher(label, "neq" if split else "eq", (total,)))
+    return out
+
+
+def distinct_problems(metric: MetricDef, dimensions: list[str],
+                      matchers: list[Matcher]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of filters on a metric's distinct-total labels.
+
+    Naming the total value (platform=all) is an error: leaving the filter out gives it.
+    Summing several parts (platform in ios|web, not grouped) counts a user on more than one
+    of them once per part: a warning says so.
+    """
+    errors, warnings = [], []
+    for label, total in metric.distinct_total:
+        for m in matchers:
+            if m.label != label:
+                continue
+            if total in m.values:
+                errors.append(f"{label}={total} is the distinct total of {metric.name}: "
+                              f"leave the {label} filter out to get it")
+            elif label not in dimensions and (m.operator in ("neq", "not_in")
+                                              or len(m.values) > 1):
+                warnings.append(f"{metric.name}: summed over several {label} values, a user "
+                                f"active on more than one counts once per {label} (the "
+                                f"distinct total is the value without a {label} filter)")
+    return errors, warnings
 
 
 def iso(ts: float) -> str:
@@ -397,7 +445,8 @@ def evaluate(prom, metric: MetricDef, dimensions: list[str], matchers: list[Matc
     promql = compile_promql(metric, dimensions, matchers, step)
     rows = prom.query_range(promql, ts[0], ts[-1], step)
     index = {round(t, 3): i for i, t in enumerate(ts)}
-    result = MetricResult(metric, promql, ts, [])
+    result = MetricResult(metric, promql, ts, [],
+                          warnings=distinct_problems(metric, dimensions, matchers)[1])
     for row in rows:
         values: list[float | None] = [None] * len(ts)
         for t, v in row.get("values", []):
@@ -551,5 +600,5 @@ def list_catalogue():
         {"name": d.name, "description": d.description, "unit": d.unit,
          "windowSeconds": d.window, "kind": d.kind, "dimensions": list(d.dimensions),
          "promql": d.promql, "seriesRead": d.series_names(), "userCount": d.user_count,
-         "coach": d.coach}
+         "coach": d.coach, "distinctTotal": dict(d.distinct_total)}
         for d in catalogue().values()]}

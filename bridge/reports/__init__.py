@@ -15,6 +15,7 @@ from bridge.metrics_query import (
     GRANULARITIES,
     MAX_POINTS,
     catalogue,
+    distinct_problems,
     parse_filter,
     parse_range,
 )
@@ -77,6 +78,9 @@ def _custom(raw) -> list[dict]:
             for d in exc.details:
                 d["field"] = f"{where}.filters"
             raise
+        errors, _ = distinct_problems(defs[metric], dims, matchers)
+        if errors:
+            raise bad_request(f"{where}.filters is invalid", f"{where}.filters", errors[0])
         if q.get("aggregation") is not None and q["aggregation"] not in AGGREGATIONS:
             raise bad_request(f"{where}.aggregation is invalid", f"{where}.aggregation",
                               f"one of {', '.join(AGGREGATIONS)} (the catalogue decides how "
@@ -116,7 +120,7 @@ def parse_report_request(body, now: float) -> ReportRequest:
         raise bad_request("deliveryMethod is invalid", "deliveryMethod",
                           f"one of {', '.join(DELIVERY)}")
     granularity = body.get("granularity") or default_granularity(end - start)
-    if granularity not in GRANULARITIES:
+    if not isinstance(granularity, str) or granularity not in GRANULARITIES:
         raise bad_request("granularity is invalid", "granularity",
                           f"one of {', '.join(GRANULARITIES)}")
     if (end - start) / GRANULARITIES[granularity] > MAX_POINTS:

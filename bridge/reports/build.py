@@ -26,9 +26,12 @@ from bridge.metrics_query import (
 SECTIONS: dict[str, list[tuple[str, str, list[tuple[str, tuple[str, ...]]]]]] = {
     "executive": [
         ("acquisition", "Acquisition",
-         [("signups", ()), ("sessions", ()), ("active_users", ())]),
+         [("signups", ()), ("sessions", ()), ("active_users", ()),
+          ("monthly_active_users", ())]),
         ("retention", "Retention",
-         [("churn_rate", ()), ("subscriptions_canceled", ()), ("workout_completion_rate", ())]),
+         [("stickiness", ()), ("churn_rate", ()), ("active_subscriptions", ()),
+          ("subscriptions_canceled", ()), ("churn_risk_users", ()),
+          ("workout_completion_rate", ())]),
         ("revenue", "Revenue", [("revenue", ("currency",)), ("arpu", ("currency",))]),
         ("feature_usage", "Feature usage", [("feature_usage", ("feature",))]),
         ("ai_effectiveness", "AI effectiveness",
@@ -37,13 +40,14 @@ SECTIONS: dict[str, list[tuple[str, str, list[tuple[str, tuple[str, ...]]]]]] = 
     "business": [
         ("revenue", "Revenue", [("revenue", ("stream", "currency"))]),
         ("subscriptions", "Subscriptions and churn",
-         [("subscriptions_started", ()), ("subscriptions_canceled", ()), ("churn_rate", ()),
-          ("subscription_conversion", ())]),
-        ("unit_economics", "ARPU and lifetime value", [("arpu", ("currency",))]),
+         [("subscriptions_started", ()), ("subscriptions_canceled", ()),
+          ("active_subscriptions", ()), ("churn_rate", ()), ("subscription_conversion", ())]),
+        ("unit_economics", "ARPU and lifetime value",
+         [("arpu", ("currency",)), ("monthly_active_users", ())]),
         ("marketplace", "Marketplace",
          [("programs_sold", ("category",)), ("trainer_commission", ("currency",))]),
         ("costs", "Costs per user",
-         [("sessions", ()), ("active_users", ()), ("ai_recommendations", ())]),
+         [("sessions", ()), ("monthly_active_users", ()), ("ai_recommendations", ())]),
     ],
     "technical": [
         ("latency", "Latency", [("api_p95_latency", ()), ("api_requests", ())]),
@@ -58,10 +62,12 @@ SECTIONS: dict[str, list[tuple[str, str, list[tuple[str, tuple[str, ...]]]]]] = 
     ],
 }
 HEADLINES = {
-    "executive": ["signups", "sessions", "active_users", "revenue", "churn_rate",
-                  "workout_completion_rate", "ai_accuracy"],
-    "business": ["revenue", "subscriptions_started", "subscriptions_canceled", "churn_rate",
-                 "arpu", "programs_sold", "trainer_commission"],
+    "executive": ["signups", "sessions", "active_users", "monthly_active_users", "revenue",
+                  "active_subscriptions", "churn_rate", "workout_completion_rate",
+                  "ai_accuracy"],
+    "business": ["revenue", "subscriptions_started", "subscriptions_canceled",
+                 "active_subscriptions", "churn_rate", "arpu", "programs_sold",
+                 "trainer_commission"],
     "technical": ["api_p95_latency", "api_error_ratio", "availability", "crash_rate",
                   "integration_availability"],
     "custom": [],
@@ -253,14 +259,20 @@ def _costs(prom, items: dict[str, dict], req: ReportRequest, prices: Mapping) ->
                  "(no support-ticket metric exists).")
     parts = [v for v in (infra, ai, support) if v is not None]
     all_costs = sum(parts) if parts else None
-    users = total("active_users")
+    # The user base is the distinct monthly active users (platform="all", mean over the
+    # range), the same denominator as arpu: a user on two platforms is one user.
+    users = total("monthly_active_users")
     per_user = all_costs / users if all_costs is not None and users else None
     if per_user is None:
-        notes.append("Cost per user unknown: active_users is absent; cost per 1000 sessions "
-                     "is given instead.")
+        notes.append("Cost per user unknown: monthly_active_users is absent; cost per 1000 "
+                     "sessions is given instead.")
+    else:
+        notes.append("Cost per user: the range's costs over the distinct monthly active "
+                     "users (mean over the range).")
     return {"currency": prices["currency"], "hours": hours, "cpuCores": cores_n,
             "memoryGB": mem_gb, "infrastructure": infra, "aiProcessing": ai,
             "support": support, "total": all_costs, "activeUsers": users,
+            "userBase": "monthly_active_users (distinct, platform=all)",
             "perUser": per_user,
             "per1000Sessions": all_costs / sessions * 1000 if all_costs and sessions else None,
             "unitPrices": dict(prices), "notes": notes}
@@ -377,8 +389,9 @@ def build_report(prom, req: ReportRequest, settings: Mapping, k: int,
         a = arpu["series"][0]["value"] if arpu and arpu["series"] else None
         c = churn["series"][0]["value"] if churn and churn["series"] else None
         extras["ltv"] = {"value": a / c if a is not None and c else None,
-                         "formula": "LTV = ARPU (per day, mean over the range) / churn_rate "
-                                    "(cancellations per new subscription, per day)",
+                         "formula": "LTV = ARPU (revenue per day per monthly active user, "
+                                    "mean over the range) / churn_rate (cancellations per "
+                                    "day per active subscription, mean over the range)",
                          "arpu": a, "churnRate": c}
     headlines = []
     for name in HEADLINES.get(req.report_type, []):

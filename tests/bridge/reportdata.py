@@ -62,11 +62,33 @@ COUNTERS = [
 ]
 # Share of requests at or under each bucket bound (the same for both status codes).
 BUCKETS = [("0.1", 0.5), ("0.5", 0.9), ("1", 0.97), ("2", 0.995), ("+Inf", 1.0)]
+# The events intake's profile gauges (docs/profiles.md), k-anonymous as it exports them.
+# Distinct active users: some use two platforms, so the platforms add up to more than
+# platform="all" (1d: 120 + 90 + 3 = 213 > 200).
+ACTIVE_USERS = {"1d": {"ios": 120.0, "android": 90.0, "web": 3.0, "all": 200.0},
+                "7d": {"ios": 300.0, "android": 220.0, "web": 9.0, "all": 480.0},
+                "30d": {"ios": 560.0, "android": 400.0, "web": 20.0, "all": 900.0}}
+# Per-coach aggregates of two coaches; a third with fewer than k clients is not exported.
+COACHES = {"coach-1": {"clients_active": 12.0, "workout_completion_ratio": 0.75,
+                       "goal_progress_ratio": 0.4, "ai_acceptance_ratio": 0.8},
+           "coach-2": {"clients_active": 30.0, "workout_completion_ratio": 0.5,
+                       "goal_progress_ratio": 0.6, "ai_acceptance_ratio": 0.6}}
+SUBSCRIPTIONS_ACTIVE = {"monthly": 80.0, "annual": 40.0}
 GAUGES = [
-    ("fitness_active_users", {"platform": "ios"}, 120.0, JOB),
-    ("fitness_active_users", {"platform": "android"}, 90.0, JOB),
-    # Fewer users than k = 5: suppressed in every answer.
-    ("fitness_active_users", {"platform": "web"}, 3.0, JOB),
+    *[("fitness_active_users", {"window": w, "platform": p}, v, JOB)
+      for w, by in ACTIVE_USERS.items() for p, v in by.items()],
+    ("fitness_stickiness_ratio", {}, 200.0 / 900.0, JOB),
+    ("fitness_cohort_retention_ratio", {"cohort": "2026-W46", "week": "0"}, 1.0, JOB),
+    ("fitness_cohort_retention_ratio", {"cohort": "2026-W46", "week": "1"}, 0.5, JOB),
+    ("fitness_cohort_retention_ratio", {"cohort": "2026-W47", "week": "0"}, 1.0, JOB),
+    ("fitness_cohort_retention_ratio", {"cohort": "2026-W47", "week": "1"}, 0.3, JOB),
+    ("fitness_churn_risk_users", {"inactive_days": "7"}, 150.0, JOB),
+    ("fitness_churn_risk_users", {"inactive_days": "14"}, 90.0, JOB),
+    ("fitness_churn_risk_users", {"inactive_days": "30"}, 40.0, JOB),
+    *[("business_subscriptions_active", {"plan": plan}, v, JOB)
+      for plan, v in SUBSCRIPTIONS_ACTIVE.items()],
+    *[(f"fitness_coach_{name}", {"coach": coach}, v, JOB)
+      for coach, by in COACHES.items() for name, v in by.items()],
     ("up", {}, 1.0, JOB),
     ("up", {}, 1.0, INFRA),
     ("node_memory_MemTotal_bytes", {}, 8e9, INFRA),

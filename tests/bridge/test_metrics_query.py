@@ -18,15 +18,26 @@ from bridge.metrics_query import (
     compile_promql,
     parse_query,
 )
+from pulse.profiles.aggregates import compute
+from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
 from tests.bridge.reportdata import rules_dir
 from tests.harness import require_binary
 
 NOW = 1_800_000_000.0
-# Raw series the catalogue may read besides recording rules (DESIGN.md, NAMES.md), and
-# the one name it proposes (the events intake's distinct active users per platform).
-RAW = {"fitness_active_users", "node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
+# Raw series the catalogue may read besides recording rules (DESIGN.md, NAMES.md); the
+# events intake's profile gauges (docs/profiles.md) are read raw too (see profile_families).
+RAW = {"node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
+
+
+def profile_families(tmp_path) -> dict[str, tuple[str, ...]]:
+    """name -> label names of every family the profiles exporter exports (empty store)."""
+    store = ProfileStore(tmp_path / "p.db", "test-salt-0123456789abcdef")
+    try:
+        return {f.name: f.labels for f in compute(store.conn, NOW, 5, DEFAULT_FUNNELS)}
+    finally:
+        store.close()
 
 
 class FakeProm:
@@ -78,15 +89,62 @@ def test_catalogue_compiles_with_promtool(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_catalogue_reads_recording_rules():
-    """Each series a metric reads is a recording rule of rules/ (or a listed raw metric)."""
+def test_catalogue_reads_recording_rules(tmp_path):
+    """Each series a metric reads is a recording rule of rules/, a listed raw metric or a
+    gauge the profiles exporter exports."""
     recorded = set()
     for path in rules_dir().glob("*.rules.yml"):
         for group in yaml.safe_load(path.read_text())["groups"]:
             recorded |= {r["record"] for r in group["rules"] if "record" in r}
+    profiles = profile_families(tmp_path)
     for name, d in catalogue().items():
         for series in d.series_names():
-            assert series in recorded or series in RAW, f"{name} reads unknown {series}"
+            assert series in recorded or series in RAW or series in profiles, \
+                f"{name} reads unknown {series}"
+    read = {s for d in catalogue().values() for s in d.series_names()}
+    assert {"fitness_active_users", "fitness_stickiness_ratio", "fitness_cohort_retention_ratio",
+            "fitness_churn_risk_users", "business_subscriptions_active",
+            "fitness_coach_clients_active", "fitness_coach_workout_completion_ratio",
+            "fitness_coach_goal_progress_ratio", "fitness_coach_ai_acceptance_ratio"} <= read
+
+
+def test_coach_metrics_read_only_coach_labelled_series(tmp_path):
+    """A coach metric reads only series with a coach label (else a coach gets nothing);
+    every metric over such series is a coach metric, and dimensions are real labels."""
+    profiles = profile_families(tmp_path)
+    coach_series = {n for n, labels in profiles.items() if "coach" in labels}
+    assert len(coach_series) == 4
+    coach_metrics = {n for n, d in catalogue().items() if d.coach}
+    assert coach_metrics == {n for n, d in catalogue().items()
+                             if set(d.series_names()) & coach_series}
+    for name in coach_metrics:
+        d = catalogue()[name]
+        assert set(d.series_names()) <= coach_series, name
+        assert "coach" in d.dimensions, name
+    for name, d in catalogue().items():
+        if set(d.series_names()) <= set(profiles):  # a metric over profile gauges only
+            for series in d.series_names():
+                assert set(d.dimensions) <= set(profiles[series]), (name, series)
+
+
+def test_active_users_never_double_count():
+    """Every read of fitness_active_users names its window; the total is platform="all",
+    a breakdown or filter on platform excludes it."""
+    for name, d in catalogue().items():
+        if "fitness_active_users" in d.series_names():
+            for sel in re.findall(r"fitness_active_users\{([^}]*)\}", d.promql):
+                assert re.search(r'window="(1d|7d|30d)"', sel), (name, sel)
+    for name, window in (("active_users", "1d"), ("weekly_active_users", "7d"),
+                         ("monthly_active_users", "30d")):
+        d = catalogue()[name]
+        assert compile_promql(d, [], [], 3600) == \
+            f'sum(fitness_active_users{{window="{window}", platform="all"}})'
+        assert compile_promql(d, ["platform"], [], 3600) == \
+            f'sum by (platform) (fitness_active_users{{window="{window}", platform!="all"}})'
+        assert compile_promql(d, [], [Matcher("platform", "eq", ("ios",))], 3600) == \
+            f'sum(fitness_active_users{{window="{window}", platform!="all", platform="ios"}})'
+    arpu = compile_promql(catalogue()["arpu"], ["currency"], [], 3600)
+    assert arpu.endswith('/ scalar(sum(fitness_active_users{window="30d", platform="all"}))')
 
 
 def test_compile_groups_and_filters():
@@ -132,6 +190,16 @@ def test_bad_queries_are_400_naming_the_field(client, fake, params, field):
     err = resp.get_json()["error"]
     assert err["details"][0]["field"] == field
     assert not fake.queries  # nothing ran
+
+
+@pytest.mark.parametrize("body", [{"metrics": ["revenue"], "granularity": ["day"]},
+                                  {"metrics": ["revenue"], "granularity": {"a": 1}},
+                                  {"metrics": ["revenue"], "orderBy": [{"field": ["v"]}]}])
+def test_non_string_values_are_400(client, fake, body):
+    resp = client.post("/api/analytics/metrics", headers=auth("analyst"), json=body)
+    assert resp.status_code == 400
+    assert resp.get_json()["error"]["details"][0]["field"] == \
+        ("orderBy" if "orderBy" in body else "granularity")
 
 
 def test_points_cap():
@@ -189,13 +257,42 @@ def test_small_groups_suppressed(client, fake):
 
 def test_coach_sees_only_own_clients(client, fake):
     resp = client.get("/api/analytics/metrics", headers=auth("coach"), query_string={
-        "metrics": "workout_completion_rate", "timeRange": "1h", "granularity": "minute"})
-    assert resp.status_code == 200
-    assert all('coach="coach-1"' in q for q in fake.queries if "increase1h" in q)
-    denied = client.get("/api/analytics/metrics", headers=auth("coach"),
-                        query_string={"metrics": "revenue"})
-    assert denied.status_code == 403
-    assert denied.get_json()["error"]["details"][0]["field"] == "metrics"
+        "metrics": "coach_workout_completion_rate,coach_clients_active", "timeRange": "1h",
+        "granularity": "minute"})
+    assert resp.status_code == 200, resp.get_json()
+    ran = [q for q in fake.queries if "fitness_coach_" in q]
+    assert len(ran) == 2 and all('{coach="coach-1"}' in q for q in ran), ran
+    # Metrics whose series carry no coach label are not coach metrics: 403 naming them.
+    for metric in ("revenue", "workout_completion_rate", "ai_accuracy", "active_users"):
+        denied = client.get("/api/analytics/metrics", headers=auth("coach"),
+                            query_string={"metrics": metric})
+        assert denied.status_code == 403, metric
+        detail = denied.get_json()["error"]["details"][0]
+        assert detail["field"] == "metrics" and f"{metric!r} is not a coach metric" in \
+            detail["problem"]
+
+
+def test_platform_all_is_the_distinct_total(client, fake):
+    """platform=all cannot be asked for (it is the unfiltered total); a multi-platform sum
+    warns that a user on several platforms counts once per platform."""
+    bad = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "active_users", "filters": "platform:in:ios|all"})
+    assert bad.status_code == 400
+    assert "distinct total" in bad.get_json()["error"]["details"][0]["problem"]
+    assert not fake.queries
+    resp = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "monthly_active_users", "filters": "platform:in:ios|android"})
+    body = resp.get_json()
+    assert body["metadata"]["queries"][0]["promql"] == (
+        'sum(fitness_active_users{window="30d", platform!="all", platform=~"ios|android"})')
+    assert any("counts once per platform" in w for w in body["warnings"])
+    one = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "active_users", "filters": "platform:in:ios"}).get_json()
+    assert not any("once per platform" in w for w in one["warnings"])
+    # Sessions have no distinct total: platform filters are plain.
+    ok = client.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "sessions", "filters": "platform:in:ios|android"})
+    assert not any("once per platform" in w for w in ok.get_json()["warnings"])
 
 
 def test_permissions_and_absent_data(client, app):
@@ -224,6 +321,11 @@ def test_catalogue_endpoint(client):
     assert {"active_users", "workout_completion_rate", "revenue", "churn_rate", "arpu",
             "api_p95_latency", "ai_accuracy"} <= set(names)
     assert names["revenue"]["seriesRead"] == ["stream_currency:business_revenue:increase1h"]
+    assert names["active_users"]["distinctTotal"] == {"platform": "all"}
+    assert names["revenue"]["distinctTotal"] == {} and not names["revenue"]["coach"]
+    assert names["coach_clients_active"]["coach"]
+    validate_response(client.get("/api/openapi.json").get_json(), "CatalogueMetric",
+                      names["active_users"])
 
 
 KEYS = ["metrics", "dimensions", "filters", "timeRange", "start", "end", "granularity",

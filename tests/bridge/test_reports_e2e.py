@@ -25,7 +25,12 @@ from pypdf import PdfReader
 from bridge import create_app
 from bridge.reports.text import fmt, fmt_change
 from tests.bridge.conftest import auth, bridge_config
-from tests.bridge.reportdata import backfill
+from tests.bridge.reportdata import (
+    ACTIVE_USERS,
+    COACHES,
+    SUBSCRIPTIONS_ACTIVE,
+    backfill,
+)
 from tests.harness import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -131,10 +136,108 @@ def test_small_groups_are_suppressed(history, bridge):
         "end": end, "granularity": "minute", "orderBy": "platform:asc"})
     body = resp.get_json()
     by = {e["labels"]["platform"]: e for e in body["data"]}
+    assert set(by) == {"ios", "android", "web"}  # platform="all" is not a platform
     assert all(p["value"] is None for p in by["web"]["points"])  # 3 users < k = 5
     assert all(p["value"] == 120 for p in by["ios"]["points"])
     assert body["metadata"]["suppressedPoints"] == 60
     assert any("k-anonymity" in w for w in body["warnings"])
+
+
+def test_active_users_are_distinct_per_window(history, bridge):
+    """The totals are platform="all" of each window (multi-platform users once), equal to
+    direct PromQL; the platforms add up to more."""
+    prom, end = history
+    resp = bridge.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "active_users,weekly_active_users,monthly_active_users,stickiness,"
+                   "churn_risk_users,active_subscriptions",
+        "start": end - 2 * 3600, "end": end, "granularity": "hour"})
+    assert resp.status_code == 200, resp.get_json()
+    got = {e["metric"]: e["summary"]["value"] for e in resp.get_json()["data"]}
+    for metric, window in (("active_users", "1d"), ("weekly_active_users", "7d"),
+                           ("monthly_active_users", "30d")):
+        direct = prom.query(f'fitness_active_users{{window="{window}",platform="all"}}',
+                            time_=end)
+        assert got[metric] == float(direct[0]["value"][1]) == ACTIVE_USERS[window]["all"]
+        assert got[metric] < sum(v for p, v in ACTIVE_USERS[window].items() if p != "all")
+    assert got["stickiness"] == pytest.approx(200 / 900)
+    assert got["churn_risk_users"] == 150  # inactive 7+ days: the widest set, not 7+14+30
+    assert got["active_subscriptions"] == sum(SUBSCRIPTIONS_ACTIVE.values())
+    retention = bridge.get("/api/analytics/metrics", headers=auth("analyst"), query_string={
+        "metrics": "cohort_retention", "dimensions": "cohort,week", "filters": "week:eq:1",
+        "start": end - 3600, "end": end, "granularity": "hour"}).get_json()
+    assert {e["labels"]["cohort"]: e["summary"]["value"] for e in retention["data"]} == \
+        {"2026-W46": 0.5, "2026-W47": 0.3}
+
+
+COACH_TOKENS = {"coach-1": "coach-one-token-0123456789abcdef",
+                "coach-2": "coach-two-token-0123456789abcdef",
+                "coach-3": "coach-three-token-0123456789abcdef"}
+
+
+@pytest.fixture(scope="module")
+def coaches_bridge(history, tmp_path_factory):
+    """A bridge with a token per coach (coach-3 has fewer than k clients) and an analyst."""
+    prom, _ = history
+    tokens = [{"name": f"{c}-user", "role": "coach", "token": t, "coach_id": c}
+              for c, t in COACH_TOKENS.items()]
+    tokens.append({"name": "analyst-user", "role": "analyst",
+                   "token": "analyst-token-0123456789abcdef"})
+    cfg = bridge_config(tmp_path_factory.mktemp("coaches"), prometheus={"url": prom.url},
+                        alertmanager={"url": "http://127.0.0.1:9"},
+                        bridge={"tokens": tokens})
+    return create_app(cfg).test_client()
+
+
+COACH_METRICS = {"coach_clients_active": "clients_active",
+                 "coach_workout_completion_rate": "workout_completion_ratio",
+                 "coach_goal_progress": "goal_progress_ratio",
+                 "coach_ai_acceptance_rate": "ai_acceptance_ratio"}
+
+
+def test_a_coach_sees_only_its_own_clients(history, coaches_bridge):
+    """From a real Prometheus holding two coaches' series: each coach token gets exactly
+    its own values (even when asking to group by coach); a coach below k gets no data;
+    other metrics are refused naming the metric."""
+    _, end = history
+    query = {"metrics": ",".join(COACH_METRICS), "start": end - 2 * 3600, "end": end,
+             "granularity": "hour"}
+    for coach, expected in COACHES.items():
+        for extra in ({}, {"dimensions": "coach"}):
+            resp = coaches_bridge.get("/api/analytics/metrics", query_string={**query, **extra},
+                                      headers={"Authorization":
+                                               f"Bearer {COACH_TOKENS[coach]}"})
+            assert resp.status_code == 200, resp.get_json()
+            body = resp.get_json()
+            assert len(body["data"]) == len(COACH_METRICS), body["data"]
+            for entry in body["data"]:
+                assert entry["labels"] in ({}, {"coach": coach})
+                want = expected[COACH_METRICS[entry["metric"]]]
+                assert entry["summary"]["value"] == pytest.approx(want), entry["metric"]
+                assert all(p["value"] == pytest.approx(want) for p in entry["points"])
+            assert all(f'coach="{coach}"' in q["promql"] for q in body["metadata"]["queries"])
+    # Filtering on another coach cannot widen the scope: both matchers apply, no data.
+    other = coaches_bridge.get("/api/analytics/metrics", query_string={
+        **query, "filters": "coach:eq:coach-2"}, headers={
+        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"}).get_json()
+    assert other["data"] == []
+    below_k = coaches_bridge.get("/api/analytics/metrics", query_string=query, headers={
+        "Authorization": f"Bearer {COACH_TOKENS['coach-3']}"}).get_json()
+    assert below_k["data"] == [] and len(below_k["warnings"]) >= len(COACH_METRICS)
+    denied = coaches_bridge.get("/api/analytics/metrics", query_string={
+        **query, "metrics": "workout_completion_rate"}, headers={
+        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"})
+    assert denied.status_code == 403
+    assert "'workout_completion_rate' is not a coach metric" in \
+        denied.get_json()["error"]["details"][0]["problem"]
+    # An analyst sees every coach by coach, and the mean over coaches without grouping.
+    analyst = {"Authorization": "Bearer analyst-token-0123456789abcdef"}
+    by = coaches_bridge.get("/api/analytics/metrics", headers=analyst, query_string={
+        **query, "metrics": "coach_workout_completion_rate", "dimensions": "coach"}).get_json()
+    assert {e["labels"]["coach"]: e["summary"]["value"] for e in by["data"]} == {
+        c: v["workout_completion_ratio"] for c, v in COACHES.items()}
+    mean = coaches_bridge.get("/api/analytics/metrics", headers=analyst, query_string={
+        **query, "metrics": "coach_workout_completion_rate"}).get_json()
+    assert mean["data"][0]["summary"]["value"] == pytest.approx(0.625)
 
 
 def _ts(iso: str) -> float:
@@ -163,7 +266,8 @@ def test_json_report_matches_direct_promql(history, executive):
     assert report["report"]["timeRange"]["seconds"] == 3 * 3600
     items = {i["metric"]: i for s in report["sections"] for i in s["items"]}
     for name in ("signups", "revenue", "workout_completion_rate", "ai_accuracy",
-                 "feature_usage"):
+                 "feature_usage", "active_users", "monthly_active_users", "stickiness",
+                 "churn_rate", "active_subscriptions", "churn_risk_users"):
         item = items[name]
         assert item["series"], name
         for s in item["series"]:
@@ -189,6 +293,15 @@ def test_json_report_matches_direct_promql(history, executive):
     assert report["forecasts"] and "linear regression" in report["forecasts"][0]["method"]
     bench = {r["feature"]: r for r in report["benchmarks"]["rows"]}
     assert bench["workout_player"]["usesPerSession"] > 0
+    # Distinct users: platform="all", never the sum of the platforms (213 for the day).
+    assert headline[("active_users", "total")]["value"] == ACTIVE_USERS["1d"]["all"]
+    assert headline[("monthly_active_users", "total")]["value"] == ACTIVE_USERS["30d"]["all"]
+    assert headline[("active_subscriptions", "total")]["value"] == 120
+    # churn_rate: the day's cancellations per active subscription, from the raw counter.
+    raw = prom.query("sum(increase(business_subscriptions_canceled_total[1d])) / "
+                     "sum(business_subscriptions_active)", time_=end)
+    churn = items["churn_rate"]["series"][0]["values"][-1]
+    assert churn == pytest.approx(float(raw[0]["value"][1]), rel=0.02)
 
 
 def test_excel_cells_equal_the_json(executive):
@@ -250,12 +363,20 @@ def test_pdf_text_carries_the_json_numbers_and_renders_charts(executive, tmp_pat
 
 
 def test_business_and_technical_reports(history, bridge):
-    _, end = history
+    prom, end = history
     business = json.loads(_report(bridge, end, "json", "business"))
     costs = business["costs"]
     assert costs["cpuCores"] == 2 and costs["infrastructure"] > 0 and costs["total"] > 0
-    assert costs["perUser"] is not None  # active_users is there (213 > k)
-    assert business["ltv"]["value"] is not None and "formula" in business["ltv"]
+    # Cost per user over the distinct monthly active users (900), not a platform sum.
+    assert costs["activeUsers"] == ACTIVE_USERS["30d"]["all"]
+    assert costs["perUser"] == pytest.approx(costs["total"] / ACTIVE_USERS["30d"]["all"])
+    items = {i["metric"]: i for s in business["sections"] for i in s["items"]}
+    revenue_1d = prom.query("sum(increase(business_revenue_total[1d]))", time_=end)
+    arpu = sum(s["values"][-1] for s in items["arpu"]["series"])
+    assert arpu == pytest.approx(float(revenue_1d[0]["value"][1]) / 900, rel=0.02)
+    ltv = business["ltv"]
+    assert ltv["value"] == pytest.approx(ltv["arpu"] / ltv["churnRate"])
+    assert "monthly active user" in ltv["formula"] and "active subscription" in ltv["formula"]
     technical = json.loads(_report(bridge, end, "json", "technical"))
     items = {i["metric"]: i for s in technical["sections"] for i in s["items"]}
     p95 = items["api_p95_latency"]["series"][0]["value"]
