@@ -19,21 +19,9 @@ TEST_SEVERITIES = {"info": NotifyType.INFO, "warning": NotifyType.WARNING,
 
 def alert_view(alert: Mapping) -> dict:
     """An Alertmanager v2 alert as the API's Alert."""
-    labels = alert.get("labels") or {}
-    ann = alert.get("annotations") or {}
     status = alert.get("status") or {}
     return {
-        "id": alert.get("fingerprint", ""),
-        "name": labels.get("alertname", ""),
-        "severity": labels.get("severity"),
-        "team": labels.get("team"),
-        "state": status.get("state", "active"),
-        "labels": dict(labels),
-        "summary": ann.get("summary", ""),
-        "description": ann.get("description", ""),
-        "runbookUrl": ann.get("runbook_url"),
-        "dashboardUrl": ann.get("dashboard_url"),
-        "startsAt": alert.get("startsAt"),
+        **hooks.alert_fields(alert, status.get("state", "active")),
         "receivers": [r.get("name") for r in alert.get("receivers") or []],
         "silencedBy": list(status.get("silencedBy") or []),
         "inhibitedBy": list(status.get("inhibitedBy") or []),

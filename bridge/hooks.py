@@ -253,8 +253,8 @@ def _send_all(delivery: Delivery, key: str, todo: list[Target], title: str, body
     return finished
 
 
-def _history_entry(payload: Mapping, alert: Mapping, now: str, channels: dict[str, str],
-                   unknown: list[str]) -> dict:
+def alert_fields(alert: Mapping, state) -> dict:
+    """The API's Alert fields every view of an alert shares (webhook or Alertmanager API)."""
     labels = alert.get("labels") or {}
     ann = alert.get("annotations") or {}
     return {
@@ -262,13 +262,20 @@ def _history_entry(payload: Mapping, alert: Mapping, now: str, channels: dict[st
         "name": labels.get("alertname", ""),
         "severity": labels.get("severity"),
         "team": labels.get("team"),
-        "state": alert.get("status"),
+        "state": state,
         "labels": dict(labels),
         "summary": ann.get("summary", ""),
         "description": ann.get("description", ""),
         "runbookUrl": ann.get("runbook_url"),
         "dashboardUrl": ann.get("dashboard_url"),
         "startsAt": alert.get("startsAt"),
+    }
+
+
+def _history_entry(payload: Mapping, alert: Mapping, now: str, channels: dict[str, str],
+                   unknown: list[str]) -> dict:
+    return {
+        **alert_fields(alert, alert.get("status")),
         "endsAt": alert.get("endsAt") if alert.get("status") == "resolved" else None,
         "receiver": payload.get("receiver"),
         "notifiedAt": now,
