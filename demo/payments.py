@@ -22,11 +22,12 @@ import ssl
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
+from demo.httpjson import JSONHandler
 from demo.scenarios import ScenarioWatch
 from pulse.config import split_listen
 from pulse.log import setup
@@ -101,7 +102,7 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS,
     charges = Counter("fakepay_charges_total", "Charges the fake provider accepted.",
                       registry=registry)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         server_version = "fakepay/1.0"
         timeout = 30
 
@@ -110,14 +111,6 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS,
             super().setup()
             if isinstance(self.request, ssl.SSLSocket):
                 self.request.do_handshake()
-
-        def _send(self, status: int, body: dict) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
 
         def _outage(self) -> bool:
             if self.path == "/-/ready" or not scenario.active("integration-outage"):
@@ -132,12 +125,7 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS,
             if self.path in ("/health", "/-/ready", "/-/healthy"):
                 self._send(200, {"status": "ok"})
             elif self.path == "/metrics":
-                raw = generate_latest(registry)
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                self._send_bytes(200, CONTENT_TYPE_LATEST, generate_latest(registry))
             else:
                 self._send(404, {"error": "not found"})
 
@@ -158,9 +146,6 @@ def make_server(listen: str, data_dir: str | Path, hang: float = HANG_SECONDS,
             charges.inc()
             self._send(200, {"id": f"ch_{uuid.uuid4().hex[:16]}", "status": "succeeded",
                              "amount": amount, "created": time.time()})
-
-        def log_message(self, fmt, *args):
-            pass
 
     host, port = split_listen(listen)
     server = ThreadingHTTPServer((host, port), Handler)

@@ -17,9 +17,10 @@ import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from demo.httpjson import JSONHandler
 from pulse.config import split_listen
 from pulse.log import setup
 from pulse.service import load_or_exit
@@ -92,15 +93,7 @@ class Sink:
 def make_server(listen: str, sink: Sink) -> ThreadingHTTPServer:
     """The sink's HTTP server (not started)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, body) -> None:
-            raw = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
+    class Handler(JSONHandler):
         def do_GET(self):
             if self.path in ("/-/ready", "/-/healthy"):
                 self._send(200, {"status": "ok", "component": COMPONENT})
@@ -134,9 +127,6 @@ def make_server(listen: str, sink: Sink) -> ThreadingHTTPServer:
                 return
             sink.record(body)
             self._send(200, {"status": "received"})
-
-        def log_message(self, fmt, *args):
-            pass
 
     host, port = split_listen(listen)
     server = ThreadingHTTPServer((host, port), Handler)
