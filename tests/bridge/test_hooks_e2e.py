@@ -7,10 +7,8 @@ kill -9 of the bridge in the middle, and the alerts API against the real compone
 from __future__ import annotations
 
 import email
-import threading
 import time
 from email.header import decode_header, make_header
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from aiosmtpd.controller import Controller
 from pulse.paths import ALERTMANAGER_DIR
 from pulse.render import DEFAULT_BRIDGE_BASE
 from tests import harness
+from tests.bridge.stack import Exposition
 from tests.harness import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,33 +52,15 @@ groups:
 SCRAPE = EVAL = GROUP_WAIT = FOR = 1.0
 
 
-class Condition:
-    """A scrape target exposing e2e_condition{case} with values the test sets."""
+def condition() -> Exposition:
+    """The metric the e2e rules watch: e2e_condition{case="page"|"fault"}, 0 until set."""
+    source = Exposition()
+    source.values.update({PAGE: 0, FAULT: 0})
+    return source
 
-    def __init__(self):
-        self.values: dict[str, float] = {"page": 0, "fault": 0}
-        cond = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                text = "".join(f'e2e_condition{{case="{k}"}} {v}\n'
-                               for k, v in cond.values.items())
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(text.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+PAGE = 'e2e_condition{case="page"}'
+FAULT = 'e2e_condition{case="fault"}'
 
 
 class SmtpSink:
@@ -136,7 +117,7 @@ class Stack:
         self.workdir = workdir
         self.sink = harness.WebhookSink().start()
         self.smtp = SmtpSink()
-        self.cond = Condition()
+        self.cond = condition()
         self.bridge_port = free_port()
         self.bridge_url = f"http://127.0.0.1:{self.bridge_port}"
         self.am = harness.AlertmanagerServer(workdir / "am",
@@ -203,7 +184,7 @@ def api(stack: Stack, path: str) -> dict:
 
 def test_firing_and_resolved_reach_http_and_smtp(stack):
     t0 = time.time()
-    stack.cond.values["page"] = 1
+    stack.cond.values[PAGE] = 1
     firing = wait_until(lambda: [m for m in stack.http_messages("PulseE2EPage")
                                  if m["title"].startswith("[FIRING")], 60,
                         message="the page at the HTTP sink")
@@ -237,7 +218,7 @@ def test_firing_and_resolved_reach_http_and_smtp(stack):
                    if i["alert"] == "PulseE2EPage"]
     assert incident["channelsNotified"] == ["pager-http", "pager-mail"]
 
-    stack.cond.values["page"] = 0
+    stack.cond.values[PAGE] = 0
     resolved = wait_until(lambda: [m for m in stack.http_messages("PulseE2EPage")
                                    if m["title"].startswith("[RESOLVED")], 60,
                           message="the resolved notification at the HTTP sink")
@@ -258,7 +239,7 @@ def test_failing_channel_gets_it_once_after_recovery_and_a_kill_9(stack):
         return [r for r in stack.sink.requests
                 if b"PulseE2EFault" in r["body"] and r["status"] >= 500]
 
-    stack.cond.values["fault"] = 1
+    stack.cond.values[FAULT] = 1
     wait_until(lambda: stack.smtp.subjects("[FIRING:1] PulseE2EFault"), 60,
                message="the fault alert by email")
     wait_until(lambda: len(failed_attempts()) >= 2, 60, message="Alertmanager retrying")
@@ -278,7 +259,7 @@ def test_failing_channel_gets_it_once_after_recovery_and_a_kill_9(stack):
                 if m["title"].startswith("[FIRING")]) == 1
     assert len(stack.smtp.subjects("[FIRING:1] PulseE2EFault")) == 1
 
-    stack.cond.values["fault"] = 0
+    stack.cond.values[FAULT] = 0
     wait_until(lambda: [m for m in stack.http_messages("PulseE2EFault")
                         if m["title"].startswith("[RESOLVED")], 60,
                message="the fault alert resolved")
