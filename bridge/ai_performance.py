@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import require
 from bridge.errors import bad_request
+from bridge.params import parse_time
 from pulse.config import parse_duration
 
 bp = Blueprint("ai_performance", __name__, url_prefix="/api/analytics")
@@ -29,25 +30,6 @@ TREND_POINTS = 12
 
 
 # -- request ---------------------------------------------------------------
-def _time(raw: str, field: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0:
-            raise bad_request(f"{field} is invalid", field, "must be a finite Unix time")
-        return value
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"{field} is invalid", field,
-                          "must be RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds") from None
-    if parsed.tzinfo is None:
-        raise bad_request(f"{field} is invalid", field, "must carry a time zone")
-    return parsed.timestamp()
-
-
 def parse_request(args, now: float) -> dict:
     """AIPerformanceRequest from query parameters (timeRange=1h, or start/end)."""
     allowed = {"timeRange", "start", "end", "modelTypes", "segmentation", "includeComparisons",
@@ -62,8 +44,8 @@ def parse_request(args, now: float) -> dict:
                               "give either timeRange (a duration) or start and end")
         if "start" not in args:
             raise bad_request("start is required with end", "start", "required with end")
-        start = _time(args["start"], "start")
-        end = _time(args["end"], "end") if "end" in args else now
+        start = parse_time(args["start"], "start")
+        end = parse_time(args["end"], "end") if "end" in args else now
     else:
         try:
             seconds = parse_duration(args.get("timeRange", "24h"))

@@ -22,6 +22,7 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import Principal, current_principal, require
 from bridge.errors import ApiError, bad_request
+from bridge.params import parse_time
 from pulse.config import parse_duration
 
 bp = Blueprint("metrics_query", __name__, url_prefix="/api/analytics")
@@ -132,30 +133,6 @@ class Query:
     def points(self) -> int:
         """How many points each series has: one per step ending at `end`."""
         return max(int((self.end - self.start) // self.step), 1)
-
-
-def parse_time(raw, field_name: str) -> float:
-    """RFC 3339 (with a zone) or Unix seconds -> Unix seconds (400 otherwise)."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise bad_request(f"{field_name} is invalid", field_name,
-                          "must be RFC 3339 or Unix seconds")
-    try:
-        value = float(raw)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value) or value < 0 or value > 32503680000:
-            raise bad_request(f"{field_name} is invalid", field_name,
-                              "must be a finite Unix time")
-        return value
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise bad_request(f"{field_name} is invalid", field_name,
-                          "must be RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds") from None
-    if parsed.tzinfo is None:
-        raise bad_request(f"{field_name} is invalid", field_name, "must carry a time zone")
-    return parsed.timestamp()
 
 
 def parse_range(time_range, start, end, now: float, default: str = "24h") -> tuple[float, float]:
