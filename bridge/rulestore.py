@@ -26,6 +26,7 @@ from __future__ import annotations
 import difflib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -46,6 +47,8 @@ from prometheus_client import CollectorRegistry, Counter
 from bridge.errors import ApiError
 from bridge.prom import PrometheusClient
 from pulse.render import bridge_rules_dir
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -111,8 +114,13 @@ def promtool_check(text: str, workdir: Path, promtool: str | None = None) -> Non
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
-        proc = subprocess.run([binary, "check", "rules", name], capture_output=True,
-                              text=True, timeout=60)
+        for _ in range(2):
+            proc = subprocess.run([binary, "check", "rules", name], capture_output=True,
+                                  text=True, timeout=60)
+            if proc.returncode >= 0:
+                break
+            # Killed by a signal (the machine's trouble, not the file's): once more.
+            log.warning("promtool check rules died of signal %d", -proc.returncode)
     finally:
         os.unlink(name)
     if proc.returncode != 0:
@@ -312,9 +320,8 @@ class RuleStore:
         expected group names only (a small answer) is enough.
         """
         try:
-            self.prometheus.reload()
+            self._reload()
         except ApiError as exc:
-            self.reloads.labels("failure").inc()
             if exc.status == 422:
                 # Prometheus's answer does not say which file; promtool does (failure path only).
                 exc.details = exc.details + self.diagnose()
@@ -322,7 +329,6 @@ class RuleStore:
                 if names:
                     exc.message += f" (refused: {names})"
             raise
-        self.reloads.labels("success").inc()
         want = sorted(groups)
         real = os.path.realpath(path)
         deadline = time.monotonic() + self.confirm_timeout
@@ -336,7 +342,9 @@ class RuleStore:
                 loaded = self.prometheus.rules()
             seen = sorted(g["name"] for g in loaded if _same_file(g.get("file", ""), path, real))
             if seen == want:
-                if not info.result().get("reloadConfigSuccess", False):
+                # Read once more before believing a failure: the reload above answered 200.
+                if not (info.result().get("reloadConfigSuccess", False)
+                        or self.prometheus.runtimeinfo().get("reloadConfigSuccess", False)):
                     raise ApiError(422, "reload_failed", "Prometheus reports its last reload "
                                    "failed (prometheus_config_last_reload_successful 0)")
                 return
@@ -346,6 +354,26 @@ class RuleStore:
                                f"{path.name} within {self.confirm_timeout:g}s (it shows {seen}); "
                                "is the bridge's rule directory in its rule_files?")
             time.sleep(0.02)
+
+    def _reload(self, attempts: int = 3) -> None:
+        """POST /-/reload, counted; a refusal is retried before it is raised.
+
+        The files were checked by promtool before they were swapped in, so a refusal is
+        most likely Prometheus's own passing trouble; a second refusal after a pause is not.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                self.prometheus.reload()
+            except ApiError as exc:
+                self.reloads.labels("failure").inc()
+                if exc.status != 422 or attempt == attempts:
+                    raise
+                log.warning("prometheus refused a reload (attempt %d of %d): %s",
+                            attempt, attempts, exc.message)
+                time.sleep(0.2 * attempt)
+            else:
+                self.reloads.labels("success").inc()
+                return
 
     def diagnose(self) -> list[dict]:
         """promtool's complaint about each rule file in the directory that it refuses."""

@@ -52,7 +52,7 @@ def test_set_get_delete_group(stack):
     assert "< -1" in stack.groups()["pulse-test-ruler"]["rules"][1]["query"]
 
     resp = stack.client.delete("/api/v1/rules/team-a/pulse-test-ruler", headers=auth("admin"))
-    assert resp.status_code == 202
+    assert resp.status_code == 202, (resp.json, stack.prometheus.process.log()[-3000:])
     assert "pulse-test-ruler" not in stack.groups()
     assert "pulse-test-ruler-2" in stack.groups()
     assert stack.client.delete("/api/v1/rules/team-a", headers=auth("admin")).status_code == 202

@@ -12,8 +12,11 @@ import time
 import pytest
 import requests
 import yaml
+from prometheus_client import CollectorRegistry
 
 from bridge import create_app
+from bridge.errors import ApiError
+from bridge.prom import PrometheusClient
 from bridge.rulestore import RuleStore
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.stack import Stack
@@ -307,3 +310,30 @@ def test_two_bridge_processes_serialise_on_the_rule_directory(stack):
             assert len(store.history(f"xp-{name}-{i}")) == 1
     loaded = stack.groups()
     assert {f"xp-{n}-{i}" for n in ("pa", "pb") for i in range(8)} <= loaded.keys()
+
+
+class RefusesOnce(PrometheusClient):
+    """The real client, except that its first reload is refused as Prometheus refuses one."""
+
+    refused = 0
+
+    def reload(self):
+        if not self.refused:
+            self.refused += 1
+            raise ApiError(422, "reload_failed", "Prometheus refused the reload: test")
+        super().reload()
+
+
+def test_a_passing_reload_refusal_is_retried_not_reported(stack):
+    prom = RefusesOnce(stack.prometheus.url)
+    registry = CollectorRegistry()
+    store = RuleStore(stack.data_dir, prom, registry=registry)
+    text = ("groups:\n- name: retry-once\n  rules:\n"
+            "  - record: pulse_test_retry\n    expr: vector(1)\n")
+    version = store.apply("retry-once", text, action="create", who="t", role="admin",
+                          expect_groups=["retry-once"])
+    assert prom.refused == 1 and version.version == 1
+    assert "retry-once" in stack.groups()
+    counts = {r: registry.get_sample_value("pulse_bridge_rule_reloads_total", {"result": r})
+              for r in ("success", "failure")}
+    assert counts == {"success": 1, "failure": 1}
