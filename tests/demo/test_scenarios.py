@@ -2,8 +2,9 @@
 
 latency-spike: p95 of one route of the demo API (its own histogram, scraped) above 2 s.
 integration-outage: the fake payment provider stops answering (its scrape fails: up == 0).
-disk-filling: node_exporter's free space of the demo filesystem heads for zero
-(predict_linear below zero within 4 h, NodeFilesystemFillingUp's condition).
+disk-filling: the free space of the demo filesystem, as Pulse's infrastructure exporter
+reports it under node_exporter's name, heads for zero (predict_linear below zero within
+4 h, NodeFilesystemFillingUp's condition).
 The event-borne scenarios (ai-accuracy-drop, crash-spike, ingest-garbage) show in
 Prometheus through the intake: test_simulate.py proves the events, the e2e test the alert.
 """
@@ -16,6 +17,7 @@ import threading
 import pytest
 
 from demo.disk import DiskFiller
+from exporters.infrastructure import COLLECTORS
 from tests import harness
 
 ROUTE = "/api/users/{user_id}/workouts"
@@ -70,17 +72,21 @@ def test_disk_filling_heads_the_demo_filesystem_for_zero(scraped, tmp_path):
         pytest.fail("disk-filling loop-mounts a small filesystem and needs root "
                     "(as `make test` and `make run` on a fresh Debian machine have)",
                     pytrace=False)
-    node = harness.require_binary("prometheus-node-exporter")
     disk = DiskFiller(tmp_path, size_mb=16, fill_seconds=30)
     assert disk.prepare() == "loop"
-    port = harness.free_port()
-    proc = harness.Process([node, f"--web.listen-address=127.0.0.1:{port}",
-                            "--collector.disable-defaults", "--collector.filesystem"],
-                           tmp_path / "node.log")
+    # The exporter `make run` uses, filesystem collector only (as node_exporter's
+    # --collector.disable-defaults --collector.filesystem would be run).
+    path = tmp_path / "pulse.yml"
+    cfg = harness.write_pulse_config(path, tmp_path / "data")
+    listen = cfg["exporters"]["infrastructure"]["listen"]
+    off = [f"--no-collector.{name}" for name in COLLECTORS if name != "filesystem"]
     avail = f'node_filesystem_avail_bytes{{job="node",mountpoint="{disk.mountpoint}"}}'
+    proc = None
     try:
-        proc.wait_http(f"http://127.0.0.1:{port}/metrics", timeout=30)
-        scraped.configure(targets={**scraped.targets, "node": [f"127.0.0.1:{port}"]})
+        proc = harness.start_service("exporters.infrastructure", path,
+                                     harness.pulse_env(tmp_path / "data"), listen,
+                                     tmp_path / "infrastructure.log", timeout=60, args=off)
+        scraped.configure(targets={**scraped.targets, "node": [listen]})
         full = scraped.wait_for_value(avail, lambda v: v > 0, timeout=60)
         stop = threading.Event()
 
@@ -100,7 +106,8 @@ def test_disk_filling_heads_the_demo_filesystem_for_zero(scraped, tmp_path):
         disk.clear()
         scraped.wait_for_value(avail, lambda v: v > full * 0.9, timeout=60)
     finally:
-        proc.stop()
+        if proc is not None:
+            proc.stop()
         disk.close()
         targets = dict(scraped.targets)
         targets.pop("node", None)
