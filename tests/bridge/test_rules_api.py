@@ -172,6 +172,9 @@ def test_dry_run_writes_nothing_and_warns_about_missing_metric(stack):
     assert "pulse_test_not_there" in resp.json["warnings"][0]
     assert yaml.safe_load(resp.json["yaml"])["groups"][0]["rules"][0]["alert"] == "PulseTestDry"
     assert sorted(stack.rules_dir.glob("*.yml")) == files
+    # The metric is there once scraped (whichever test of the module ran first).
+    stack.source.values.setdefault('pulse_test_temperature_celsius{room="gym"}', 10)
+    stack.prometheus.wait_for_value("pulse_test_temperature_celsius", timeout=60)
     resp = stack.client.post(f"{RULES}?dryRun=true", headers=auth("engineer"),
                              json=rule("PulseTestDry2"))
     assert resp.json["metricExists"] is True and resp.json["warnings"] == []
