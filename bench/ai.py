@@ -29,7 +29,7 @@ from bridge import create_app as bridge_app  # noqa: E402
 from bridge.stats import assign  # noqa: E402
 from exporters.ai import create_app as ai_app  # noqa: E402
 from pulse.config import validate  # noqa: E402
-from pulse.render import write_atomic  # noqa: E402
+from pulse.fileio import write_atomic  # noqa: E402
 from tests.harness import free_port  # noqa: E402
 
 

@@ -16,26 +16,20 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge import create_app  # noqa: E402
 from bridge.dashboards import WORKERS  # noqa: E402
-from grafana import queries as gq  # noqa: E402
+from pulse import dashboards as gq  # noqa: E402
+from pulse.promapi import PrometheusClient  # noqa: E402
 from tests.bridge.conftest import auth, bridge_config  # noqa: E402
 from tests.grafana.fixture import STEP, fixture_prometheus  # noqa: E402
 
 TARGET_S, SEED_S = 1.0, 3.0
 CASES = [("executive", "now-30d"), ("system", "now-6h"), ("product", "now-24h")]
-
-
-def _query(url, expr, *, start, end, step, session):
-    return gq.query_range(url, expr, start, end, step, session)
 
 
 def _timed(fn, rounds: int) -> list[float]:
@@ -62,7 +56,7 @@ def main() -> int:
             app = create_app(bridge_config(Path(tmp), prometheus={
                 "url": prom.url, "scrape_interval": f"{STEP}s"}))
             client = app.test_client()
-            session = requests.Session()
+            direct = PrometheusClient(prom.url, timeout=30.0)
             print(f"{'dashboard':<10} {'range':<8} {'queries':>7} {'api p50':>9} "
                   f"{'api max':>9} {'floor p50':>9} {'api/floor':>9} {'vs 1 s':>7}")
             worst = 0.0
@@ -81,8 +75,9 @@ def main() -> int:
                     assert resp.status_code == 200, resp.json
 
                 def floor(exprs=exprs, start=start, now=now, step=step):
-                    one = partial(_query, prom.url, start=start, end=now, step=step,
-                                  session=session)
+                    def one(expr, start=start, now=now, step=step):
+                        return direct.query_range(expr, start, now, step)
+
                     with ThreadPoolExecutor(WORKERS) as pool:
                         list(pool.map(one, exprs))
 

@@ -24,8 +24,8 @@ from bridge import (
     runbooks,
 )
 from bridge.errors import register_error_handlers
-from bridge.prom import AlertmanagerClient, PrometheusClient
 from pulse.config import Config, load_config
+from pulse.promapi import AlertmanagerClient, PrometheusClient
 from pulse.service import add_standard_routes
 
 COMPONENT = "bridge"

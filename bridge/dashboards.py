@@ -18,9 +18,10 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import ROLE_PERMISSIONS, current_principal, require
 from bridge.errors import ApiError, bad_request
-from grafana import queries as gq
-from grafana.lib import DATASOURCE_UID
+from pulse import dashboards as gq
 from pulse.config import parse_duration
+from pulse.dashboards import DATASOURCE_UID
+from pulse.promapi import PromError
 
 bp = Blueprint("dashboards", __name__, url_prefix="/api/analytics")
 
@@ -262,8 +263,8 @@ def get_dashboard(dashboard_id: str):
                          values=values)
         try:
             return prom.query_range(expr, start, end, step), None
-        except ApiError as exc:
-            if exc.status == 503:
+        except PromError as exc:
+            if not exc.invalid:
                 raise
             return [], exc.message
 

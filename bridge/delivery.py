@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 
 def notification_key(payload: Mapping) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, current_app
 
 from bridge import incidents
-from bridge.errors import ApiError
+from pulse.promapi import PromError
 
 bp = Blueprint("health", __name__, url_prefix="/api/analytics")
 
@@ -86,7 +86,7 @@ def system_metrics(prom) -> dict:
             value = float(sample["value"][1])
             if math.isfinite(value):
                 values[sample["metric"].get("__field", "")] = value
-    except ApiError:
+    except PromError:
         pass
     out: dict = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                  "timeframe": "hour"}
@@ -106,7 +106,7 @@ def components(prom, am) -> tuple[list[dict], bool]:
     try:
         info = prom.runtimeinfo()
         targets = prom.targets()
-    except ApiError as exc:
+    except PromError as exc:
         out.append(_component("prometheus", "prometheus", "critical", exc.message,
                               lastChecked=now))
         ready = am.ready()

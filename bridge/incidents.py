@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 EXTENSION = "pulse.incidents"
 KEEP_RESOLVED = 200

@@ -20,6 +20,7 @@ from bridge.compiler import (
 from bridge.errors import ApiError, bad_request
 from bridge.rulestore import RuleStore, Version, promtool_check
 from pulse.config import parse_duration, split_listen
+from pulse.promapi import PromError
 
 bp = Blueprint("rules", __name__, url_prefix="/api/analytics")
 PREFIX = "api-"
@@ -150,7 +151,7 @@ def _dry_run(req: dict, group: dict, text: str) -> dict:
             exists = current_app.extensions["pulse.prometheus"].series_exists(metric)
             if not exists:
                 warnings.append(f"no series named {metric} exists in Prometheus now")
-        except ApiError as exc:
+        except PromError as exc:
             warnings.append(f"could not check the metric: {exc.message}")
     body = {"dryRun": True, "valid": not errors, "yaml": text, "group": group,
             "errors": errors, "warnings": warnings}
@@ -178,7 +179,7 @@ def _silences(rule_id: str, req: dict) -> list[str]:
                 "createdBy": f"pulse-bridge ({current_principal().name})",
                 "comment": f"maintenance window of alert rule {rule_id} ({req['name']})",
             }))
-    except ApiError:
+    except (ApiError, PromError):
         _expire(created)
         raise
     return created
@@ -191,7 +192,7 @@ def _expire(ids: list[str]) -> list[str]:
     for sid in ids:
         try:
             am.delete_silence(sid)
-        except ApiError:
+        except PromError:
             left.append(sid)
     return left
 

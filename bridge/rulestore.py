@@ -44,9 +44,10 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
-from bridge.errors import ApiError
-from bridge.prom import PrometheusClient
-from pulse.render import bridge_rules_dir
+from bridge.errors import ApiError, from_prom
+from pulse.fileio import fsync_dir, write_atomic
+from pulse.paths import bridge_rules_dir
+from pulse.promapi import PromError, PrometheusClient
 
 log = logging.getLogger(__name__)
 
@@ -276,9 +277,11 @@ class RuleStore:
                 with self._connect() as db:
                     db.execute("DELETE FROM versions WHERE key=? AND version=? AND "
                                "state='pending'", (key, new_version))
+                if isinstance(exc, PromError):
+                    exc = from_prom(exc)
                 if isinstance(exc, ApiError):
                     exc.message += "; the previous rules were restored"
-                raise
+                raise exc
             with self._connect() as db:
                 db.execute("UPDATE versions SET state='committed' WHERE key=? AND version=?",
                            (key, new_version))
@@ -292,24 +295,15 @@ class RuleStore:
             except FileNotFoundError:
                 pass
         else:
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "w") as fh:
-                fh.write(content)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        dir_fd = os.open(self.rules_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            write_atomic(path, content)
+        fsync_dir(self.rules_dir)
 
     def _restore(self, path: Path, previous: str | None) -> None:
         self._swap(path, previous)
         try:
             self.prometheus.reload()
             self.reloads.labels("success").inc()
-        except ApiError:
+        except PromError:
             # Prometheus is down or refuses: it still runs its previous rules either way.
             self.reloads.labels("failure").inc()
 
@@ -321,14 +315,15 @@ class RuleStore:
         """
         try:
             self._reload()
-        except ApiError as exc:
+        except PromError as prom_exc:
+            exc = from_prom(prom_exc)
             if exc.status == 422:
                 # Prometheus's answer does not say which file; promtool does (failure path only).
                 exc.details = exc.details + self.diagnose()
                 names = ", ".join(d["field"] for d in exc.details)
                 if names:
                     exc.message += f" (refused: {names})"
-            raise
+            raise exc from None
         want = sorted(groups)
         real = os.path.realpath(path)
         deadline = time.monotonic() + self.confirm_timeout
@@ -364,9 +359,9 @@ class RuleStore:
         for attempt in range(1, attempts + 1):
             try:
                 self.prometheus.reload()
-            except ApiError as exc:
+            except PromError as exc:
                 self.reloads.labels("failure").inc()
-                if exc.status != 422 or attempt == attempts:
+                if not exc.invalid or attempt == attempts:
                     raise
                 log.warning("prometheus refused a reload (attempt %d of %d): %s",
                             attempt, attempts, exc.message)
@@ -411,7 +406,7 @@ class RuleStore:
             if repaired:
                 try:
                     self.prometheus.reload()
-                except ApiError:
+                except PromError:
                     pass
             return repaired
 

@@ -30,8 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from demo.httpjson import JSONHandler
 from demo.scenarios import ScenarioWatch
 from pulse.config import split_listen
+from pulse.fileio import write_atomic
 from pulse.log import setup
-from pulse.render import write_atomic
 from pulse.service import load_or_exit, parse_args
 
 COMPONENT = "demo.payments"

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 # name -> (what it does, the alert it makes fire). Alert names from the rules issue.
 SCENARIOS: dict[str, tuple[str, str | None]] = {

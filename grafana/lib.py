@@ -25,9 +25,10 @@ from grafanalib.core import (
     TimeSeries,
 )
 
+from pulse.dashboards import DATASOURCE_UID
+
 # What Grafana 11 (docker-compose pins 11.2) writes for a dashboard it saves.
 SCHEMA_VERSION = 39
-DATASOURCE_UID = "pulse-prometheus"
 # Every panel and query reads the datasource through the `datasource` variable.
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 

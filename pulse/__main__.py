@@ -1,5 +1,5 @@
 """`python -m pulse` is the `pulse` command."""
 
-from pulse.cli import main
+from pulse.launcher.cli import main
 
 raise SystemExit(main())

@@ -8,3 +8,8 @@ ALERTMANAGER_DIR = ROOT / "alertmanager"
 GRAFANA_DIR = ROOT / "grafana"
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 DEFAULT_CONFIG = ROOT / "pulse.yml"
+
+
+def bridge_rules_dir(data_dir: str | Path) -> Path:
+    """Where the bridge keeps the rule files it writes (watched by Prometheus)."""
+    return Path(data_dir) / "rules"

@@ -7,8 +7,14 @@ from pathlib import Path
 import yaml
 
 from pulse.config import load_config
+from pulse.launcher.render import (
+    COMPOSE_HOSTS,
+    alertmanager_config,
+    dump,
+    prometheus_config,
+    targets,
+)
 from pulse.paths import ROOT
-from pulse.render import COMPOSE_HOSTS, alertmanager_config, dump, prometheus_config, targets
 
 ENV = {"PULSE_ADMIN_TOKEN": "a" * 32, "PULSE_PRIVACY_SALT": "s" * 32}
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

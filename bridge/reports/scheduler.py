@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pulse.config import parse_duration
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 log = logging.getLogger(__name__)
 

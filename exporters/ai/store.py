@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 STATE_VERSION = 1
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from pulse.render import write_atomic
+from pulse.fileio import write_atomic
 
 STATUSES = ("delivered", "bounced", "complained", "deferred")
 # Providers' own event names (SendGrid, Postmark, Mailgun, SES) -> our status.

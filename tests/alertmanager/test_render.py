@@ -1,7 +1,7 @@
 """Rendering alertmanager.yml: the bridge address and the optional webhook token."""
 
 from pulse.config import validate
-from pulse.render import alertmanager_config
+from pulse.launcher.render import alertmanager_config
 
 
 def config(**bridge):
@@ -29,7 +29,7 @@ def test_a_webhook_token_is_sent_as_bearer_by_every_webhook():
 def test_the_rendered_config_with_a_token_passes_amtool(tmp_path):
     import subprocess
 
-    from pulse.render import dump
+    from pulse.launcher.render import dump
     from tests.harness import require_binary
 
     path = tmp_path / "alertmanager.yml"

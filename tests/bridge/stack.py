@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from bridge import create_app
-from pulse.render import bridge_rules_dir
+from pulse.paths import bridge_rules_dir
 from tests.bridge.conftest import bridge_config
 from tests.harness import PrometheusServer
 

@@ -5,7 +5,7 @@ import pytest
 
 from bridge import create_app
 from bridge.openapi import document
-from grafana.queries import load_all, metric_names, panels
+from pulse.dashboards import load_all, metric_names, panels
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.grafana.fixture import STEP, STOPPED_MODEL, rule_files, shared_fixture_prometheus

@@ -16,8 +16,8 @@ import requests
 import yaml
 from aiosmtpd.controller import Controller
 
+from pulse.launcher.render import DEFAULT_BRIDGE_BASE
 from pulse.paths import ALERTMANAGER_DIR
-from pulse.render import DEFAULT_BRIDGE_BASE
 from tests import harness
 from tests.bridge.stack import Exposition
 from tests.harness import free_port, wait_until

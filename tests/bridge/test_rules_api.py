@@ -15,9 +15,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from bridge import create_app
-from bridge.errors import ApiError
-from bridge.prom import PrometheusClient
 from bridge.rulestore import RuleStore
+from pulse.promapi import PromError, PrometheusClient
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.stack import Stack
 from tests.harness import ROOT, wait_until
@@ -238,7 +237,7 @@ def test_maintenance_window_becomes_an_alertmanager_silence(stack, alertmanager)
 
 KILLER = """
 import sys, time
-from bridge.prom import PrometheusClient
+from pulse.promapi import PrometheusClient
 from bridge.rulestore import RuleStore
 store = RuleStore(sys.argv[1], PrometheusClient(sys.argv[2]))
 i = 0
@@ -284,7 +283,7 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
 
 WRITER = """
 import sys
-from bridge.prom import PrometheusClient
+from pulse.promapi import PrometheusClient
 from bridge.rulestore import RuleStore
 store = RuleStore(sys.argv[1], PrometheusClient(sys.argv[2]))
 me = sys.argv[3]
@@ -323,7 +322,7 @@ class RefusesOnce(PrometheusClient):
     def reload(self):
         if not self.refused:
             self.refused += 1
-            raise ApiError(422, "reload_failed", "Prometheus refused the reload: test")
+            raise PromError("reload_failed", "Prometheus refused the reload: test", invalid=True)
         super().reload()
 
 

@@ -1,7 +1,7 @@
 """End to end, per scenario: scenario -> alert fires -> page in the demo channel -> `normal`
 -> the alert resolves and the resolution reaches the channel too.
 
-Time is compressed with pulse.demotime (what `pulse up --demo` does, only faster): the
+Time is compressed with pulse.launcher.demotime (what `pulse up --demo` does, only faster): the
 shipped rules are copied with every range divided by TIME_SCALE and every `for` by twice
 that (`for: 1h` takes 30 s here); Alertmanager's group timers are 1-2 s and business-hours
 muting is off; the simulator runs fast.
@@ -18,8 +18,8 @@ import yaml
 
 from demo.scenarios import SCENARIOS
 from pulse.config import load_config
-from pulse.demotime import compress_routing, compress_rules
-from pulse.render import alertmanager_config
+from pulse.launcher.demotime import compress_routing, compress_rules
+from pulse.launcher.render import alertmanager_config
 from tests import harness
 from tests.demo.conftest import write_demo_config
 

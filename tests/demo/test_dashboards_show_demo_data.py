@@ -1,5 +1,5 @@
 """The demo feeds every dashboard: the demo stack's parts on free ports, Prometheus on the
-shipped rules compressed to test time, and `grafana.queries.check` finds data for every
+shipped rules compressed to test time, and `pulse.dashboards.check` finds data for every
 query (issue 10: "every dashboard check passes").
 
 The data is the platform's own: the simulator's traffic and events, its model-ops jobs
@@ -17,9 +17,9 @@ import time
 import pytest
 import yaml
 
-from grafana.queries import check, load_all
 from pulse.config import load_config
-from pulse.demotime import compress_rules, overlay
+from pulse.dashboards import check, load_all
+from pulse.launcher.demotime import compress_rules, overlay
 from tests import harness
 from tests.demo.conftest import write_demo_config
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from pulse.config import load_config
-from pulse.supervisor import plan
+from pulse.launcher.supervisor import plan
 from tests import harness
 from tests.demo.conftest import write_demo_config
 

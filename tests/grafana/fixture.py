@@ -406,7 +406,7 @@ def needed_rules(records: dict[str, dict]) -> dict[str, dict]:
     Backfilling only these keeps the fixture quick: week-long capacity rules no panel
     reads cost most of promtool's time and prove nothing about the dashboards.
     """
-    from grafana.queries import load_all, metric_names, queries
+    from pulse.dashboards import load_all, metric_names, queries
 
     todo = [n for name, doc in load_all().items() for q in queries(name, doc)
             for n in metric_names(q.expr) if n in records]

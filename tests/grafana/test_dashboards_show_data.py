@@ -7,8 +7,8 @@ import time
 import pytest
 import yaml
 
-from grafana.queries import check, default_range, load_all, metric_names, queries
-from pulse.cli import main
+from pulse.dashboards import check, default_range, load_all, metric_names, queries
+from pulse.launcher.cli import main
 from tests.grafana.fixture import STEP, rule_files, rules_dir, shared_fixture_prometheus
 from tests.harness import wait_until
 

@@ -3,7 +3,7 @@
 import json
 
 from grafana import generate
-from grafana.queries import load_all
+from pulse.dashboards import load_all
 
 NAMES_UIDS = {
     "executive": "pulse-executive", "product": "pulse-product", "coach": "pulse-coach",

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from grafana import lib
-from grafana.queries import load_all, panels
+from pulse.dashboards import load_all, panels
 
 DOCS = load_all()
 PANELS = [(name, p) for name, doc in DOCS.items() for p in panels(doc)]
@@ -118,7 +118,7 @@ def test_executive_headlines_show_change_against_previous_period():
 
 
 def test_panels_read_recording_rules_where_one_exists():
-    from grafana.queries import metric_names
+    from pulse.dashboards import metric_names
     from tests.grafana.fixture import recording_rules, rule_files, rules_dir
 
     rules = recording_rules(rule_files())

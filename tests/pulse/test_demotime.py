@@ -4,10 +4,10 @@ import subprocess
 
 import yaml
 
-from pulse import demotime
 from pulse.config import validate
+from pulse.launcher import demotime
+from pulse.launcher.render import alertmanager_config, dump, prometheus_config
 from pulse.paths import ROOT
-from pulse.render import alertmanager_config, dump, prometheus_config
 from tests import harness
 
 ENV = {"PULSE_ADMIN_TOKEN": "a" * 32, "PULSE_PRIVACY_SALT": "s" * 32}

@@ -5,8 +5,8 @@ import subprocess
 import yaml
 
 from pulse.config import load_config, validate
+from pulse.launcher.render import alertmanager_config, dump, prometheus_config, targets
 from pulse.paths import ROOT
-from pulse.render import alertmanager_config, dump, prometheus_config, targets
 from tests import harness
 
 ENV = {"PULSE_ADMIN_TOKEN": "a" * 32, "PULSE_PRIVACY_SALT": "s" * 32}

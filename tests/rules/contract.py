@@ -24,7 +24,7 @@ DASHBOARD_UIDS = {"pulse-executive", "pulse-product", "pulse-coach", "pulse-syst
                   "pulse-business", "pulse-self"}
 RUNBOOK_BASE = "http://127.0.0.1:8080/runbooks#"
 DASHBOARD_BASE = "http://127.0.0.1:3000/d/"
-# The scrape jobs of pulse/render.py: each needs an `...Down` alert on up and absent().
+# The scrape jobs of pulse/launcher/render.py: each needs an `...Down` alert on up and absent().
 SCRAPE_JOBS = ("prometheus", "alertmanager", "events", "infrastructure", "integrations", "ai",
                "bridge", "demo")
 # Always firing by design, so it has no "not yet firing" case and a static description.

@@ -89,7 +89,7 @@ def test_alert_names_shared_with_other_parts_exist(rule_docs):
 
 
 def test_every_scrape_job_has_a_down_alert_on_up_and_absent(rule_docs):
-    from pulse.render import COMPOSE_HOSTS
+    from pulse.launcher.render import COMPOSE_HOSTS
 
     assert set(contract.SCRAPE_JOBS) == set(COMPOSE_HOSTS)
     downs = [r for r in contract.rules_of(rule_docs)

@@ -15,18 +15,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
 from pulse.config import Config, split_listen
-from pulse.render import (
+from pulse.fileio import write_atomic
+from pulse.launcher.render import (
     alertmanager_config,
-    bridge_rules_dir,
     demo_rules_dir,
     dump,
     prometheus_config,
     targets,
-    write_atomic,
 )
+from pulse.paths import bridge_rules_dir
+from pulse.promapi import is_ready
 
 log = logging.getLogger("pulse.supervisor")
 
@@ -86,7 +85,7 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
     if demo:
-        from pulse.demotime import time_scale, write_rules
+        from pulse.launcher.demotime import time_scale, write_rules
 
         write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
     write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
@@ -222,11 +221,8 @@ class Supervisor:
         while time.monotonic() < deadline:
             if comp.proc.poll() is not None:
                 raise StackError(self._failed(comp, f"exited with code {comp.proc.returncode}"))
-            try:
-                if requests.get(comp.ready_url, timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
+            if is_ready(comp.ready_url, timeout=1):
+                return
             time.sleep(0.1)
         raise StackError(self._failed(comp, f"not ready at {comp.ready_url} in time"))
 
@@ -384,10 +380,7 @@ def status(cfg: Config, demo: bool = False) -> list[tuple[str, str, str]]:
             alive = bool(pid) and _alive(pid)
             rows.append((comp.name, "-", "running" if alive else "down"))
             continue
-        try:
-            ok = requests.get(comp.ready_url, timeout=2).status_code == 200
-        except requests.RequestException:
-            ok = False
+        ok = is_ready(comp.ready_url, timeout=2)
         rows.append((comp.name, comp.url or "-", "up" if ok else "down"))
     return rows
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from pulse.config import ConfigError, expand_env, load_config
+from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
-from pulse.secrets import ensure_generated
 
 
 def _config_path(arg: str | None) -> Path:
@@ -73,7 +73,7 @@ def _check_referenced_files(cfg) -> list[str]:
 
 def cmd_up(args) -> int:
     """Start the whole stack (foreground, or --detach)."""
-    from pulse.supervisor import StackError, run_up
+    from pulse.launcher.supervisor import StackError, run_up
 
     path = _config_path(args.config)
     try:
@@ -86,8 +86,8 @@ def cmd_up(args) -> int:
     if args.detach:
         return _up_detached(cfg, args, path)
     if args.demo:
-        # The demo runs on its overlay of the configuration (pulse.demotime).
-        from pulse.demotime import write_config
+        # The demo runs on its overlay of the configuration (pulse.launcher.demotime).
+        from pulse.launcher.demotime import write_config
 
         path = write_config(path, Path(cfg.data_dir) / "demo" / "pulse.yml")
         try:
@@ -103,7 +103,7 @@ def cmd_up(args) -> int:
 
 
 def _up_detached(cfg, args, path: Path) -> int:
-    from pulse.supervisor import read_state
+    from pulse.launcher.supervisor import read_state
 
     logs = Path(cfg.data_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -134,7 +134,7 @@ def _up_detached(cfg, args, path: Path) -> int:
 
 def cmd_down(args) -> int:
     """Stop a stack started with `pulse up --detach`."""
-    from pulse.supervisor import stop_detached
+    from pulse.launcher.supervisor import stop_detached
 
     try:
         cfg = _load(_config_path(args.config))
@@ -152,7 +152,7 @@ def cmd_status(args) -> int:
     """Report each component's state; exit 1 when any is down."""
     import json
 
-    from pulse.supervisor import status
+    from pulse.launcher.supervisor import status
 
     try:
         cfg = _load(_config_path(args.config))
@@ -170,8 +170,9 @@ def cmd_status(args) -> int:
 
 def cmd_render(args) -> int:
     """Write prometheus.yml and alertmanager.yml (native data dir, or --compose OUT)."""
-    from pulse.render import alertmanager_config, dump, prometheus_config, write_atomic
-    from pulse.supervisor import render_configs
+    from pulse.fileio import write_atomic
+    from pulse.launcher.render import alertmanager_config, dump, prometheus_config
+    from pulse.launcher.supervisor import render_configs
 
     path = _config_path(args.config)
     try:
@@ -195,10 +196,9 @@ def cmd_dashboards_check(args) -> int:
     """Evaluate every query of every generated dashboard; exit 1 when any is empty or fails."""
     import time as _time
 
-    import requests
-
-    from grafana.queries import check, default_range, load_all, seconds, server_age
     from pulse.config import parse_duration
+    from pulse.dashboards import check, default_range, load_all, seconds, server_age
+    from pulse.promapi import PromError, PrometheusClient, PromUnavailable
 
     url, scrape_s = args.prometheus, 15.0
     if not url or args.config:
@@ -225,9 +225,10 @@ def cmd_dashboards_check(args) -> int:
     if args.dashboard:
         docs = {name: doc for name, doc in docs.items() if name in args.dashboard}
     try:
-        requests.get(f"{url.rstrip('/')}/api/v1/status/buildinfo", timeout=10).raise_for_status()
-    except requests.RequestException as exc:
-        print(f"Prometheus at {url} is unreachable: {type(exc).__name__}", file=sys.stderr)
+        PrometheusClient(url).buildinfo()
+    except PromError as exc:
+        why = exc.why if isinstance(exc, PromUnavailable) else exc.message
+        print(f"Prometheus at {url} is unreachable: {why}", file=sys.stderr)
         return 1
     end = _time.time()
     if range_s is None:

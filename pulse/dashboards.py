@@ -1,7 +1,9 @@
 """Read the generated dashboards as data: panels, their queries, variables expanded.
 
 Shared by `pulse dashboards check`, the bridge's dashboard data API and the tests, so
-all three evaluate exactly the expressions Grafana will send.
+all three evaluate exactly the expressions Grafana will send. It reads
+grafana/generated/*.json as plain JSON; grafanalib (which writes them) is a
+build-time tool and is not imported here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from pathlib import Path
 
 import requests
 
-GENERATED = Path(__file__).resolve().parent / "generated"
+from pulse.paths import GRAFANA_DIR
+from pulse.promapi import PromError, PrometheusClient, PromUnavailable
+
+GENERATED = GRAFANA_DIR / "generated"
+# The uid of the Prometheus datasource every generated dashboard queries.
+DATASOURCE_UID = "pulse-prometheus"
 VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 BUILTIN = {"__rate_interval", "__range", "__interval", "__range_s", "__interval_ms"}
 
@@ -106,36 +113,6 @@ def metric_names(expr: str) -> set[str]:
     return {w for w in words if w not in keywords and not w.startswith("__")}
 
 
-def query_range(url: str, expr: str, start: float, end: float, step: float,
-                session: requests.Session | None = None, timeout: float = 30.0) -> list[dict]:
-    """Prometheus /api/v1/query_range; the matrix, or ValueError with Prometheus's error."""
-    resp = (session or requests).get(
-        f"{url.rstrip('/')}/api/v1/query_range", timeout=timeout,
-        params={"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                "step": f"{step:g}"})
-    try:
-        body = resp.json()
-    except ValueError:
-        raise ValueError(f"HTTP {resp.status_code}: {resp.text[:200]}") from None
-    if body.get("status") != "success":
-        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
-    return body["data"]["result"]
-
-
-def query_instant(url: str, expr: str, session: requests.Session | None = None,
-                  timeout: float = 30.0) -> list[dict]:
-    """Prometheus /api/v1/query at now; the vector, or ValueError with Prometheus's error."""
-    resp = (session or requests).get(f"{url.rstrip('/')}/api/v1/query", timeout=timeout,
-                                     params={"query": expr})
-    try:
-        body = resp.json()
-    except ValueError:
-        raise ValueError(f"HTTP {resp.status_code}: {resp.text[:200]}") from None
-    if body.get("status") != "success":
-        raise ValueError(f"{body.get('errorType')}: {body.get('error')}")
-    return body["data"]["result"]
-
-
 # What the server has seen, oldest first: its oldest stored sample (backfilled blocks
 # included), else the start of its process (both need it to scrape itself as job prometheus).
 AGE_QUERIES = ("min(prometheus_tsdb_lowest_timestamp_seconds)",
@@ -145,10 +122,11 @@ MIN_RANGE, MAX_RANGE = 60.0, 3600.0
 
 def server_age(url: str, now: float, session: requests.Session | None = None) -> float | None:
     """Seconds of data the Prometheus at url has seen (None when it cannot tell)."""
+    prom = PrometheusClient(url, timeout=30.0, session=session)
     for expr in AGE_QUERIES:
         try:
-            result = query_instant(url, expr, session)
-        except (ValueError, requests.RequestException):
+            result = prom.query(expr)
+        except PromError:
             continue
         if result:
             value = float(result[0]["value"][1])
@@ -190,16 +168,16 @@ def check(url: str, start: float, end: float, *, step: float = 60.0, scrape_s: f
 
     docs = load_all() if docs is None else docs
     todo = [q for name, doc in sorted(docs.items()) for q in queries(name, doc)]
-    session = requests.Session()
+    prom = PrometheusClient(url, timeout=30.0)
 
     def run(q: Query) -> Outcome:
         expr = expand(q.expr, range_s=end - start, step_s=step, scrape_s=scrape_s)
         try:
-            return Outcome(q, expr, len(query_range(url, expr, start, end, step, session)))
-        except ValueError as exc:
-            return Outcome(q, expr, 0, str(exc))
-        except requests.RequestException as exc:
-            return Outcome(q, expr, 0, f"Prometheus unreachable: {type(exc).__name__}")
+            return Outcome(q, expr, len(prom.query_range(expr, start, end, step)))
+        except PromUnavailable as exc:
+            return Outcome(q, expr, 0, f"Prometheus unreachable: {exc.why}")
+        except PromError as exc:
+            return Outcome(q, expr, 0, f"{exc.error_type}: {exc.detail}")
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(run, todo))

@@ -1,4 +1,9 @@
-"""Small clients for the Prometheus and Alertmanager HTTP APIs, as the bridge uses them."""
+"""The one HTTP client of Pulse for the Prometheus and Alertmanager APIs.
+
+Failures are plain exceptions, not HTTP answers: `PromUnavailable` when the
+server does not answer, `PromError` when it answers with a refusal. Whoever
+serves HTTP (the bridge) decides what they become for its clients.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,41 @@ from typing import Any
 
 import requests
 
-from bridge.errors import ApiError
+
+class PromError(Exception):
+    """Prometheus or Alertmanager answered with a refusal.
+
+    code names the failure (prometheus_error, alertmanager_error, reload_failed,
+    unavailable); invalid is True when the request itself was at fault (the server
+    answered 400, or refused a reload), False when the server is in trouble.
+    """
+
+    def __init__(self, code: str, message: str, invalid: bool = False,
+                 error_type: str = "", detail: str = ""):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.invalid = invalid
+        self.error_type = error_type
+        self.detail = detail
 
 
-class Unavailable(ApiError):
-    """Prometheus or Alertmanager did not answer: a 503 naming which one and why."""
+class PromUnavailable(PromError):
+    """Prometheus or Alertmanager did not answer (why: the exception or status)."""
 
     def __init__(self, what: str, url: str, why: str):
-        super().__init__(503, "unavailable", f"{what} at {url} is unavailable: {why}")
+        super().__init__("unavailable", f"{what} at {url} is unavailable: {why}")
+        self.what = what
+        self.url = url
+        self.why = why
+
+
+def is_ready(url: str, timeout: float = 1.0, session: requests.Session | None = None) -> bool:
+    """True when url (a `/-/ready` endpoint, as Prometheus, Alertmanager and Pulse serve) is 200."""
+    try:
+        return (session or requests).get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 class PrometheusClient:
@@ -28,14 +60,16 @@ class PrometheusClient:
         try:
             resp = self.session.get(f"{self.url}{path}", params=params, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise Unavailable("Prometheus", self.url, type(exc).__name__) from None
+            raise PromUnavailable("Prometheus", self.url, type(exc).__name__) from None
         try:
             body = resp.json()
         except ValueError:
-            raise Unavailable("Prometheus", self.url, f"HTTP {resp.status_code}") from None
+            raise PromUnavailable("Prometheus", self.url, f"HTTP {resp.status_code}") from None
         if body.get("status") != "success":
-            raise ApiError(422 if resp.status_code == 400 else 503, "prometheus_error",
-                           f"Prometheus refused the query: {body.get('error', resp.text[:200])}")
+            detail = body.get("error", resp.text[:200])
+            raise PromError("prometheus_error", f"Prometheus refused the query: {detail}",
+                            invalid=resp.status_code == 400,
+                            error_type=body.get("errorType", ""), detail=detail)
         return body["data"]
 
     def query(self, expr: str, time: float | None = None) -> list[dict]:
@@ -65,6 +99,10 @@ class PrometheusClient:
         """/api/v1/status/runtimeinfo: reloadConfigSuccess, lastConfigTime, ..."""
         return self._get("/api/v1/status/runtimeinfo")
 
+    def buildinfo(self) -> dict:
+        """/api/v1/status/buildinfo: version, revision, ... (a cheap "does it answer")."""
+        return self._get("/api/v1/status/buildinfo")
+
     def alerts(self) -> list[dict]:
         """Pending and firing alerts."""
         return self._get("/api/v1/alerts")["alerts"]
@@ -78,10 +116,15 @@ class PrometheusClient:
         try:
             resp = self.session.post(f"{self.url}/-/reload", timeout=self.timeout)
         except requests.RequestException as exc:
-            raise Unavailable("Prometheus", self.url, type(exc).__name__) from None
+            raise PromUnavailable("Prometheus", self.url, type(exc).__name__) from None
         if resp.status_code != 200:
-            raise ApiError(422, "reload_failed",
-                           f"Prometheus refused the reload: {resp.text.strip()[:500]}")
+            detail = resp.text.strip()[:500]
+            raise PromError("reload_failed", f"Prometheus refused the reload: {detail}",
+                            invalid=True, detail=detail)
+
+    def ready(self) -> bool:
+        """True when /-/ready answers 200."""
+        return is_ready(f"{self.url}/-/ready", self.timeout, self.session)
 
 
 class AlertmanagerClient:
@@ -97,10 +140,12 @@ class AlertmanagerClient:
             resp = self.session.request(method, f"{self.url}/api/v2{path}",
                                         timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
-            raise Unavailable("Alertmanager", self.url, type(exc).__name__) from None
+            raise PromUnavailable("Alertmanager", self.url, type(exc).__name__) from None
         if resp.status_code >= 400:
-            raise ApiError(422 if resp.status_code == 400 else 503, "alertmanager_error",
-                           f"Alertmanager answered {resp.status_code}: {resp.text[:300]}")
+            detail = resp.text[:300]
+            raise PromError("alertmanager_error",
+                            f"Alertmanager answered {resp.status_code}: {detail}",
+                            invalid=resp.status_code == 400, detail=detail)
         return resp.json() if resp.content else None
 
     def alerts(self, active: bool = True) -> list[dict]:
@@ -122,7 +167,4 @@ class AlertmanagerClient:
 
     def ready(self) -> bool:
         """True when /-/ready answers 200."""
-        try:
-            return self.session.get(f"{self.url}/-/ready", timeout=self.timeout).ok
-        except requests.RequestException:
-            return False
+        return is_ready(f"{self.url}/-/ready", self.timeout, self.session)

@@ -1,0 +1,1 @@
+"""The launcher: `pulse` starts every component as a process (imported by nothing but tests)."""
