@@ -24,7 +24,7 @@ from pulse.launcher.render import (
     prometheus_config,
     targets,
 )
-from pulse.paths import bridge_rules_dir
+from pulse.paths import ROOT, bridge_rules_dir
 from pulse.promapi import is_ready
 
 log = logging.getLogger("pulse.supervisor")
@@ -151,7 +151,7 @@ def demo_extras(cfg: Config, cfg_args: list[str], logs: Path) -> list[Component]
     """
     py = sys.executable
     extras = []
-    demo_dir = Path(__file__).resolve().parent.parent / "demo"
+    demo_dir = ROOT / "demo"
     if (demo_dir / "payments.py").exists():
         host, port = split_listen(cfg.demo.payments_listen)
         extras.append(Component("payments", [py, "-m", "demo.payments", *cfg_args],
