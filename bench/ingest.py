@@ -34,6 +34,9 @@ sys.path.insert(0, str(ROOT))
 from exporters.events.examples import EXAMPLES, example_event  # noqa: E402
 
 PLACEHOLDER = "@@@@@@@@@@"
+# The one wrk script of the benchmarks: POST the body file with every event id made
+# unique per run, thread and request (a repeated id would not be counted); optionally
+# a user placeholder too, spread over a pool of users.
 LUA = r"""
 local template = io.open("%(body)s", "rb"):read("*a")
 local counter = 0
@@ -50,8 +53,12 @@ request = function()
   counter = counter + 1
   local tag = string.format("%%03d%%02d%%05d", %(run)d, tid, counter)
   local body = template:gsub("%(placeholder)s", tag)
-  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
+%(users)s  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
 end
+"""
+USERS_LUA = """\
+  local user = string.format("%%08d", (counter * 7919 + %(run)d * 131) %% %(pool)d)
+  body = body:gsub("%(user)s", user)
 """
 
 
@@ -119,12 +126,16 @@ def stop(proc: subprocess.Popen) -> None:
 RUNS = iter(range(1000))
 
 
-def script_for(work: Path) -> Path:
-    """A wrk script whose event ids no other run uses (a repeated id would not be counted)."""
+def script_for(work: Path, user: str | None = None, pool: int = 0) -> Path:
+    """A wrk script posting work/body.json with event ids no other run uses.
+
+    user: a placeholder in the body replaced by one of pool user numbers per request.
+    """
     run = next(RUNS)
     path = work / f"run-{run}.lua"
+    users = USERS_LUA % {"run": run, "pool": pool, "user": user} if user else ""
     path.write_text(LUA % {"body": work / "body.json", "path": "/api/analytics/events",
-                           "placeholder": PLACEHOLDER, "run": run})
+                           "placeholder": PLACEHOLDER, "run": run, "users": users})
     return path
 
 

@@ -34,35 +34,23 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ingest import counter, free_port, median, run_wrk, start, stop  # noqa: E402
+from ingest import (  # noqa: E402
+    PLACEHOLDER,
+    counter,
+    free_port,
+    median,
+    run_wrk,
+    script_for,
+    start,
+    stop,
+)
 
 from exporters.events.examples import EXAMPLES, example_event  # noqa: E402
 from pulse.profiles.aggregates import compute  # noqa: E402
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore  # noqa: E402
 
-ID = "@@@@@@@@@@"
 USER = "##USER##"
 POOL = 20_000
-LUA = r"""
-local template = io.open("%(body)s", "rb"):read("*a")
-local counter = 0
-local tid = 0
-local threads = 0
-function setup(thread)
-  thread:set("tid", threads)
-  threads = threads + 1
-end
-function init(args)
-  tid = tonumber(wrk.thread:get("tid")) or 0
-end
-request = function()
-  counter = counter + 1
-  local tag = string.format("%%03d%%02d%%05d", %(run)d, tid, counter)
-  local user = string.format("%%08d", (counter * 7919 + %(run)d * 131) %% %(pool)d)
-  local body = template:gsub("%(id)s", tag):gsub("%(user)s", user)
-  return wrk.format("POST", "/api/analytics/events", {["Content-Type"] = "application/json"}, body)
-end
-"""
 
 
 def make_body(path: Path, users_per_batch: int = 1) -> int:
@@ -72,7 +60,7 @@ def make_body(path: Path, users_per_batch: int = 1) -> int:
     events = []
     for i in range(100):
         event = example_event(rules[i % len(rules)])
-        event["id"] = f"bench-{ID}-{i:03d}"
+        event["id"] = f"bench-{PLACEHOLDER}-{i:03d}"
         event["userId"] = f"user-{USER}-{i % users_per_batch}"
         event["timestamp"] = stamp
         events.append(event)
@@ -81,16 +69,9 @@ def make_body(path: Path, users_per_batch: int = 1) -> int:
     return len(body)
 
 
-RUN = iter(range(1000))
-
-
 def script(work: Path) -> Path:
-    """A wrk script whose event ids no other run uses."""
-    run = next(RUN)
-    path = work / f"run-{run}.lua"
-    path.write_text(LUA % {"body": work / "body.json", "run": run, "pool": POOL,
-                           "id": ID, "user": USER})
-    return path
+    """A wrk script whose event ids no other run uses, its users spread over POOL."""
+    return script_for(work, USER, POOL)
 
 
 def start_intake(work: Path, name: str, profiles: bool, env: dict) -> tuple:

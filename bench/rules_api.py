@@ -18,7 +18,6 @@ Run: .venv/bin/python bench/rules_api.py [--runs 25]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge.compiler import compile_rule, render_groups, validate_request  # noqa: E402
+from pulse import fileio  # noqa: E402
 from tests import harness  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789"
@@ -71,15 +71,11 @@ def floor_once(prom_url: str, rules_dir: Path, i: int, promtool: bool) -> float:
     text = render_groups([group])
     path = rules_dir / f"floor-{i}.yml"
     start = time.perf_counter()
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    tmp = fileio.write_temp(path, text)
     if promtool:
         subprocess.run(["promtool", "check", "rules", str(tmp)], check=True,
                        capture_output=True)
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
     resp = requests.post(f"{prom_url}/-/reload", timeout=30)
     resp.raise_for_status()
     while True:

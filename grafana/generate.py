@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import sys
 from pathlib import Path
 
 from grafanalib._gen import DashboardEncoder
+
+from pulse.fileio import write_atomic
 
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "dashboards"
@@ -69,9 +70,7 @@ def write_all(out: Path = GENERATED) -> list[Path]:
     wanted = generate_all()
     for name, text in wanted.items():
         path = out / f"{name}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
         written.append(path)
     for path in out.glob("*.json"):
         if path.stem not in wanted:

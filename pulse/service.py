@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from flask import Flask, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
@@ -46,10 +48,11 @@ def parse_args(component: str, argv: list[str] | None = None) -> argparse.Namesp
     return parser.parse_args(argv)
 
 
-def load_or_exit(path: str | None) -> Config:
-    """Load the configuration, or print every problem and exit 2."""
+def load_or_exit(path: str | os.PathLike | None,
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration (env: instead of os.environ), or print every problem and exit 2."""
     try:
-        return load_config(path)
+        return load_config(path, env=env)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None

@@ -25,6 +25,8 @@ import pytest
 import requests
 import yaml
 
+from pulse.fileio import write_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ("apt-get update && apt-get install -y --no-install-recommends "
            "prometheus prometheus-alertmanager")
@@ -230,9 +232,7 @@ class PrometheusServer:
 
     def write_config(self) -> None:
         """Write prometheus.yml (atomically) for the current settings."""
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.config(), sort_keys=False))
-        os.replace(tmp, self.config_path)
+        write_atomic(self.config_path, yaml.safe_dump(self.config(), sort_keys=False))
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Start Prometheus and wait until it is ready."""
@@ -348,9 +348,7 @@ class AlertmanagerServer:
     def write_config(self, config: dict | str) -> None:
         """Write alertmanager.yml atomically."""
         text = config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False)
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, self.config_path)
+        write_atomic(self.config_path, text)
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start Alertmanager and wait until it is ready."""

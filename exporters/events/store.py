@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from exporters.events.mapping import OTHER, MetricDef
+from pulse.fileio import fsync_dir, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class EventStore:
             for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
                 os.pwrite(fd, chunk, start)
             os.fsync(fd)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
@@ -428,13 +429,7 @@ class EventStore:
             }
         data = orjson.dumps(snap)
         self._open_segment(next_seq)  # new records go to the new segment from now on
-        tmp = self.dir / (SNAPSHOT + ".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.dir / SNAPSHOT)
-        _fsync_dir(self.dir)
+        write_atomic(self.dir / SNAPSHOT, data, sync_dir=True)
         for seq, path in self._segments():
             if seq < next_seq:
                 path.unlink(missing_ok=True)
@@ -472,13 +467,6 @@ class EventStore:
         with self.lock:
             return self.counters.get(name, {}).get(tuple(labels), 0.0)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def snapshot_state(store: EventStore) -> dict[str, Any]:

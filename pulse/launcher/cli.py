@@ -11,10 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from pulse.config import ConfigError, expand_env, load_config
+from pulse.config import Config, ConfigError, expand_env, load_config
 from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
+from pulse.service import load_or_exit
 
 
 def _config_path(arg: str | None) -> Path:
@@ -32,9 +33,10 @@ def _data_dir_hint(path: Path) -> Path:
     return Path(os.environ.get("PULSE_DATA_DIR") or value or ".pulse").resolve()
 
 
-def _load(path: Path):
+def _load(path: Path) -> Config:
+    """The configuration at path, its generated secrets set; or print the problems, exit 2."""
     ensure_generated(_data_dir_hint(path))
-    return load_config(path)
+    return load_or_exit(path)
 
 
 def cmd_check_config(args) -> int:
@@ -76,11 +78,7 @@ def cmd_up(args) -> int:
     from pulse.launcher.supervisor import StackError, run_up
 
     path = _config_path(args.config)
-    try:
-        cfg = _load(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = _load(path)
     setup("pulse", cfg.log_level)
     register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT")])
     if args.detach:
@@ -90,11 +88,7 @@ def cmd_up(args) -> int:
         from pulse.launcher.demotime import write_config
 
         path = write_config(path, Path(cfg.data_dir) / "demo" / "pulse.yml")
-        try:
-            cfg = load_config(path)
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+        cfg = load_or_exit(path)
     try:
         return run_up(cfg, args.demo, str(path.resolve()))
     except StackError as exc:
@@ -136,11 +130,7 @@ def cmd_down(args) -> int:
     """Stop a stack started with `pulse up --detach`."""
     from pulse.launcher.supervisor import stop_detached
 
-    try:
-        cfg = _load(_config_path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = _load(_config_path(args.config))
     if stop_detached(cfg):
         print("pulse: stack stopped")
         return 0
@@ -154,11 +144,7 @@ def cmd_status(args) -> int:
 
     from pulse.launcher.supervisor import status
 
-    try:
-        cfg = _load(_config_path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = _load(_config_path(args.config))
     rows = status(cfg, demo=args.demo)
     if args.json:
         print(json.dumps([{"component": n, "url": u, "state": s} for n, u, s in rows]))
@@ -175,11 +161,7 @@ def cmd_render(args) -> int:
     from pulse.launcher.supervisor import render_configs
 
     path = _config_path(args.config)
-    try:
-        cfg = _load(path) if not args.compose else load_config(path, env=_render_env())
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = _load(path) if not args.compose else load_or_exit(path, _render_env())
     if args.compose:
         out = Path(args.compose)
         write_atomic(out / "prometheus.yml", dump(prometheus_config(cfg, demo=True,
@@ -202,11 +184,7 @@ def cmd_dashboards_check(args) -> int:
 
     url, scrape_s = args.prometheus, 15.0
     if not url or args.config:
-        try:
-            cfg = load_config(_config_path(args.config), env=_render_env())
-        except ConfigError as exc:
-            print(exc, file=sys.stderr)
-            return 2
+        cfg = load_or_exit(_config_path(args.config), _render_env())
         url = url or cfg.prometheus.url
         scrape_s = parse_duration(cfg.prometheus.scrape_interval)
     try:
@@ -257,11 +235,7 @@ def cmd_demo_scenario(args) -> int:
     """Show the demo's active scenario and the list, or switch to another one."""
     import requests
 
-    try:
-        cfg = _load(_config_path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    cfg = _load(_config_path(args.config))
     url = f"http://{cfg.demo.listen}/demo/scenario"
     try:
         if args.name:

@@ -17,13 +17,13 @@ import csv
 import io
 import json
 import math
-import os
 import random
 import secrets
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from pulse.fileio import write_atomic
 from pulse.profiles.aggregates import engagement_level
 from pulse.profiles.store import DAY, week_of
 
@@ -176,12 +176,7 @@ def release(data_dir: str | Path, conn: sqlite3.Connection, now: float, k: int,
     text = to_csv(rows, attributes)
     for name, content in ((f"{dataset_id}.csv", text),
                           (f"{dataset_id}.json", json.dumps(meta, indent=2) + "\n")):
-        tmp = folder / (name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / name)
+        write_atomic(folder / name, content)
     return {"datasetId": dataset_id, "metadata": meta, "rows": rows, "csv": text,
             "files": {"csv": str(folder / f"{dataset_id}.csv"),
                       "metadata": str(folder / f"{dataset_id}.json")}}
