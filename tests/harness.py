@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +25,7 @@ import requests
 import yaml
 
 from pulse.fileio import write_atomic
+from pulse.launcher.supervisor import alertmanager_argv, prometheus_argv, service_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ("apt-get update && apt-get install -y --no-install-recommends "
@@ -237,11 +237,9 @@ class PrometheusServer:
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         """Start Prometheus and wait until it is ready."""
         self.write_config()
-        argv = [self.binary, f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle", "--rules.alert.resend-delay=1s",
-                *self.extra_args]
+        argv = [*prometheus_argv(self.config_path, self.workdir / "data",
+                                 f"127.0.0.1:{self.port}", resend_delay="1s",
+                                 binary=self.binary), *self.extra_args]
         self.process = _start_owned(argv, self.workdir / "prometheus.log", self, timeout,
                                     "/api/v1/status/buildinfo")
         return self
@@ -352,9 +350,8 @@ class AlertmanagerServer:
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start Alertmanager and wait until it is ready."""
-        argv = [self.binary, f"--config.file={self.config_path}",
-                f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="]
+        argv = alertmanager_argv(self.config_path, self.workdir / "data",
+                                 f"127.0.0.1:{self.port}", binary=self.binary)
         self.process = _start_owned(argv, self.workdir / "alertmanager.log", self, timeout,
                                     "/api/v2/status")
         return self
@@ -518,7 +515,6 @@ def _merge(base: dict, extra: dict) -> dict:
 def start_service(module: str, config_path: Path, env: dict[str, str], listen: str,
                   log_path: Path, timeout: float = 30.0, args: Iterable[str] = ()) -> Process:
     """Start `python -m module --config ...` and wait until its /-/ready answers."""
-    proc = Process([sys.executable, "-m", module, "--config", str(config_path), *args],
-                   log_path, env=env, cwd=ROOT)
+    proc = Process(service_argv(module, config_path, tuple(args)), log_path, env=env, cwd=ROOT)
     proc.wait_http(f"http://{listen}/-/ready", timeout)
     return proc

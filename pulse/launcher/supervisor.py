@@ -78,6 +78,31 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *,
+                    resend_delay: str, retention: str | None = None,
+                    binary: str = "prometheus") -> list[str]:
+    """The command line of a Prometheus with lifecycle API (reload) on listen (host:port)."""
+    argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={storage}"]
+    if retention:
+        argv.append(f"--storage.tsdb.retention.time={retention}")
+    return argv + [f"--web.listen-address={listen}", "--web.enable-lifecycle",
+                   f"--rules.alert.resend-delay={resend_delay}"]
+
+
+def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
+                      binary: str = "prometheus-alertmanager") -> list[str]:
+    """The command line of a single Alertmanager (clustering off) on listen (host:port)."""
+    return [binary, f"--config.file={config_file}", f"--storage.path={storage}",
+            f"--web.listen-address={listen}", "--cluster.listen-address="]
+
+
+def service_argv(module: str, config_path: str | Path | None = None,
+                 args: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The command line of a Pulse process: `python -m module [--config path] args...`."""
+    config = ["--config", str(config_path)] if config_path else []
+    return [sys.executable, "-m", module, *config, *args]
+
+
 def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     """Write prometheus.yml and alertmanager.yml into the data dir; return their paths."""
     data = Path(cfg.data_dir)
@@ -98,50 +123,35 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
     """Every component of the stack, in start order."""
     data = Path(cfg.data_dir)
     logs = data / "logs"
-    py = sys.executable
-    cfg_args = ["--config", str(config_path)] if config_path else []
     comps = []
     for t in targets(cfg, demo):
         if t.job == "prometheus":
             if not cfg.prometheus.manage:
                 continue
-            argv = [
-                "prometheus",
-                f"--config.file={data / 'prometheus' / 'prometheus.yml'}",
-                f"--storage.tsdb.path={data / 'prometheus' / 'tsdb'}",
-                f"--storage.tsdb.retention.time={cfg.prometheus.retention}",
-                f"--web.listen-address={t.address}",
-                "--web.enable-lifecycle",
-                f"--rules.alert.resend-delay={cfg.prometheus.resend_delay}",
-            ]
-            ready = f"http://{t.address}/-/ready"
+            argv = prometheus_argv(data / "prometheus" / "prometheus.yml",
+                                   data / "prometheus" / "tsdb", t.address,
+                                   retention=cfg.prometheus.retention,
+                                   resend_delay=cfg.prometheus.resend_delay)
         elif t.job == "alertmanager":
             if not cfg.alertmanager.manage:
                 continue
-            argv = [
-                "prometheus-alertmanager",
-                f"--config.file={data / 'alertmanager' / 'alertmanager.yml'}",
-                f"--storage.path={data / 'alertmanager' / 'data'}",
-                f"--web.listen-address={t.address}",
-                "--cluster.listen-address=",
-            ]
-            ready = f"http://{t.address}/-/ready"
+            argv = alertmanager_argv(data / "alertmanager" / "alertmanager.yml",
+                                     data / "alertmanager" / "data", t.address)
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
-            argv = [py, "-m", module, *cfg_args]
-            ready = f"http://{t.address}/-/ready"
-        comps.append(Component(t.job, argv, ready, logs / f"{t.job}.log", t.host, t.port,
-                               t.config_key))
+            argv = service_argv(module, config_path)
+        comps.append(Component(t.job, argv, f"http://{t.address}/-/ready",
+                               logs / f"{t.job}.log", t.host, t.port, t.config_key))
     if demo:
         # What the stack talks to (payment provider, demo channel) starts first, so no
         # probe or delivery fails while it comes up; the traffic simulator starts last.
-        extras = demo_extras(cfg, cfg_args, logs)
+        extras = demo_extras(cfg, config_path, logs)
         first = [c for c in extras if c.name != "simulator"]
         comps = first + comps + [c for c in extras if c.name == "simulator"]
     return comps
 
 
-def demo_extras(cfg: Config, cfg_args: list[str], logs: Path) -> list[Component]:
+def demo_extras(cfg: Config, config_path: str | None, logs: Path) -> list[Component]:
     """Processes that exist only with --demo and have no scrape job.
 
     The fake payment provider (probed by exporters.integrations at /health), the
@@ -149,23 +159,22 @@ def demo_extras(cfg: Config, cfg_args: list[str], logs: Path) -> list[Component]
     supervisor's terminal, which its own log capture would otherwise hide) and
     the traffic simulator, started last so everything it talks to is up.
     """
-    py = sys.executable
     extras = []
     demo_dir = ROOT / "demo"
     if (demo_dir / "payments.py").exists():
         host, port = split_listen(cfg.demo.payments_listen)
-        extras.append(Component("payments", [py, "-m", "demo.payments", *cfg_args],
+        extras.append(Component("payments", service_argv("demo.payments", config_path),
                                 f"http://{host}:{port}/-/ready", logs / "payments.log",
                                 host, port, "demo.payments_listen"))
     if (demo_dir / "sink.py").exists():
         host, port = split_listen(cfg.demo.sink_listen)
         console = f"/proc/{os.getpid()}/fd/1"
-        extras.append(Component("demo-sink", [py, "-m", "demo.sink", *cfg_args,
-                                              "--console", console],
+        extras.append(Component("demo-sink",
+                                service_argv("demo.sink", config_path, ["--console", console]),
                                 f"http://{host}:{port}/-/ready", logs / "demo-sink.log",
                                 host, port, "demo.sink_listen"))
     if (demo_dir / "simulate.py").exists():
-        extras.append(Component("simulator", [py, "-m", "demo.simulate", *cfg_args], None,
+        extras.append(Component("simulator", service_argv("demo.simulate", config_path), None,
                                 logs / "simulator.log"))
     return extras
 
