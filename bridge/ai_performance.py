@@ -18,7 +18,7 @@ bp = Blueprint("ai_performance", __name__, url_prefix="/api/analytics")
 
 MODEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 OUTCOMES = ("accepted", "modified", "rejected", "ignored")
-# DESIGN.md's shared definitions: accuracy below 75 %, a relative drop of more than 10 %
+# Shared definitions (docs/architecture.md): accuracy below 75 %, a relative drop above 10 %
 # against the baseline (7 d), and PSI above 0.2 (the literature's "significant shift").
 ACCURACY_THRESHOLD = 0.75
 DEGRADATION_THRESHOLD = 0.10

@@ -92,14 +92,6 @@ def cohort_label(week: int) -> str:
     return f"{iso[0]}-W{iso[1]:02d}"
 
 
-def streak_bucket(streak: int) -> str:
-    """The streak label of a number of consecutive active days."""
-    for limit, label in STREAK_BUCKETS:
-        if limit is None or streak <= limit:
-            return label
-    return STREAK_BUCKETS[-1][1]
-
-
 def engagement_level(active_days_30: int) -> str:
     """high (12+ active days of the last 30), medium (4-11), low (1-3), dormant (0)."""
     for floor, label in ENGAGEMENT:

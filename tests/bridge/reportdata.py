@@ -1,6 +1,6 @@
 """Demo-style history for report tests and bench/reports.py, backfilled into a real Prometheus.
 
-Raw series (the names of DESIGN.md / NAMES.md) are written as OpenMetrics and turned
+Raw series (the catalogue of docs/architecture.md) are written as OpenMetrics and turned
 into blocks with `promtool tsdb create-blocks-from openmetrics`; Prometheus starts on
 them; the recording rules (PULSE_RULES_DIR, default rules/) are backfilled over the same
 history with `promtool tsdb create-blocks-from rules`; Prometheus restarts with both.
@@ -99,9 +99,8 @@ def rules_dir() -> Path:
     """The recording rules to backfill: $PULSE_RULES_DIR, default the repository's rules/."""
     path = Path(os.environ.get("PULSE_RULES_DIR") or ROOT / "rules")
     if not sorted(path.glob("*.rules.yml")):
-        pytest.fail(f"no *.rules.yml in {path}: set PULSE_RULES_DIR to the recording rules "
-                    "(e.g. PULSE_RULES_DIR=/work/wt/issue-6/rules before the rules merge)",
-                    pytrace=False)
+        pytest.fail(f"no *.rules.yml in {path}: set PULSE_RULES_DIR to a directory of "
+                    "recording rules (default: the repository's rules/)", pytrace=False)
     return path
 
 

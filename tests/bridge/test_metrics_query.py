@@ -26,7 +26,7 @@ from tests.bridge.reportdata import rules_dir
 from tests.harness import require_binary
 
 NOW = 1_800_000_000.0
-# Raw series the catalogue may read besides recording rules (DESIGN.md, NAMES.md); the
+# Raw series the catalogue may read besides recording rules (docs/architecture.md); the
 # events intake's profile gauges (docs/profiles.md) are read raw too (see profile_families).
 RAW = {"node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
 
