@@ -147,7 +147,7 @@ class ProfilesCollector:
             self.refresh()
 
     def collect(self):
-        """The aggregates of the last refresh (health: `status()`, in the events families)."""
+        """The aggregates of the last refresh (its health: `last_run()`)."""
         for fam in self.families:
             out = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
             for labels, value in fam.samples:
@@ -158,9 +158,9 @@ class ProfilesCollector:
         at.add_metric([], self.refreshed_at)
         yield at
 
-    def status(self) -> tuple[str, float, float]:
-        """(collector name, success, seconds of the last refresh) for the events collector."""
-        return "profiles", self.success, self.duration
+    def last_run(self) -> tuple[float, float]:
+        """(success, seconds) of the last refresh: what the scrape wrapper reports for it."""
+        return self.success, self.duration
 
     def close(self) -> None:
         """Stop the refresh thread."""
@@ -169,8 +169,8 @@ class ProfilesCollector:
             self._thread.join(30)
 
 
-def profile_sink(cfg: Config, registry, clock=time.time) -> ProfileSink:
-    """The sink for an intake and, registered in its registry, the aggregates collector."""
+def profile_sink(cfg: Config, clock=time.time) -> ProfileSink:
+    """The sink for an intake, with the aggregates collector (started) as `sink.collector`."""
     section = cfg.exporters.events.profiles
     path = db_path(cfg.data_dir)
     store = ProfileStore(path, cfg.privacy.salt, funnels=section.funnels.to_dict(),
@@ -192,7 +192,6 @@ def profile_sink(cfg: Config, registry, clock=time.time) -> ProfileSink:
         max_coaches=section.max_coaches, clock=clock,
         purge=purge,
         retention_interval_seconds=parse_duration(section.retention_interval))
-    registry.register(collector.start())
     sink = ProfileSink(store)
-    sink.collector = collector
+    sink.collector = collector.start()
     return sink
