@@ -3,7 +3,8 @@
 `ProfileSink.consume` is called by the intake after a batch is durable in the event log and
 before the answer is sent (events with canProfile true only). It projects the events (no
 I/O) and hands them to one writer thread that applies everything pending in one SQLite
-transaction (group commit) and returns once it is committed, so:
+transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`)
+and returns once it is committed, so:
 
 - every acknowledged event is in the profile store exactly once: the commit precedes the
   acknowledgement, the intake never re-delivers an id it counted, and counters also check
@@ -25,6 +26,7 @@ import time
 
 from prometheus_client.core import GaugeMetricFamily
 
+from exporters.events.groupcommit import GroupClosed, GroupCommit
 from pulse.config import Config, parse_duration
 from pulse.profiles import aggregates
 from pulse.profiles.store import ProfileStore, connect, db_path
@@ -40,53 +42,32 @@ class ProfileSink:
 
     def __init__(self, store: ProfileStore):
         self.store = store
-        self._pending: list[tuple[list, threading.Event, list]] = []
-        self._cv = threading.Condition()
-        self._closing = False
         self.committed = 0
-        self._writer = threading.Thread(target=self._run, name="profiles-writer", daemon=True)
-        self._writer.start()
+        self._writer = GroupCommit(self._commit, "profiles-writer")
 
     def consume(self, events: list[dict], batch_id: str) -> None:
         """Project a batch, queue it, and wait until its profile changes are committed."""
         observations = self.store.project(events)
         if not observations:
             return
-        done, outcome = threading.Event(), []
-        with self._cv:
-            if self._closing:
-                return
-            self._pending.append((observations, done, outcome))
-            self._cv.notify()
-        if not done.wait(COMMIT_TIMEOUT):
+        try:
+            self._writer.submit(observations, COMMIT_TIMEOUT)
+        except GroupClosed:
+            return
+        except TimeoutError:
             log.error("profiles of batch %s not committed within %ss", batch_id, COMMIT_TIMEOUT)
-        elif outcome and outcome[0] is not None:
-            log.error("profiles of batch %s not written: %s", batch_id, outcome[0])
+        except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
+            log.error("profiles of batch %s not written: %s", batch_id, exc)
 
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._pending and not self._closing:
-                    self._cv.wait()
-                if not self._pending:
-                    return
-                group, self._pending = self._pending, []
-            error = None
-            try:
-                self.store.apply([obs for observations, _, _ in group for obs in observations])
-                self.committed += len(group)
-            except Exception as exc:  # noqa: BLE001 - every waiter learns it failed
-                error = exc
-            for _, done, outcome in group:
-                outcome.append(error)
-                done.set()
+    def _commit(self, group: list[list]) -> list[None]:
+        """Apply every queued batch's observations in one transaction."""
+        self.store.apply([obs for observations in group for obs in observations])
+        self.committed += len(group)
+        return [None] * len(group)
 
     def close(self) -> None:
         """Finish pending writes and stop the writer."""
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._writer.join(30)
+        self._writer.close()
 
 
 class ProfilesCollector:
