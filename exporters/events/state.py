@@ -210,8 +210,10 @@ class MetricState:
         self.dead_letters.extend(rec.get("d", ()))
         bid = rec.get("b")
         if bid is not None:
-            self.batches[bid] = (rec["t"], response if response is not None
-                                 else orjson.dumps(rec["r"]))
+            body = response if response is not None else orjson.dumps(rec["r"])
+            # A right-sized copy: orjson's result keeps its ~4 KiB output buffer, which held
+            # for every remembered batch id cost more memory than the window itself.
+            self.batches[bid] = (rec["t"], bytes(memoryview(body)))
             horizon = time.time() - self.batch_window
             while self.batches:
                 oldest_id, (oldest_t, _) = next(iter(self.batches.items()))
