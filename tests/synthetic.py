@@ -122,14 +122,23 @@ def _integrations_collectors() -> tuple[str, ...]:
 
 
 def _events_collectors() -> tuple[str, ...]:
-    """The events collector's own name and the profile collector's (its `status()`)."""
-    from exporters.events import EventsCollector
-    from exporters.events.profiles import ProfilesCollector
+    """The collectors the intake registers (its app built in process, profiles on)."""
+    import tempfile
 
-    # With no store the collector fails, which is exactly when it still names itself.
-    names = [s.labels["collector"] for m in EventsCollector(None).collect()
-             for s in m.samples if s.name == "pulse_scrape_collector_success"]
-    return (*names, ProfilesCollector.status(type("Idle", (), {"success": 1, "duration": 0})())[0])
+    from prometheus_client import CollectorRegistry
+
+    from exporters.events import create_app
+    from pulse.config import validate
+
+    registry = CollectorRegistry()
+    with tempfile.TemporaryDirectory(prefix="pulse-synthetic-") as tmp:
+        salt = {"salt": "synthetic-history-salt-0123456789"}
+        cfg = validate({"data_dir": tmp, "privacy": salt}, env={})
+        app = create_app(cfg, registry)
+        names = tuple(sorted({s.labels["collector"] for m in registry.collect()
+                              for s in m.samples if s.name == "pulse_scrape_collector_success"}))
+        app.extensions["pulse.events"].store.close()
+    return names
 
 
 @functools.cache
