@@ -1,4 +1,14 @@
-"""The bridge: alert rules by API, Alertmanager webhooks to apprise, the analytics API."""
+"""The bridge: alert rules by API, Alertmanager webhooks to apprise, the analytics API.
+
+Layout (docs/bridge.md): `bridge.api` holds the resources, thin blueprints that parse a
+request, call a service and answer; `bridge.services` holds the domain code (analytics
+engine, rule compiler and store, delivery, notifier, incidents, experiments, reports), built
+once here by one `init_app` per stateful service and reached through the app
+(`bridge.services.service(app, name)`), never through another blueprint. Services raise
+plain exceptions (`bridge.services.errors`, `pulse.promapi.PromError`); `bridge.errors` is
+the one place that maps them to HTTP. Every JSON body is checked against its OpenAPI schema
+by the one validator of `bridge.validation`, compiled once in `create_app`.
+"""
 
 from __future__ import annotations
 
