@@ -15,23 +15,22 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import (
+from bridge import auth, openapi
+from bridge.api import (
     ai_performance,
+    alert_rules,
     alerts,
     audit,
-    auth,
     dashboards,
     datasets,
     experiments,
     health,
-    hooks,
-    metrics_query,
-    openapi,
+    metrics,
     privacy,
     reports,
     ruler,
-    rules,
     runbooks,
+    webhook,
 )
 from bridge.errors import register_error_handlers
 from pulse.config import Config, load_config
@@ -46,16 +45,16 @@ BLUEPRINTS = [
     health.bp,
     experiments.bp,
     ai_performance.bp,
-    hooks.bp,
+    webhook.bp,
     alerts.bp,
     runbooks.bp,
     dashboards.bp,
-    rules.bp,
+    alert_rules.bp,
     ruler.bp,
     audit.bp,
     privacy.bp,
     datasets.bp,
-    metrics_query.bp,
+    metrics.bp,
     reports.bp,
 ]
 

@@ -8,14 +8,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.compiler import (
+from bridge.errors import ApiError
+from bridge.services.rule_compiler import (
     check_group_in_process,
     compile_rule,
     promql_string,
     render_groups,
     validate_request,
 )
-from bridge.errors import ApiError
 from tests.harness import require_binary
 
 CHANNELS = {"oncall", "ops"}

@@ -9,7 +9,7 @@ import requests
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from bridge import create_app
-from bridge.ai_performance import accuracy, direction, rates, recommend
+from bridge.api.ai_performance import accuracy, direction, rates, recommend
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, pulse_env, wait_until, write_pulse_config

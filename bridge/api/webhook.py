@@ -3,7 +3,7 @@
 The view validates the payload (400 naming the field, nothing sent), works out
 the channels, sends to every target not yet served for this notification, and
 answers 5xx while any target failed so Alertmanager retries; targets that
-succeeded are remembered (bridge/delivery.py) and not sent again.
+succeeded are remembered (bridge/services/delivery_log.py) and not sent again.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 from flask import Blueprint, Flask, current_app, request
 from prometheus_client import Counter, Histogram
 
-from bridge import incidents
-from bridge.delivery import DeliveryState, History, notification_key
 from bridge.errors import ApiError, bad_request
-from bridge.notifier import (
+from bridge.services import incidents
+from bridge.services.delivery_log import DeliveryState, History, notification_key
+from bridge.services.notifier import (
     Notifier,
     Target,
     channels_for,

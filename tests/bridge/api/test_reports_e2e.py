@@ -23,7 +23,7 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 
 from bridge import create_app
-from bridge.reports.text import fmt, fmt_change
+from bridge.services.reports.text import fmt, fmt_change
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.reportdata import (
     ACTIVE_USERS,

@@ -39,7 +39,7 @@ _QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
 @cache
 def request_schema() -> dict:
     """The AlertRuleRequest JSON Schema, taken from the published OpenAPI fragment."""
-    doc = yaml.safe_load((Path(__file__).parent / "openapi" / "rules.yaml").read_text())
+    doc = yaml.safe_load((Path(__file__).parents[1] / "openapi" / "rules.yaml").read_text())
     return {"$ref": "#/components/schemas/AlertRuleRequest",
             "components": {"schemas": doc["components"]["schemas"]}}
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from bridge import stats
 from bridge.auth import require
 from bridge.errors import ApiError, bad_request
+from bridge.services import stats
 from pulse.config import parse_duration
 
 bp = Blueprint("experiments", __name__, url_prefix="/api/analytics/ai-experiments")

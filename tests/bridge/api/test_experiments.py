@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client import Counter as PromCounter
 
 from bridge import create_app
-from bridge.experiments import compute_results, slug
+from bridge.api.experiments import compute_results, slug
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, pulse_env, wait_until, write_pulse_config
@@ -135,7 +135,7 @@ def test_assignment_is_deterministic_and_matches_split(client):
     assert first == again and first["active"] is True
     assert first["model"] == "workout_gen"
     # 100 000 units through the endpoint's own function, checked with a chi-square test.
-    from bridge.stats import assign, sample_ratio_mismatch
+    from bridge.services.stats import assign, sample_ratio_mismatch
     split = [("control", 50.0), ("candidate", 30.0), ("wild", 20.0)]
     counts = Counter(assign("three_way", f"unit-{i}", split) for i in range(100_000))
     srm = sample_ratio_mismatch([counts[v] for v, _ in split], [w for _, w in split])
@@ -159,7 +159,7 @@ def test_results_by_hand(app, client):
     assert res["status"] == "ok"
     comp = {c["metric"]: c for c in res["comparisons"]}
     wc = comp["workout_completed"]
-    # Hand-checked in tests/bridge/test_stats.py: z = 2.677398, p = 0.007419.
+    # Hand-checked in tests/bridge/services/test_stats.py: z = 2.677398, p = 0.007419.
     assert wc["zScore"] == pytest.approx(2.677398, abs=1e-6)
     assert wc["pValue"] == pytest.approx(0.007419, abs=1e-6)
     assert wc["significant"] is True

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, request
 
+from bridge.api.params import parse_time
 from bridge.auth import require
 from bridge.errors import bad_request
-from bridge.params import parse_time
 from pulse.config import parse_duration
 
 bp = Blueprint("ai_performance", __name__, url_prefix="/api/analytics")

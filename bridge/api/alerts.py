@@ -6,10 +6,11 @@ from collections.abc import Mapping
 
 from flask import Blueprint, current_app, request
 
-from bridge import hooks, incidents
+from bridge.api import webhook as hooks
 from bridge.auth import current_principal, require
 from bridge.errors import ApiError, bad_request
-from bridge.notifier import NotifyType, targets_for
+from bridge.services import incidents
+from bridge.services.notifier import NotifyType, targets_for
 
 bp = Blueprint("alerts_overview", __name__, url_prefix="/api/analytics/alerts")
 

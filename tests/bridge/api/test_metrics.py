@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.metrics_query import (
+from bridge.api.metrics import (
     MAX_POINTS,
     Matcher,
     catalogue,

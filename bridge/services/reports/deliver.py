@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.errors import ApiError, bad_request
-from bridge.notifier import apprise, target_id
-from bridge.reports.build import clean
-from bridge.reports.text import fmt, fmt_change
+from bridge.services.notifier import apprise, target_id
+from bridge.services.reports.build import clean
+from bridge.services.reports.text import fmt, fmt_change
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,9 @@ def render(report: dict, fmt_name: str) -> bytes:
     if fmt_name == "json":
         return json.dumps(clean(report), indent=1).encode()
     if fmt_name == "excel":
-        from bridge.reports.excel import to_excel
+        from bridge.services.reports.excel import to_excel
         return to_excel(clean(report))
-    from bridge.reports.pdf import to_pdf
+    from bridge.services.reports.pdf import to_pdf
     return to_pdf(clean(report))
 
 

@@ -10,15 +10,15 @@ import yaml
 from flask import Blueprint, current_app, request
 
 from bridge.auth import current_principal, require
-from bridge.compiler import (
+from bridge.errors import ApiError, bad_request
+from bridge.services.rule_compiler import (
     check_group_in_process,
     compile_rule,
     group_name,
     render_groups,
     validate_request,
 )
-from bridge.errors import ApiError, bad_request
-from bridge.rulestore import RuleStore, Version, promtool_check
+from bridge.services.rule_store import RuleStore, Version, promtool_check
 from pulse.config import parse_duration, split_listen
 from pulse.promapi import PromError
 

@@ -19,8 +19,8 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from bridge.reports.charts import chart_png
-from bridge.reports.text import fmt, fmt_change
+from bridge.services.reports.charts import chart_png
+from bridge.services.reports.text import fmt, fmt_change
 
 STYLES = getSampleStyleSheet()
 TABLE_STYLE = TableStyle([

@@ -1,6 +1,6 @@
 """GET/POST /api/analytics/metrics: catalogue metrics over recording rules, by dimension.
 
-The catalogue (bridge/analytics-catalogue.yaml) defines each metric once as PromQL;
+The catalogue (bridge/services/analytics-catalogue.yaml) defines each metric once as PromQL;
 `parse_query` validates a MetricsQueryRequest (every problem is a 400 naming the
 field), `compile_promql` fills in dimensions and matchers, `evaluate` runs one
 range query and `build_response` assembles the MetricsQueryResponse.
@@ -20,14 +20,14 @@ from pathlib import Path
 import yaml
 from flask import Blueprint, current_app, request
 
+from bridge.api.params import parse_time
 from bridge.auth import Principal, current_principal, require
 from bridge.errors import ApiError, bad_request
-from bridge.params import parse_time
 from pulse.config import parse_duration
 
 bp = Blueprint("metrics_query", __name__, url_prefix="/api/analytics")
 
-CATALOGUE_PATH = Path(__file__).resolve().parent / "analytics-catalogue.yaml"
+CATALOGUE_PATH = Path(__file__).resolve().parents[1] / "services" / "analytics-catalogue.yaml"
 GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400,
                  "month": 30 * 86400}
 MAX_POINTS = 11_000  # Prometheus refuses range queries of more than 11 000 points per series

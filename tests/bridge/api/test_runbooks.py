@@ -1,6 +1,6 @@
 """GET /runbooks: docs/runbooks.md as HTML with one anchor per alert section."""
 
-from bridge.runbooks import RUNBOOKS, anchor, to_html
+from bridge.api.runbooks import RUNBOOKS, anchor, to_html
 
 SAMPLE = """# Runbooks
 

@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from bridge import create_app
-from bridge.rulestore import RuleStore
+from bridge.services.rule_store import RuleStore
 from pulse.promapi import PromError, PrometheusClient
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.stack import Stack
@@ -238,7 +238,7 @@ def test_maintenance_window_becomes_an_alertmanager_silence(stack, alertmanager)
 KILLER = """
 import sys, time
 from pulse.promapi import PrometheusClient
-from bridge.rulestore import RuleStore
+from bridge.services.rule_store import RuleStore
 store = RuleStore(sys.argv[1], PrometheusClient(sys.argv[2]))
 i = 0
 print("ready", flush=True)
@@ -284,7 +284,7 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
 WRITER = """
 import sys
 from pulse.promapi import PrometheusClient
-from bridge.rulestore import RuleStore
+from bridge.services.rule_store import RuleStore
 store = RuleStore(sys.argv[1], PrometheusClient(sys.argv[2]))
 me = sys.argv[3]
 for i in range(8):

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from bridge.stats import (
+from bridge.services.stats import (
     assign,
     chi2_sf,
     norm_cdf,

@@ -14,11 +14,11 @@ import re
 import yaml
 from flask import Blueprint, Response, request
 
+from bridge.api.alert_rules import store
 from bridge.auth import current_principal, require
-from bridge.compiler import check_group_in_process, render_groups
 from bridge.errors import ApiError, bad_request
-from bridge.rules import store
-from bridge.rulestore import promtool_check
+from bridge.services.rule_compiler import check_group_in_process, render_groups
+from bridge.services.rule_store import promtool_check
 
 bp = Blueprint("ruler", __name__)
 PREFIX = "ns-"

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge import create_app, incidents
-from bridge.delivery import notification_key
+from bridge import create_app
+from bridge.services import incidents
+from bridge.services.delivery_log import notification_key
 from pulse.log import RedactingFormatter
 from tests.bridge.conftest import auth, bridge_config
 from tests.harness import WebhookSink
@@ -342,7 +343,7 @@ def test_any_json_body_is_answered_200_or_400_never_500(tmp_path, body):
 
 
 def test_the_shipped_config_sends_every_receiver_to_the_demo_channel():
-    from bridge.notifier import channels_for
+    from bridge.services.notifier import channels_for
     from pulse.config import load_config
     from pulse.paths import DEFAULT_CONFIG
 

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from bridge.reports.build import forecast, linear_fit
-from bridge.reports.scheduler import ReportScheduler, last_due, period
-from bridge.reports.text import fmt, fmt_change
+from bridge.services.reports.build import forecast, linear_fit
+from bridge.services.reports.scheduler import ReportScheduler, last_due, period
+from bridge.services.reports.text import fmt, fmt_change
+from tests.bridge.api.test_metrics import NOW, FakeProm
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
-from tests.bridge.test_metrics_query import NOW, FakeProm
 
 URL = "/api/analytics/reports/generate"
 

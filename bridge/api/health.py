@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app
 
-from bridge import incidents
+from bridge.services import incidents
 from pulse.promapi import PromError
 
 bp = Blueprint("health", __name__, url_prefix="/api/analytics")

@@ -9,9 +9,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
-from bridge.auth import require
-from bridge.errors import ApiError, bad_request
-from bridge.metrics_query import (
+from bridge.api.metrics import (
     GRANULARITIES,
     MAX_POINTS,
     catalogue,
@@ -19,9 +17,11 @@ from bridge.metrics_query import (
     parse_filter,
     parse_range,
 )
-from bridge.reports.build import ReportRequest, build_report, clean, default_granularity
-from bridge.reports.deliver import MEDIA_TYPES, email_urls, filename, render, send_email
-from bridge.reports.scheduler import ReportScheduler, interval_of
+from bridge.auth import require
+from bridge.errors import ApiError, bad_request
+from bridge.services.reports.build import ReportRequest, build_report, clean, default_granularity
+from bridge.services.reports.deliver import MEDIA_TYPES, email_urls, filename, render, send_email
+from bridge.services.reports.scheduler import ReportScheduler, interval_of
 
 bp = Blueprint("reports", __name__, url_prefix="/api/analytics/reports")
 

@@ -1,6 +1,6 @@
 """The report as data: sections of catalogue metrics, comparisons, forecasts, data quality.
 
-`build_report` queries Prometheus through the metrics catalogue (bridge/metrics_query.py)
+`build_report` queries Prometheus through the metrics catalogue (bridge/services/analytics.py)
 and returns the JSON document every format renders; nothing else computes a number.
 """
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bridge.metrics_query import (
+from bridge.api.metrics import (
     GRANULARITIES,
     MAX_POINTS,
     Matcher,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge import health as health_module
+from bridge.api import health as health_module
 from tests.bridge.stack import Stack
 from tests.harness import wait_until
 
@@ -73,8 +73,8 @@ def test_critical_incident_or_prometheus_down_is_critical(stack, client, monkeyp
 
 def test_open_incident_from_a_critical_webhook_makes_health_critical(tmp_path):
     from bridge import create_app
+    from tests.bridge.api.test_webhook import alert, payload
     from tests.bridge.conftest import bridge_config
-    from tests.bridge.test_hooks import alert, payload
 
     app = create_app(bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
                                    alertmanager={"url": "http://127.0.0.1:9"}))
