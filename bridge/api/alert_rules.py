@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import current_principal, require
 from bridge.errors import ApiError, bad_request
+from bridge.services.errors import ServiceError
 from bridge.services.rule_compiler import (
     check_group_in_process,
     compile_rule,
@@ -138,7 +139,7 @@ def _dry_run(req: dict, group: dict, text: str) -> dict:
     errors: list[dict] = []
     try:
         _check(req, group, text)
-    except ApiError as exc:
+    except (ApiError, ServiceError) as exc:
         errors = exc.details or [{"field": "rules", "problem": exc.message}]
     warnings: list[str] = []
     exists = None
@@ -179,7 +180,7 @@ def _silences(rule_id: str, req: dict) -> list[str]:
                 "createdBy": f"pulse-bridge ({current_principal().name})",
                 "comment": f"maintenance window of alert rule {rule_id} ({req['name']})",
             }))
-    except (ApiError, PromError):
+    except PromError:
         _expire(created)
         raise
     return created

@@ -18,7 +18,8 @@ from bridge.api.metrics import (
     parse_range,
 )
 from bridge.auth import require
-from bridge.errors import ApiError, bad_request
+from bridge.errors import bad_request
+from bridge.services.errors import Invalid
 from bridge.services.reports.build import ReportRequest, build_report, clean, default_granularity
 from bridge.services.reports.deliver import MEDIA_TYPES, email_urls, filename, render, send_email
 from bridge.services.reports.scheduler import ReportScheduler, interval_of
@@ -74,7 +75,7 @@ def _custom(raw) -> list[dict]:
             raise bad_request(f"{where}.filters is invalid", f"{where}.filters", "a list")
         try:
             matchers = [parse_filter(f, allowed) for f in filters]
-        except ApiError as exc:
+        except Invalid as exc:
             for d in exc.details:
                 d["field"] = f"{where}.filters"
             raise

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from bridge.errors import ApiError, bad_request
 from bridge.services import incidents
 from bridge.services.delivery_log import DeliveryState, History, notification_key
+from bridge.services.errors import Invalid
 from bridge.services.notifier import (
     Notifier,
     Target,
@@ -294,7 +295,7 @@ def alertmanager_webhook():
     body = request.get_json(force=True, silent=True)
     try:
         payload = validate_payload(body)
-    except ApiError:
+    except Invalid:
         delivery.webhooks.labels("invalid").inc()
         raise
     return deliver(delivery, payload)

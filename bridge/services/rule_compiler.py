@@ -20,7 +20,7 @@ import promql_parser
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from bridge.errors import ApiError
+from bridge.services.errors import Invalid
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -164,14 +164,14 @@ def _semantic_problems(req: dict, channels: set[str] | None) -> list[dict]:
 
 
 def validate_request(body: Any, channels: set[str] | None = None) -> dict:
-    """The request with defaults filled in, or a 400 ApiError naming every bad field."""
+    """The request with defaults filled in, or Invalid naming every bad field."""
     problems = _schema_problems(body)
     if problems:
-        raise ApiError(400, "invalid_request", "the alert rule request is invalid", problems)
+        raise Invalid("the alert rule request is invalid", problems)
     req = _apply_defaults(body)
     problems = _semantic_problems(req, channels)
     if problems:
-        raise ApiError(400, "invalid_request", "the alert rule request is invalid", problems)
+        raise Invalid("the alert rule request is invalid", problems)
     return req
 
 

@@ -13,7 +13,7 @@ Every change of a rule file goes through `RuleStore.apply`:
    (the file's groups are exactly the new ones);
 4. the history row becomes *committed*. On any failure the previous file is
    restored, Prometheus reloaded again, the pending row removed, and the error
-   (422 or 503, with Prometheus's words) raised.
+   (Refused or Unavailable, with Prometheus's words) raised.
 
 A SIGKILL anywhere leaves either the old or the new file (never a torn one).
 On start, under the same lock, a pending row left by a killed process is
@@ -44,7 +44,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
-from bridge.errors import ApiError, from_prom
+from bridge.services.errors import Refused, ServiceError, Unavailable, from_prom
 from pulse.fileio import fsync_dir, write_atomic
 from pulse.paths import bridge_rules_dir
 from pulse.promapi import PromError, PrometheusClient
@@ -105,11 +105,11 @@ def _row_to_version(row: sqlite3.Row) -> Version:
 
 
 def promtool_check(text: str, workdir: Path, promtool: str | None = None) -> None:
-    """Run `promtool check rules` on text; raise a 422 ApiError with its output on failure."""
+    """Run `promtool check rules` on text; raise Refused with its output on failure."""
     binary = promtool or shutil.which("promtool")
     if binary is None:
-        raise ApiError(503, "promtool_missing", "promtool is not installed (apt-get install -y "
-                       "prometheus) and this rule needs it")
+        raise Unavailable("promtool is not installed (apt-get install -y prometheus) and this "
+                          "rule needs it", code="promtool_missing")
     workdir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="candidate-", suffix=".yml", dir=workdir)
     try:
@@ -126,8 +126,8 @@ def promtool_check(text: str, workdir: Path, promtool: str | None = None) -> Non
         os.unlink(name)
     if proc.returncode != 0:
         out = (proc.stderr + proc.stdout).replace(name, "<candidate>").strip()
-        raise ApiError(422, "rule_check_failed", "promtool check rules refused the rule file",
-                       [{"field": "rules", "problem": out[-2000:]}])
+        raise Refused("promtool check rules refused the rule file",
+                      [{"field": "rules", "problem": out[-2000:]}])
 
 
 class RuleStore:
@@ -279,7 +279,7 @@ class RuleStore:
                                "state='pending'", (key, new_version))
                 if isinstance(exc, PromError):
                     exc = from_prom(exc)
-                if isinstance(exc, ApiError):
+                if isinstance(exc, ServiceError):
                     exc.message += "; the previous rules were restored"
                 raise exc
             with self._connect() as db:
@@ -317,7 +317,7 @@ class RuleStore:
             self._reload()
         except PromError as prom_exc:
             exc = from_prom(prom_exc)
-            if exc.status == 422:
+            if isinstance(exc, Refused):
                 # Prometheus's answer does not say which file; promtool does (failure path only).
                 exc.details = exc.details + self.diagnose()
                 names = ", ".join(d["field"] for d in exc.details)
@@ -340,14 +340,15 @@ class RuleStore:
                 # Read once more before believing a failure: the reload above answered 200.
                 if not (info.result().get("reloadConfigSuccess", False)
                         or self.prometheus.runtimeinfo().get("reloadConfigSuccess", False)):
-                    raise ApiError(422, "reload_failed", "Prometheus reports its last reload "
-                                   "failed (prometheus_config_last_reload_successful 0)")
+                    raise Refused("Prometheus reports its last reload failed "
+                                  "(prometheus_config_last_reload_successful 0)",
+                                  code="reload_failed")
                 return
             if time.monotonic() > deadline:
-                raise ApiError(503, "not_confirmed",
-                               f"Prometheus did not show the expected groups {want} from "
-                               f"{path.name} within {self.confirm_timeout:g}s (it shows {seen}); "
-                               "is the bridge's rule directory in its rule_files?")
+                raise Unavailable(
+                    f"Prometheus did not show the expected groups {want} from {path.name} "
+                    f"within {self.confirm_timeout:g}s (it shows {seen}); is the bridge's "
+                    "rule directory in its rule_files?", code="not_confirmed")
             time.sleep(0.02)
 
     def _reload(self, attempts: int = 3) -> None:

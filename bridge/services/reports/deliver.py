@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bridge.errors import ApiError, bad_request
+from bridge.services.errors import Upstream, invalid
 from bridge.services.notifier import apprise, target_id
 from bridge.services.reports.build import clean
 from bridge.services.reports.text import fmt, fmt_change
@@ -42,13 +42,13 @@ def filename(report: dict, fmt_name: str) -> str:
 
 
 def email_urls(channel: str, channels: Mapping[str, Sequence[str]]) -> list[str]:
-    """The mailto URLs of a configured channel (400 naming `channel` otherwise)."""
+    """The mailto URLs of a configured channel (Invalid naming `channel` otherwise)."""
     if channel not in channels:
-        raise bad_request(f"unknown channel {channel[:64]!r}", "channel",
+        raise invalid(f"unknown channel {channel[:64]!r}", "channel",
                           "not a configured channel (bridge.channels)")
     urls = [u for u in channels[channel] if u.startswith(EMAIL_SCHEMES)]
     if not urls:
-        raise bad_request(f"channel {channel!r} has no email address", "channel",
+        raise invalid(f"channel {channel!r} has no email address", "channel",
                           "email delivery needs a mailto:// URL in the channel")
     return urls
 
@@ -102,7 +102,6 @@ def send_email(report: dict, data: bytes, fmt_name: str, channel: str,
     result = {"channel": channel, "filename": name, "bytes": len(data), "sent": sent,
               "failed": failed, "sentAt": datetime.now(UTC).isoformat(timespec="seconds")}
     if not sent:
-        raise ApiError(502, "delivery_failed",
-                       f"the report could not be emailed to channel {channel!r}",
+        raise Upstream(f"the report could not be emailed to channel {channel!r}",
                        [{"field": "channel", "problem": f"{len(failed)} address(es) failed"}])
     return result

@@ -18,6 +18,7 @@ from bridge.api.metrics import (
     compile_promql,
     parse_query,
 )
+from bridge.errors import http_status
 from pulse.profiles.aggregates import compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
 from tests.bridge.conftest import auth
@@ -210,7 +211,7 @@ def test_points_cap():
     with pytest.raises(Exception) as info:
         parse_query({"metrics": ["revenue"], "start": NOW - 8 * day, "end": NOW,
                      "granularity": "minute"}, NOW)
-    assert info.value.status == 400 and "11000" in info.value.details[0]["problem"]
+    assert http_status(info.value) == 400 and "11000" in info.value.details[0]["problem"]
 
 
 def test_query_by_dimension_with_ordering_and_pagination(client, fake, app):

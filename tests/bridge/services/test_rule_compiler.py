@@ -8,7 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.errors import ApiError
+from bridge.errors import http_status
+from bridge.services.errors import Invalid
 from bridge.services.rule_compiler import (
     check_group_in_process,
     compile_rule,
@@ -116,9 +117,9 @@ def test_invalid_requests_name_the_field(body, field):
     req = request(**body)
     for k in [k for k, v in req.items() if v is None]:
         del req[k]
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(Invalid) as err:
         validate_request(req, CHANNELS)
-    assert err.value.status == 400
+    assert http_status(err.value) == 400
     assert field in [d["field"] for d in err.value.details], err.value.details
 
 
@@ -161,7 +162,7 @@ def test_fuzz_values_cannot_inject_promql_or_yaml(filters, description, aggregat
                    thresholds=[{"severity": "warning", "value": value}])
     try:
         req = validate_request(body, CHANNELS)
-    except ApiError as exc:
+    except Invalid as exc:
         # Only invalid regular expressions may be refused here.
         assert all("regular expression" in d["problem"] for d in exc.details), exc.details
         return
