@@ -15,7 +15,7 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import auth, openapi
+from bridge import auth, openapi, services
 from bridge.api import (
     ai_performance,
     alert_rules,
@@ -34,7 +34,6 @@ from bridge.api import (
 )
 from bridge.errors import register_error_handlers
 from pulse.config import Config, load_config
-from pulse.promapi import AlertmanagerClient, PrometheusClient
 from pulse.service import add_standard_routes
 
 COMPONENT = "bridge"
@@ -69,8 +68,7 @@ def create_app(config: Config | None = None, registry: CollectorRegistry | None 
     app.json.sort_keys = False
     register_error_handlers(app)
     auth.init_app(app)
-    app.extensions["pulse.prometheus"] = PrometheusClient(cfg.prometheus.url)
-    app.extensions["pulse.alertmanager"] = AlertmanagerClient(cfg.alertmanager.url)
+    services.init_app(app)
     add_standard_routes(app, registry, COMPONENT)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, current_app, request
 
-from bridge.api.params import parse_time
 from bridge.auth import require
 from bridge.errors import bad_request
+from bridge.services import PROMETHEUS, now, service
+from bridge.services.times import parse_time
 from pulse.config import parse_duration
 
 bp = Blueprint("ai_performance", __name__, url_prefix="/api/analytics")
@@ -313,8 +313,7 @@ def _trends(prom, names: list[str], start: float, end: float, scrape_interval: f
 @require("ai:read")
 def ai_performance():
     """AIPerformanceResponse for the time range (timeRange=1h, or start and end)."""
-    clock = current_app.extensions.get("pulse.clock", time.time)
-    req = parse_request(request.args, clock())
+    req = parse_request(request.args, now(current_app))
     cfg = current_app.config["PULSE"]
     scrape = parse_duration(cfg.prometheus.scrape_interval)
-    return build_response(current_app.extensions["pulse.prometheus"], req, scrape)
+    return build_response(service(current_app, PROMETHEUS), req, scrape)

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import current_principal, require
 from bridge.errors import ApiError, bad_request
+from bridge.services import ALERTMANAGER, PROMETHEUS, RULES, service
 from bridge.services.errors import ServiceError
 from bridge.services.rule_compiler import (
     check_group_in_process,
@@ -20,7 +21,7 @@ from bridge.services.rule_compiler import (
     validate_request,
 )
 from bridge.services.rule_store import RuleStore, Version, promtool_check
-from pulse.config import parse_duration, split_listen
+from pulse.config import split_listen
 from pulse.promapi import PromError
 
 bp = Blueprint("rules", __name__, url_prefix="/api/analytics")
@@ -28,22 +29,9 @@ PREFIX = "api-"
 MAX_BODY = 64 * 1024
 
 
-def store(app=None) -> RuleStore:
-    """The app's rule store (created on first use; shared with the ruler API)."""
-    app = app or current_app
-    existing = app.extensions.get("pulse.rulestore")
-    if existing is None:
-        cfg = app.config["PULSE"]
-        existing = RuleStore(cfg.data_dir, app.extensions["pulse.prometheus"],
-                             app.config.get("REGISTRY"),
-                             confirm_timeout=parse_duration(cfg.bridge.rules.confirm_timeout))
-        app.extensions["pulse.rulestore"] = existing
-    return existing
-
-
-@bp.record_once
-def _init(state) -> None:
-    store(state.app)
+def store() -> RuleStore:
+    """The app's rule store."""
+    return service(current_app, RULES)
 
 
 def bridge_base() -> str:
@@ -149,7 +137,7 @@ def _dry_run(req: dict, group: dict, text: str) -> dict:
                 not metric.endswith("_bucket"):
             metric += "_bucket"
         try:
-            exists = current_app.extensions["pulse.prometheus"].series_exists(metric)
+            exists = service(current_app, PROMETHEUS).series_exists(metric)
             if not exists:
                 warnings.append(f"no series named {metric} exists in Prometheus now")
         except PromError as exc:
@@ -163,7 +151,7 @@ def _dry_run(req: dict, group: dict, text: str) -> dict:
 
 def _silences(rule_id: str, req: dict) -> list[str]:
     """Create the Alertmanager silences of the request's maintenance windows."""
-    am = current_app.extensions["pulse.alertmanager"]
+    am = service(current_app, ALERTMANAGER)
     created: list[str] = []
     now = datetime.now(UTC)
     try:
@@ -188,7 +176,7 @@ def _silences(rule_id: str, req: dict) -> list[str]:
 
 def _expire(ids: list[str]) -> list[str]:
     """Expire silences, best effort; the ids that could not be expired."""
-    am = current_app.extensions["pulse.alertmanager"]
+    am = service(current_app, ALERTMANAGER)
     left = []
     for sid in ids:
         try:
@@ -209,7 +197,7 @@ def _unique_name(name: str, key: str | None):
 
 
 def _loaded(group: dict, key: str) -> dict:
-    return {"prometheus": current_app.extensions["pulse.prometheus"].url,
+    return {"prometheus": service(current_app, PROMETHEUS).url,
             "group": group["name"], "file": str(store().path_of(key)),
             "rules": len(group["rules"])}
 

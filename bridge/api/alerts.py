@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 from flask import Blueprint, current_app, request
 
-from bridge.api import webhook as hooks
 from bridge.auth import current_principal, require
 from bridge.errors import ApiError, bad_request
-from bridge.services import incidents
-from bridge.services.notifier import NotifyType, targets_for
+from bridge.services import ALERTMANAGER, DELIVERY, INCIDENTS, PROMETHEUS, service
+from bridge.services.delivery import alert_fields
+from bridge.services.notifier import NotifyType
 
 bp = Blueprint("alerts_overview", __name__, url_prefix="/api/analytics/alerts")
 
@@ -22,7 +22,7 @@ def alert_view(alert: Mapping) -> dict:
     """An Alertmanager v2 alert as the API's Alert."""
     status = alert.get("status") or {}
     return {
-        **hooks.alert_fields(alert, status.get("state", "active")),
+        **alert_fields(alert, status.get("state", "active")),
         "receivers": [r.get("name") for r in alert.get("receivers") or []],
         "silencedBy": list(status.get("silencedBy") or []),
         "inhibitedBy": list(status.get("inhibitedBy") or []),
@@ -53,12 +53,12 @@ def overview():
     limit = request.args.get("limit", "50")
     if not limit.isdigit() or not 1 <= int(limit) <= 500:
         raise bad_request("limit must be an integer from 1 to 500", "limit", "out of range")
-    am = current_app.extensions["pulse.alertmanager"]
-    prom = current_app.extensions["pulse.prometheus"]
+    am = service(current_app, ALERTMANAGER)
+    prom = service(current_app, PROMETHEUS)
     active = [alert_view(a) for a in am.alerts(active=True)]
     rules = [rule_view(g, r) for g in prom.rules() for r in g.get("rules") or []
              if r.get("type") == "alerting"]
-    recent = hooks.setup(current_app).history.recent(int(limit))
+    recent = service(current_app, DELIVERY).history.recent(int(limit))
     return {"active": active, "recent": recent, "alertRules": rules}
 
 
@@ -86,21 +86,9 @@ def send_test():
             raise bad_request(f"{field} must be a non-empty string", field, "empty or not a string")
         if len(value) > limit:
             raise bad_request(f"{field} is longer than {limit} characters", field, "too long")
-    delivery = hooks.setup(current_app)
-    if channel not in delivery.channels:
-        raise ApiError(404, "unknown_channel", f"no channel named {channel[:64]!r}",
-                       [{"field": "channel", "problem": "not configured in bridge.channels"}])
-    targets = targets_for([channel], delivery.channels)
-    results = [delivery.notifier.send(t, title, message, TEST_SEVERITIES[severity])
-               for t in targets]
-    for ok in results:
-        delivery.sent.labels(channel, "success" if ok else "failure").inc()
-    answer = {"channel": channel, "targets": len(targets), "delivered": sum(results)}
-    if not all(results):
-        raise ApiError(503, "delivery_failed",
-                       f"{len(results) - sum(results)} of {len(results)} target(s) of "
-                       f"{channel!r} failed", [{"field": "channel", "problem": "delivery failed"}])
-    return answer
+    targets, delivered = service(current_app, DELIVERY).send_test(
+        channel, title, message, TEST_SEVERITIES[severity])
+    return {"channel": channel, "targets": targets, "delivered": delivered}
 
 
 @bp.get("/incidents")
@@ -110,7 +98,7 @@ def list_incidents():
     status = request.args.get("status", "open")
     if status not in ("open", "resolved", "all"):
         raise bad_request("status must be open, resolved or all", "status", "unknown value")
-    items = incidents.store(current_app).list(None if status == "all" else status)
+    items = service(current_app, INCIDENTS).list(None if status == "all" else status)
     return {"incidents": items}
 
 
@@ -118,7 +106,7 @@ def list_incidents():
 @require("incidents:ack")
 def acknowledge(iid: str):
     """Acknowledge an incident (idempotent; the first acknowledgement is kept)."""
-    record = incidents.store(current_app).acknowledge(iid, current_principal().name)
+    record = service(current_app, INCIDENTS).acknowledge(iid, current_principal().name)
     if record is None:
         raise ApiError(404, "not_found", f"no incident {iid[:40]!r}",
                        [{"field": "id", "problem": "unknown incident"}])

@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, request
 
 from bridge.auth import ROLE_PERMISSIONS, current_principal, require
 from bridge.errors import ApiError, bad_request
+from bridge.services import PROMETHEUS, service
 from pulse import dashboards as gq
 from pulse.config import parse_duration
 from pulse.dashboards import DATASOURCE_UID
@@ -254,7 +255,7 @@ def get_dashboard(dashboard_id: str):
     path = gq.GENERATED / f"{name}.json"
     updated = Path(path).stat().st_mtime if Path(path).exists() else now
     dashboard = definition(name, doc, time_range, updated)
-    prom = current_app.extensions["pulse.prometheus"]
+    prom = service(current_app, PROMETHEUS)
     jobs = [(p, t) for p in gq.panels(doc) for t in p["targets"]]
 
     def run(job):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app
 
-from bridge.services import incidents
+from bridge.services import ALERTMANAGER, PROMETHEUS, incidents, service
 from pulse.promapi import PromError
 
 bp = Blueprint("health", __name__, url_prefix="/api/analytics")
@@ -141,8 +141,8 @@ def components(prom, am) -> tuple[list[dict], bool]:
 @bp.get("/health")
 def health():
     """SystemHealthResponse: overall status, per-component detail, metrics, incidents."""
-    prom = current_app.extensions["pulse.prometheus"]
-    am = current_app.extensions["pulse.alertmanager"]
+    prom = service(current_app, PROMETHEUS)
+    am = service(current_app, ALERTMANAGER)
     comps, prom_ok = components(prom, am)
     incidents = _incidents(current_app)
     if not prom_ok or any(i.get("severity") == "critical" for i in incidents):

@@ -3,13 +3,14 @@ as JSON, Excel or PDF, downloaded or emailed; scheduled reports sent by a bridge
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
-from bridge.api.metrics import (
+from bridge.auth import require
+from bridge.errors import bad_request
+from bridge.services import now
+from bridge.services.analytics import (
     GRANULARITIES,
     MAX_POINTS,
     catalogue,
@@ -17,12 +18,10 @@ from bridge.api.metrics import (
     parse_filter,
     parse_range,
 )
-from bridge.auth import require
-from bridge.errors import bad_request
 from bridge.services.errors import Invalid
-from bridge.services.reports.build import ReportRequest, build_report, clean, default_granularity
-from bridge.services.reports.deliver import MEDIA_TYPES, email_urls, filename, render, send_email
-from bridge.services.reports.scheduler import ReportScheduler, interval_of
+from bridge.services.reports import generate, outbox
+from bridge.services.reports.build import ReportRequest, clean, default_granularity
+from bridge.services.reports.deliver import MEDIA_TYPES, email_urls, filename, send_email
 
 bp = Blueprint("reports", __name__, url_prefix="/api/analytics/reports")
 
@@ -141,33 +140,11 @@ def parse_report_request(body, now: float) -> ReportRequest:
                          channel, custom)
 
 
-def _settings(cfg) -> dict:
-    reports = cfg.bridge.reports.to_dict() if hasattr(cfg.bridge.reports, "to_dict") \
-        else dict(cfg.bridge.reports)
-    return reports
-
-
-def _k(cfg) -> int:
-    return int((cfg.get("privacy") or {}).get("k_anonymity", 5))
-
-
-def generate(app, req: ReportRequest, now: float | None = None) -> tuple[dict, bytes]:
-    """Build and render a report with the app's Prometheus and configuration."""
-    cfg = app.config["PULSE"]
-    report = build_report(app.extensions["pulse.prometheus"], req, _settings(cfg), _k(cfg), now)
-    return report, render(report, req.format)
-
-
-def _workdir(cfg) -> Path:
-    return Path(cfg.data_dir) / "reports" / "outbox"
-
-
 @bp.post("/generate")
 @require("reports:generate")
 def generate_report():
     """Generate a report: the file (download) or a delivery receipt (email)."""
-    clock = current_app.extensions.get("pulse.clock", time.time)
-    req = parse_report_request(request.get_json(silent=True), clock())
+    req = parse_report_request(request.get_json(silent=True), now(current_app))
     cfg = current_app.config["PULSE"]
     channel = req.channel or cfg.bridge.reports.email_channel
     channels = cfg.bridge.channels
@@ -175,36 +152,9 @@ def generate_report():
         email_urls(channel, channels)  # 400 before any work when the channel is unusable
     report, data = generate(current_app, req)
     if req.delivery == "email":
-        receipt = send_email(report, data, req.format, channel, channels, _workdir(cfg))
+        receipt = send_email(report, data, req.format, channel, channels, outbox(cfg))
         return {"delivered": True, "deliveryMethod": "email", "format": req.format,
                 **receipt, "dataQuality": clean(report["dataQuality"])}
     media, _ = MEDIA_TYPES[req.format]
     return Response(data, mimetype=media, headers={
         "Content-Disposition": f'attachment; filename="{filename(report, req.format)}"'})
-
-
-def start_scheduler(app) -> ReportScheduler | None:
-    """Start the scheduled-reports thread when schedules are configured."""
-    cfg = app.config["PULSE"]
-    schedules = cfg.bridge.reports.schedules
-    if not schedules or not cfg.bridge.get("enabled", True):
-        return None
-
-    def send(sched: Mapping, start: float, end: float) -> None:
-        req = ReportRequest(sched["report_type"], start, end, default_granularity(end - start),
-                            sched["include_comparisons"], sched["format"], "email",
-                            sched["channel"])
-        report, data = generate(app, req, now=time.time())
-        send_email(report, data, req.format, sched["channel"], cfg.bridge.channels,
-                   _workdir(cfg))
-
-    scheduler = ReportScheduler(schedules, Path(cfg.data_dir) / "reports" / "schedules.json",
-                                interval_of(cfg), send,
-                                app.extensions.get("pulse.clock", time.time))
-    app.extensions["pulse.report_scheduler"] = scheduler
-    return scheduler.start()
-
-
-@bp.record_once
-def _on_register(state) -> None:
-    start_scheduler(state.app)

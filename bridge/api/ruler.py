@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 
 import yaml
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
-from bridge.api.alert_rules import store
 from bridge.auth import current_principal, require
 from bridge.errors import ApiError, bad_request
+from bridge.services import RULES, service
 from bridge.services.rule_compiler import check_group_in_process, render_groups
-from bridge.services.rule_store import promtool_check
+from bridge.services.rule_store import RuleStore, promtool_check
 
 bp = Blueprint("ruler", __name__)
 PREFIX = "ns-"
@@ -26,9 +26,9 @@ NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 MAX_BODY = 256 * 1024
 
 
-@bp.record_once
-def _init(state) -> None:
-    store(state.app)
+def store() -> RuleStore:
+    """The app's rule store (the one the rules API writes too)."""
+    return service(current_app, RULES)
 
 
 def _yaml(doc) -> Response:

@@ -2,7 +2,7 @@
 
 Records live in <data_dir>/incidents/incidents.json, rewritten atomically on
 every change (temp + fsync + rename), so an acknowledgement survives kill -9.
-`active(app)` is what the health endpoint lists.
+`init_app` builds the app's store; `active(app)` is what the health endpoint lists.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from pathlib import Path
 
 from flask import Flask
 
+from bridge.services import INCIDENTS, service
 from pulse.fileio import write_atomic
 
-EXTENSION = "pulse.incidents"
 KEEP_RESOLVED = 200
-_CREATE = threading.Lock()
 
 
 def _now() -> str:
@@ -122,15 +121,13 @@ class IncidentStore:
         return sorted(items, key=lambda i: i.get("startsAt") or "", reverse=True)
 
 
-def store(app: Flask) -> IncidentStore:
-    """The app's incident store (created on first use under the data dir)."""
-    with _CREATE:
-        if EXTENSION not in app.extensions:
-            data_dir = Path(app.config["PULSE"].data_dir)
-            app.extensions[EXTENSION] = IncidentStore(data_dir / "incidents" / "incidents.json")
-        return app.extensions[EXTENSION]
+def init_app(app: Flask) -> IncidentStore:
+    """Build the app's incident store under the data dir."""
+    data_dir = Path(app.config["PULSE"].data_dir)
+    app.extensions[INCIDENTS] = IncidentStore(data_dir / "incidents" / "incidents.json")
+    return app.extensions[INCIDENTS]
 
 
 def active(app: Flask) -> list[dict]:
     """Open incidents (critical alerts still firing), newest first: for the health endpoint."""
-    return store(app).list("open")
+    return service(app, INCIDENTS).list("open")

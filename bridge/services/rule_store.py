@@ -42,9 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from flask import Flask
 from prometheus_client import CollectorRegistry, Counter
 
+from bridge.services import PROMETHEUS, RULES
 from bridge.services.errors import Refused, ServiceError, Unavailable, from_prom
+from pulse.config import parse_duration
 from pulse.fileio import fsync_dir, write_atomic
 from pulse.paths import bridge_rules_dir
 from pulse.promapi import PromError, PrometheusClient
@@ -410,6 +413,15 @@ class RuleStore:
                 except PromError:
                     pass
             return repaired
+
+
+def init_app(app: Flask) -> RuleStore:
+    """Build the app's rule store (shared by the rules API and the ruler API)."""
+    cfg = app.config["PULSE"]
+    store = RuleStore(cfg.data_dir, app.extensions[PROMETHEUS], app.config.get("REGISTRY"),
+                      confirm_timeout=parse_duration(cfg.bridge.rules.confirm_timeout))
+    app.extensions[RULES] = store
+    return store
 
 
 def _same_file(reported: str, path: Path, real: str) -> bool:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bridge.api.metrics import (
+from bridge.services.analytics import (
     GRANULARITIES,
     MAX_POINTS,
     Matcher,

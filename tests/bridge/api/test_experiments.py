@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client import Counter as PromCounter
 
 from bridge import create_app
-from bridge.api.experiments import compute_results, slug
+from bridge.services.experiments import compute_results, slug
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, pulse_env, wait_until, write_pulse_config

@@ -11,14 +11,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.api.metrics import (
+from bridge.errors import http_status
+from bridge.services.analytics import (
     MAX_POINTS,
     Matcher,
     catalogue,
     compile_promql,
     parse_query,
 )
-from bridge.errors import http_status
 from pulse.profiles.aggregates import compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
 from tests.bridge.conftest import auth
