@@ -33,6 +33,7 @@ from bridge.api import (
     webhook,
 )
 from bridge.errors import register_error_handlers
+from bridge.validation import validator
 from pulse.config import Config, load_config
 from pulse.service import add_standard_routes
 
@@ -69,6 +70,7 @@ def create_app(config: Config | None = None, registry: CollectorRegistry | None 
     register_error_handlers(app)
     auth.init_app(app)
     services.init_app(app)
+    validator()  # every request-body schema compiled now: a broken document fails the start
     add_standard_routes(app, registry, COMPONENT)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

@@ -11,6 +11,7 @@ from bridge.errors import ApiError, bad_request
 from bridge.services import ALERTMANAGER, DELIVERY, INCIDENTS, PROMETHEUS, service
 from bridge.services.delivery import alert_fields
 from bridge.services.notifier import NotifyType
+from bridge.validation import request_body
 
 bp = Blueprint("alerts_overview", __name__, url_prefix="/api/analytics/alerts")
 
@@ -66,26 +67,11 @@ def overview():
 @require("alerts:test")
 def send_test():
     """Send a test notification to one named channel; which of its targets got it."""
-    body = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object", "body", "not a JSON object")
-    unknown = sorted(set(body) - {"channel", "title", "message", "severity"})
-    if unknown:
-        raise bad_request(f"unknown field {unknown[0]}", unknown[0], "not allowed")
-    channel = body.get("channel")
-    if not isinstance(channel, str) or not channel:
-        raise bad_request("channel is required", "channel", "missing or not a string")
+    body = request_body()
+    channel = body["channel"]
     severity = body.get("severity", "info")
-    if severity not in TEST_SEVERITIES:
-        raise bad_request("severity must be info, warning, critical or resolved", "severity",
-                          f"not one of {sorted(TEST_SEVERITIES)}")
     title = body.get("title", "Pulse test notification")
     message = body.get("message", "This is a test notification from Pulse. No action needed.")
-    for field, value, limit in (("title", title, 250), ("message", message, 10000)):
-        if not isinstance(value, str) or not value.strip():
-            raise bad_request(f"{field} must be a non-empty string", field, "empty or not a string")
-        if len(value) > limit:
-            raise bad_request(f"{field} is longer than {limit} characters", field, "too long")
     targets, delivered = service(current_app, DELIVERY).send_test(
         channel, title, message, TEST_SEVERITIES[severity])
     return {"channel": channel, "targets": targets, "delivered": delivered}

@@ -9,35 +9,21 @@ raw userId is hashed at once and never logged or stored.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 from bridge.auth import require
-from bridge.errors import bad_request
+from bridge.validation import request_body
 from pulse.profiles import ProfileStore, db_path
 from pulse.profiles.research import delete_all
 
 bp = Blueprint("privacy", __name__, url_prefix="/api/analytics/privacy")
 
 
-def validate_withdrawal(body) -> str:
-    """The userId of a withdrawal request; raises ApiError 400 naming the field."""
-    if not isinstance(body, dict):
-        raise bad_request("expected a JSON object", "body", "expected a JSON object")
-    for key in body:
-        if key != "userId":
-            raise bad_request(f"{key}: unknown field", key, "unknown field (allowed: userId)")
-    user_id = body.get("userId")
-    if not isinstance(user_id, str) or not 1 <= len(user_id) <= 256 or not user_id.strip():
-        raise bad_request("userId is invalid", "userId",
-                          "required, a non-empty string of at most 256 characters")
-    return user_id
-
-
 @bp.post("/withdraw")
 @require("privacy:withdraw")
 def withdraw():
     """Delete the user's profile and every stored research dataset; later events need consent."""
-    user_id = validate_withdrawal(request.get_json(silent=True))
+    user_id = request_body()["userId"]
     cfg = current_app.config["PULSE"]
     store = ProfileStore(db_path(cfg.data_dir), cfg.privacy.salt)
     try:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import promql_parser
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
 
 from bridge.services.errors import Invalid
+from bridge.validation import validator
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -34,48 +32,8 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _OVER_TIME = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time",
               "sum": "avg_over_time"}
 _QUANTILES = {"p50": "0.5", "p90": "0.9", "p95": "0.95", "p99": "0.99"}
-
-
-@cache
-def request_schema() -> dict:
-    """The AlertRuleRequest JSON Schema, taken from the published OpenAPI fragment."""
-    doc = yaml.safe_load((Path(__file__).parents[1] / "openapi" / "rules.yaml").read_text())
-    return {"$ref": "#/components/schemas/AlertRuleRequest",
-            "components": {"schemas": doc["components"]["schemas"]}}
-
-
-@cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(request_schema(), format_checker=FormatChecker())
-
-
-def _path(error) -> str:
-    out = ""
-    for part in error.absolute_path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def _schema_problems(body: Any) -> list[dict]:
-    details = []
-    for error in sorted(_validator().iter_errors(body), key=lambda e: list(map(str, e.path))):
-        # oneOf/anyOf errors are vague; name the best-matching branch's complaint.
-        leaf = error
-        if error.context:
-            leaf = min(error.context, key=lambda e: (-len(e.absolute_path), str(e.message)))
-        msg, field = leaf.message, _path(leaf)
-        if leaf.validator == "required":
-            missing = [p for p in leaf.validator_value
-                       if isinstance(leaf.instance, dict) and p not in leaf.instance]
-            if missing:
-                field = f"{field}.{missing[0]}" if field != "body" else missing[0]
-                msg = "is required"
-        if leaf.validator == "required" and error.validator == "anyOf":
-            field, msg = "metric", "either 'metric' or 'expr' is required"
-        if len(msg) > 300:
-            msg = msg[:300] + "..."
-        details.append({"field": field, "problem": msg})
-    return details
+# The operation whose AlertRuleRequest schema (bridge/openapi/rules.yaml) a request meets.
+RULES_PATH = "/api/analytics/alerts/rules"
 
 
 def _apply_defaults(body: dict) -> dict:
@@ -165,9 +123,7 @@ def _semantic_problems(req: dict, channels: set[str] | None) -> list[dict]:
 
 def validate_request(body: Any, channels: set[str] | None = None) -> dict:
     """The request with defaults filled in, or Invalid naming every bad field."""
-    problems = _schema_problems(body)
-    if problems:
-        raise Invalid("the alert rule request is invalid", problems)
+    validator().check("POST", RULES_PATH, body, "the alert rule request is invalid")
     req = _apply_defaults(body)
     problems = _semantic_problems(req, channels)
     if problems:
