@@ -140,7 +140,7 @@ def definition(name: str, doc: dict, time_range: dict, updated: float) -> dict:
     }
 
 
-def parse_time(value: str, now: float, field: str) -> float:
+def parse_grafana_time(value: str, now: float, field: str) -> float:
     """Unix seconds from `now`, `now-<duration>`, Unix seconds or an RFC 3339 time."""
     value = value.strip()
     try:
@@ -230,8 +230,8 @@ def get_dashboard(dashboard_id: str):
 
     now = time.time()
     default_from = doc.get("time", {}).get("from", "now-6h")
-    start = parse_time(request.args.get("from", default_from), now, "from")
-    end = parse_time(request.args.get("to", "now"), now, "to")
+    start = parse_grafana_time(request.args.get("from", default_from), now, "from")
+    end = parse_grafana_time(request.args.get("to", "now"), now, "to")
     if end <= start:
         raise bad_request("from must be before to", "from", "must be earlier than to")
     cfg = current_app.config["PULSE"]
