@@ -133,7 +133,7 @@ class Query:
 
 
 def parse_range(time_range, start, end, now: float, default: str = "24h") -> tuple[float, float]:
-    """(start, end) from a duration ending now, or explicit start/end; 400 names the field."""
+    """(start, end) from a duration ending now, or explicit start/end; Invalid names the field."""
     if isinstance(time_range, Mapping):
         unknown = set(time_range) - {"start", "end"}
         if unknown:
@@ -232,7 +232,7 @@ def parse_filter(raw, allowed: set[str]) -> Matcher:
 
 
 def parse_query(source: Mapping, now: float, defs: Mapping[str, MetricDef] | None = None) -> Query:
-    """A Query from GET parameters (lists of strings) or a JSON body; 400 names the field."""
+    """A Query from GET parameters (lists of strings) or a JSON body; Invalid names the field."""
     defs = defs if defs is not None else catalogue()
     for key in source:
         if key not in QUERY_KEYS:

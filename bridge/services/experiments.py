@@ -61,7 +61,7 @@ def slug(name: str) -> str:
 
 
 def validate_experiment(body: Any) -> dict:
-    """An ExperimentRequest, checked and normalised; raises ApiError 400 naming the field."""
+    """An ExperimentRequest, checked and normalised; raises Invalid naming the field."""
     if not isinstance(body, dict):
         raise invalid("expected a JSON object", "body", "expected a JSON object")
     _keys(body, {"name", "description", "modelVariants", "trafficSplit", "successMetrics",
