@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge import create_app as bridge_app  # noqa: E402
-from bridge.stats import assign  # noqa: E402
+from bridge.services.stats import assign  # noqa: E402
 from exporters.ai import create_app as ai_app  # noqa: E402
 from pulse.config import validate  # noqa: E402
 from pulse.fileio import write_atomic  # noqa: E402

@@ -32,8 +32,8 @@ warnings.filterwarnings("ignore", message="'imghdr' is deprecated", category=Dep
 import requests  # noqa: E402
 
 from bridge import create_app  # noqa: E402
-from bridge.delivery import DeliveryState  # noqa: E402
-from bridge.notifier import Notifier, NotifyType, Target  # noqa: E402
+from bridge.services.delivery_log import DeliveryState  # noqa: E402
+from bridge.services.notifier import Notifier, NotifyType, Target  # noqa: E402
 from pulse.config import validate  # noqa: E402
 from tests.harness import WebhookSink  # noqa: E402
 

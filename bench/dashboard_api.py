@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge import create_app  # noqa: E402
-from bridge.dashboards import WORKERS  # noqa: E402
+from bridge.api.dashboards import WORKERS  # noqa: E402
 from pulse import dashboards as gq  # noqa: E402
 from pulse.promapi import PrometheusClient  # noqa: E402
 from tests.bridge.conftest import auth, bridge_config  # noqa: E402

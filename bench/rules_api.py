@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bridge.compiler import compile_rule, render_groups, validate_request  # noqa: E402
+from bridge.services.rule_compiler import compile_rule, render_groups, validate_request  # noqa: E402
 from pulse import fileio  # noqa: E402
 from tests import harness  # noqa: E402
 

@@ -1,31 +1,40 @@
-"""The bridge: alert rules by API, Alertmanager webhooks to apprise, the analytics API."""
+"""The bridge: alert rules by API, Alertmanager webhooks to apprise, the analytics API.
+
+Layout (docs/bridge.md): `bridge.api` holds the resources, thin blueprints that parse a
+request, call a service and answer; `bridge.services` holds the domain code (analytics
+engine, rule compiler and store, delivery, notifier, incidents, experiments, reports), built
+once here by one `init_app` per stateful service and reached through the app
+(`bridge.services.service(app, name)`), never through another blueprint. Services raise
+plain exceptions (`bridge.services.errors`, `pulse.promapi.PromError`); `bridge.errors` is
+the one place that maps them to HTTP. Every JSON body is checked against its OpenAPI schema
+by the one validator of `bridge.validation`, compiled once in `create_app`.
+"""
 
 from __future__ import annotations
 
 from flask import Flask
 from prometheus_client import CollectorRegistry
 
-from bridge import (
+from bridge import auth, openapi, services
+from bridge.api import (
     ai_performance,
+    alert_rules,
     alerts,
     audit,
-    auth,
     dashboards,
     datasets,
     experiments,
     health,
-    hooks,
-    metrics_query,
-    openapi,
+    metrics,
     privacy,
     reports,
     ruler,
-    rules,
     runbooks,
+    webhook,
 )
 from bridge.errors import register_error_handlers
+from bridge.validation import validator
 from pulse.config import Config, load_config
-from pulse.promapi import AlertmanagerClient, PrometheusClient
 from pulse.service import add_standard_routes
 
 COMPONENT = "bridge"
@@ -36,16 +45,16 @@ BLUEPRINTS = [
     health.bp,
     experiments.bp,
     ai_performance.bp,
-    hooks.bp,
+    webhook.bp,
     alerts.bp,
     runbooks.bp,
     dashboards.bp,
-    rules.bp,
+    alert_rules.bp,
     ruler.bp,
     audit.bp,
     privacy.bp,
     datasets.bp,
-    metrics_query.bp,
+    metrics.bp,
     reports.bp,
 ]
 
@@ -60,8 +69,8 @@ def create_app(config: Config | None = None, registry: CollectorRegistry | None 
     app.json.sort_keys = False
     register_error_handlers(app)
     auth.init_app(app)
-    app.extensions["pulse.prometheus"] = PrometheusClient(cfg.prometheus.url)
-    app.extensions["pulse.alertmanager"] = AlertmanagerClient(cfg.alertmanager.url)
+    services.init_app(app)
+    validator()  # every request-body schema compiled now: a broken document fails the start
     add_standard_routes(app, registry, COMPONENT)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

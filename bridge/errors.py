@@ -1,4 +1,9 @@
-"""JSON errors for every bridge response: {"error": {"code", "message", "details"}}."""
+"""The one place where exceptions become HTTP answers: {"error": {"code", "message", "details"}}.
+
+Services raise `bridge.services.errors` kinds and `pulse.promapi.PromError`; views and the
+auth layer may raise `ApiError` for what only HTTP knows (401, 413, 415). `http_status`
+is the whole mapping.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,18 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from bridge.services.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Refused,
+    ServiceError,
+    Unavailable,
+    Upstream,
+    from_prom,
+    invalid,
+)
 from pulse.promapi import PromError
 
 log = logging.getLogger(__name__)
@@ -24,22 +41,29 @@ class ApiError(Exception):
         self.details = details or []
 
 
+# The request's own part in the failure decides: its input (4xx) or a dependency (5xx).
+STATUS: tuple[tuple[type[ServiceError], int], ...] = (
+    (Invalid, 400), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (Refused, 422),
+    (Upstream, 502), (Unavailable, 503),
+)
+
+
 def bad_request(message: str, field: str | None = None, problem: str | None = None,
-                code: str = "invalid_request") -> ApiError:
-    """A 400 naming the field and the problem."""
-    details = [{"field": field, "problem": problem or message}] if field else []
-    return ApiError(400, code, message, details)
+                code: str = "invalid_request") -> Invalid:
+    """A 400 naming the field and the problem (an Invalid, as services raise it)."""
+    return invalid(message, field, problem, code)
 
 
-def from_prom(exc: PromError) -> ApiError:
-    """The answer to a Prometheus/Alertmanager failure: 422 when the request was at fault
-    (a bad query, a refused reload), else 503 (the server is down or in trouble)."""
-    return ApiError(prom_status(exc), exc.code, exc.message)
-
-
-def prom_status(exc: PromError) -> int:
-    """The HTTP status a Prometheus/Alertmanager failure is answered with."""
-    return 422 if exc.invalid else 503
+def http_status(exc: Exception) -> int:
+    """The HTTP status of an ApiError, a domain error or a Prometheus failure (500 else)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, PromError):
+        exc = from_prom(exc)
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
 
 
 def error_body(code: str, message: str, details: list[dict] | None = None) -> dict:
@@ -48,15 +72,19 @@ def error_body(code: str, message: str, details: list[dict] | None = None) -> di
 
 
 def register_error_handlers(app: Flask) -> None:
-    """Answer ApiError, Prometheus/Alertmanager failures, HTTP errors and the unexpected in JSON."""
+    """Answer ApiError, domain errors, Prometheus failures, HTTP errors, the unexpected: JSON."""
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
 
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        return jsonify(error_body(exc.code, exc.message, exc.details)), http_status(exc)
+
     @app.errorhandler(PromError)
     def prom_error(exc: PromError):
-        return api_error(from_prom(exc))
+        return service_error(from_prom(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -154,7 +154,7 @@ def _sort_families(lines: list[str]) -> None:
 
 def catalogue_rules(metrics=None) -> set[str]:
     """The recording rules the catalogue's metrics (all, or the named ones) read."""
-    from bridge.metrics_query import catalogue
+    from bridge.services.analytics import catalogue
     defs = catalogue()
     return {s for name in (metrics or defs) for s in defs[name].series_names() if ":" in s}
 

@@ -1,0 +1,76 @@
+"""/api/analytics/ai-experiments: A/B experiments of AI models (bridge.services.experiments)."""
+
+from __future__ import annotations
+
+import math
+
+from flask import Blueprint, current_app, request
+
+from bridge.auth import require
+from bridge.errors import bad_request
+from bridge.services import EXPERIMENTS, PROMETHEUS, now, service
+from bridge.services import experiments as svc
+
+bp = Blueprint("experiments", __name__, url_prefix="/api/analytics/ai-experiments")
+
+
+def _store() -> svc.ExperimentStore:
+    return service(current_app, EXPERIMENTS)
+
+
+@bp.post("")
+@require("experiments:write")
+def create():
+    """Validate and store an ExperimentRequest; 201 with the experiment and its id."""
+    exp = svc.validate_experiment(request.get_json(silent=True))
+    at = now(current_app)
+    return svc.public(svc.create(_store(), exp, at), at), 201
+
+
+@bp.get("")
+@require("experiments:read")
+def list_experiments():
+    """Every experiment (without results)."""
+    at = now(current_app)
+    return {"experiments": [svc.public(e, at) for e in _store().all()]}
+
+
+@bp.get("/<exp_id>")
+@require("experiments:read")
+def get_experiment(exp_id: str):
+    """One experiment with its results read from Prometheus."""
+    exp = svc.get(_store(), exp_id)
+    confidence = _float_arg("confidence", 0.95, 0.5, 0.999)
+    min_sample = int(_float_arg("minSample", svc.MIN_SAMPLE, 1, 1e9))
+    at = now(current_app)
+    out = svc.public(exp, at)
+    out["results"] = svc.results(service(current_app, PROMETHEUS), exp, at, confidence,
+                                 min_sample)
+    return out
+
+
+@bp.get("/<exp_id>/assignment")
+@require("experiments:read")
+def assignment(exp_id: str):
+    """The variant of a unit: SHA-256 of 'id:unit' mapped onto the cumulative split."""
+    exp = svc.get(_store(), exp_id)
+    unit = request.args.get("unit")
+    if unit is None or not 1 <= len(unit) <= 128 or not unit.isprintable():
+        raise bad_request("unit is invalid", "unit",
+                          "required query parameter: an opaque id of 1 to 128 printable characters")
+    chosen = svc.assign(exp, unit)
+    return {"experimentId": exp["id"], "variant": chosen["name"], "model": chosen["model"],
+            "modelVersion": chosen["modelVersion"], "active": now(current_app) < exp["endsAt"]}
+
+
+def _float_arg(name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not lo <= value <= hi:
+        raise bad_request(f"{name} is invalid", name, f"must be a number from {lo:g} to {hi:g}")
+    return value

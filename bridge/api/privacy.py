@@ -1,0 +1,36 @@
+"""Consent withdrawal: POST /api/analytics/privacy/withdraw deletes a user's profile.
+
+The profile store is the SQLite file the events intake writes (pulse.profiles); the bridge
+opens it directly, so a withdrawal works whether or not the intake is running, and is applied
+under SQLite's write lock (a concurrent intake write cannot bring the record back). Every
+stored research dataset is deleted too (it may have been computed with the user in it). The
+raw userId is hashed at once and never logged or stored.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from bridge.auth import require
+from bridge.validation import request_body
+from pulse.profiles import ProfileStore, db_path
+from pulse.profiles.research import delete_all
+
+bp = Blueprint("privacy", __name__, url_prefix="/api/analytics/privacy")
+
+
+@bp.post("/withdraw")
+@require("privacy:withdraw")
+def withdraw():
+    """Delete the user's profile and every stored research dataset; later events need consent."""
+    user_id = request_body()["userId"]
+    cfg = current_app.config["PULSE"]
+    store = ProfileStore(db_path(cfg.data_dir), cfg.privacy.salt)
+    try:
+        existed = store.withdraw(user_id)
+    finally:
+        store.close()
+    datasets = delete_all(cfg.data_dir)
+    return {"withdrawn": True, "profileDeleted": existed, "researchFilesDeleted": datasets,
+            "note": "aggregates exclude the user from the intake's next refresh "
+                    "(exporters.events.profiles.refresh_interval)"}

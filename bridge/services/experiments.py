@@ -1,0 +1,373 @@
+"""A/B experiments of AI models: definition, store, deterministic assignment, results."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from bridge.services import EXPERIMENTS, stats
+from bridge.services.errors import Conflict, NotFound, invalid
+from pulse.config import parse_duration
+
+VARIANT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+MODEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+VERSION = re.compile(r"^v?[0-9]{1,6}(\.[0-9]{1,6}){0,2}(-[a-z0-9]{1,16}(\.[a-z0-9]{1,16})?)?$")
+EXPERIMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+# The `metric` label values of ai_experiment_conversions_total a success metric can name.
+SUCCESS_METRICS = (
+    "recommendation_accepted", "workout_started", "workout_completed", "goal_achieved",
+    "nutrition_logged", "session_started", "subscription_started", "feedback_positive",
+)
+PLATFORMS = ("ios", "android", "web")
+MIN_DURATION, MAX_DURATION = 3600, 365 * 86400
+MAX_VARIANTS = 10
+# Below this many exposures in a variant a comparison says "not enough data".
+MIN_SAMPLE = 100
+
+
+# -- validation (pure) -----------------------------------------------------
+def _keys(obj: dict, allowed: set[str], prefix: str) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise invalid(f"{prefix}{key}: unknown field", f"{prefix}{key}",
+                              f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _string(obj: dict, key: str, field: str, max_len: int, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
+        raise invalid(f"{field} is invalid", field,
+                          f"required, a non-empty string of at most {max_len} characters"
+                          if required else f"a string of at most {max_len} characters")
+    return value
+
+
+def slug(name: str) -> str:
+    """A label-safe experiment id from its name ('Workout Gen v2!' -> 'workout_gen_v2')."""
+    text = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if text and not text[0].isalpha():
+        text = f"exp_{text}"
+    return text[:48].rstrip("_")
+
+
+def validate_experiment(body: Any) -> dict:
+    """An ExperimentRequest, checked and normalised; raises Invalid naming the field."""
+    if not isinstance(body, dict):
+        raise invalid("expected a JSON object", "body", "expected a JSON object")
+    _keys(body, {"name", "description", "modelVariants", "trafficSplit", "successMetrics",
+                 "duration", "targetAudience"}, "")
+    name = _string(body, "name", "name", 100)
+    exp_id = slug(name)
+    if not EXPERIMENT_ID.match(exp_id or "-"):
+        raise invalid("name has no letters or digits", "name",
+                          "must contain letters or digits (it becomes the experiment id)")
+    description = _string(body, "description", "description", 2000, required=False) or ""
+
+    variants = body.get("modelVariants")
+    if not isinstance(variants, list) or not 2 <= len(variants) <= MAX_VARIANTS:
+        raise invalid("modelVariants is invalid", "modelVariants",
+                          f"must be a list of 2 to {MAX_VARIANTS} variants")
+    out_variants, seen = [], set()
+    for i, v in enumerate(variants):
+        f = f"modelVariants[{i}]"
+        if not isinstance(v, dict):
+            raise invalid(f"{f} is invalid", f, "must be an object")
+        _keys(v, {"name", "model", "modelVersion", "control", "description"}, f"{f}.")
+        vname = v.get("name")
+        if not isinstance(vname, str) or not VARIANT.match(vname):
+            raise invalid(f"{f}.name is invalid", f"{f}.name",
+                              "must match ^[a-z][a-z0-9_]{0,31}$")
+        if vname in seen:
+            raise invalid(f"{f}.name is a duplicate", f"{f}.name",
+                              f"variant names must be unique; {vname!r} appears twice")
+        seen.add(vname)
+        model = v.get("model")
+        if not isinstance(model, str) or not MODEL.match(model):
+            raise invalid(f"{f}.model is invalid", f"{f}.model",
+                              "must match ^[a-z][a-z0-9_]{0,63}$")
+        version = v.get("modelVersion")
+        if not isinstance(version, str) or not VERSION.match(version):
+            raise invalid(f"{f}.modelVersion is invalid", f"{f}.modelVersion",
+                              "unknown model version format (expected e.g. 1.4.2, v3)")
+        control = v.get("control", False)
+        if not isinstance(control, bool):
+            raise invalid(f"{f}.control is invalid", f"{f}.control", "must be a boolean")
+        out_variants.append({"name": vname, "model": model, "modelVersion": version,
+                             "control": control,
+                             "description": _string(v, "description", f"{f}.description",
+                                                    500, required=False) or ""})
+    controls = [v["name"] for v in out_variants if v["control"]]
+    if len(controls) > 1:
+        raise invalid("more than one control variant", "modelVariants",
+                          f"at most one variant may be the control; got {controls}")
+    if not controls:
+        out_variants[0]["control"] = True  # the first variant is the control by convention
+
+    split = body.get("trafficSplit")
+    if not isinstance(split, list) or not split:
+        raise invalid("trafficSplit is invalid", "trafficSplit",
+                          "must be a list of {variant, percentage}")
+    weights: dict[str, float] = {}
+    for i, s in enumerate(split):
+        f = f"trafficSplit[{i}]"
+        if not isinstance(s, dict):
+            raise invalid(f"{f} is invalid", f, "must be an object")
+        _keys(s, {"variant", "percentage"}, f"{f}.")
+        vname = s.get("variant")
+        if vname not in seen:
+            raise invalid(f"{f}.variant is unknown", f"{f}.variant",
+                              f"must name one of the modelVariants ({', '.join(sorted(seen))})")
+        if vname in weights:
+            raise invalid(f"{f}.variant is a duplicate", f"{f}.variant",
+                              f"{vname!r} has more than one split")
+        pct = s.get("percentage")
+        if (isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct)
+                or not 0 < pct <= 100):
+            raise invalid(f"{f}.percentage is invalid", f"{f}.percentage",
+                              "must be a number above 0 and at most 100")
+        weights[vname] = float(pct)
+    missing = seen - set(weights)
+    if missing:
+        raise invalid("trafficSplit misses variants", "trafficSplit",
+                          f"every variant needs a split; missing {sorted(missing)}")
+    total = sum(weights.values())
+    if abs(total - 100.0) > 1e-6:
+        raise invalid("trafficSplit does not sum to 100", "trafficSplit",
+                          f"percentages sum to {total:g}, must sum to 100")
+
+    metrics = body.get("successMetrics")
+    if not isinstance(metrics, list) or not metrics:
+        raise invalid("successMetrics is invalid", "successMetrics",
+                          "must be a non-empty list of metric names")
+    for i, m in enumerate(metrics):
+        if m not in SUCCESS_METRICS:
+            raise invalid(f"successMetrics[{i}] is unknown", f"successMetrics[{i}]",
+                              f"unknown metric (known: {', '.join(SUCCESS_METRICS)})")
+    if len(set(metrics)) != len(metrics):
+        raise invalid("successMetrics has duplicates", "successMetrics",
+                          "each metric may appear once")
+
+    duration = body.get("duration")
+    try:
+        seconds = parse_duration(duration) if isinstance(duration, str) else None
+    except ValueError:
+        seconds = None
+    if seconds is None or not MIN_DURATION <= seconds <= MAX_DURATION:
+        raise invalid("duration is invalid", "duration",
+                          "must be a duration like 14d, 2w or 36h, between 1h and 365d")
+
+    audience = body.get("targetAudience")
+    if audience is not None:
+        audience = _audience(audience)
+    return {
+        "id": exp_id, "name": name, "description": description, "modelVariants": out_variants,
+        "trafficSplit": [{"variant": v["name"], "percentage": weights[v["name"]]}
+                         for v in out_variants],
+        "successMetrics": list(metrics), "duration": duration, "durationSeconds": seconds,
+        "targetAudience": audience,
+    }
+
+
+def _audience(audience: Any) -> dict:
+    f = "targetAudience"
+    if not isinstance(audience, dict):
+        raise invalid(f"{f} is invalid", f, "must be an object")
+    _keys(audience, {"platforms", "plans", "newUsersOnly"}, f"{f}.")
+    out: dict[str, Any] = {}
+    if "platforms" in audience:
+        p = audience["platforms"]
+        if not isinstance(p, list) or not p or any(x not in PLATFORMS for x in p):
+            raise invalid(f"{f}.platforms is invalid", f"{f}.platforms",
+                              f"must be a non-empty list of {', '.join(PLATFORMS)}")
+        out["platforms"] = sorted(set(p))
+    if "plans" in audience:
+        p = audience["plans"]
+        if not isinstance(p, list) or not p or any(
+                not isinstance(x, str) or not MODEL.match(x) for x in p):
+            raise invalid(f"{f}.plans is invalid", f"{f}.plans",
+                              "must be a non-empty list of plan names (^[a-z][a-z0-9_]*$)")
+        out["plans"] = sorted(set(p))
+    if "newUsersOnly" in audience:
+        if not isinstance(audience["newUsersOnly"], bool):
+            raise invalid(f"{f}.newUsersOnly is invalid", f"{f}.newUsersOnly",
+                              "must be a boolean")
+        out["newUsersOnly"] = audience["newUsersOnly"]
+    return out
+
+
+# -- results (pure) --------------------------------------------------------
+def compute_results(exp: dict, exposures: dict[str, float],
+                    conversions: dict[tuple[str, str], float], confidence: float = 0.95,
+                    min_sample: int = MIN_SAMPLE) -> dict:
+    """Per-variant rates, z-tests against control and the SRM check from counted events."""
+    names = [v["variant"] for v in exp["trafficSplit"]]
+    weights = [v["percentage"] for v in exp["trafficSplit"]]
+    control = next(v["name"] for v in exp["modelVariants"] if v["control"])
+    n = {v: int(round(exposures.get(v, 0.0))) for v in names}
+    total = sum(n.values())
+    variants = []
+    for name, weight in zip(names, weights, strict=True):
+        metrics = {}
+        for m in exp["successMetrics"]:
+            c = min(int(round(conversions.get((name, m), 0.0))), n[name])
+            metrics[m] = {"conversions": c, "rate": c / n[name] if n[name] else None}
+        variants.append({"variant": name, "control": name == control, "exposures": n[name],
+                         "expectedShare": weight / 100.0,
+                         "observedShare": n[name] / total if total else None,
+                         "metrics": metrics})
+    by_name = {v["variant"]: v for v in variants}
+    comparisons = []
+    for v in variants:
+        if v["variant"] == control:
+            continue
+        for m in exp["successMetrics"]:
+            row = {"variant": v["variant"], "control": control, "metric": m}
+            nc, nv = n[control], n[v["variant"]]
+            if nc < min_sample or nv < min_sample:
+                row.update(status="not_enough_data",
+                           reason=f"each variant needs at least {min_sample} exposures "
+                                  f"(control {nc}, {v['variant']} {nv})")
+            else:
+                row.update(status="ok", **stats.two_proportion_test(
+                    by_name[control]["metrics"][m]["conversions"], nc,
+                    v["metrics"][m]["conversions"], nv, confidence))
+            comparisons.append(row)
+    if total < min_sample * len(names):
+        srm = {"status": "not_enough_data", "mismatch": None,
+               "reason": f"needs at least {min_sample * len(names)} exposures, has {total}"}
+    else:
+        srm = {"status": "ok", **stats.sample_ratio_mismatch([n[x] for x in names], weights)}
+    enough = all(c["status"] == "ok" for c in comparisons)
+    return {"status": "ok" if enough else "not_enough_data", "minSample": min_sample,
+            "totalExposures": total, "variants": variants, "comparisons": comparisons,
+            "sampleRatioMismatch": srm}
+
+
+# -- storage ---------------------------------------------------------------
+class ExperimentStore:
+    """Experiments in SQLite under the data dir (synchronous=FULL: acknowledged means on disk)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._cache: dict[str, dict] = {}
+        with self._connect() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS experiments (id TEXT PRIMARY KEY, "
+                       "created_at REAL NOT NULL, doc TEXT NOT NULL)")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def create(self, exp: dict) -> bool:
+        """Insert; False when the id exists already."""
+        with self._lock, self._connect() as db:
+            try:
+                db.execute("INSERT INTO experiments (id, created_at, doc) VALUES (?, ?, ?)",
+                           (exp["id"], exp["startedAt"], json.dumps(exp)))
+            except sqlite3.IntegrityError:
+                return False
+        return True
+
+    def get(self, exp_id: str) -> dict | None:
+        """One experiment, or None (experiments are immutable, so reads are cached)."""
+        cached = self._cache.get(exp_id)
+        if cached is not None:
+            return cached
+        with self._connect() as db:
+            row = db.execute("SELECT doc FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+        if row is None:
+            return None
+        # Assignment is the hot path (one call per user session): no SQLite round trip.
+        self._cache[exp_id] = json.loads(row[0])
+        return self._cache[exp_id]
+
+    def all(self) -> list[dict]:
+        """Every experiment, newest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT doc FROM experiments ORDER BY created_at DESC").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+
+def init_app(app: Flask) -> ExperimentStore:
+    """Build the app's experiment store under the data dir."""
+    path = Path(app.config["PULSE"].data_dir) / "experiments" / "experiments.sqlite"
+    app.extensions[EXPERIMENTS] = ExperimentStore(path)
+    return app.extensions[EXPERIMENTS]
+
+
+def create(store: ExperimentStore, exp: dict, now: float) -> dict:
+    """Start a validated experiment now; Conflict when its id is taken."""
+    exp["startedAt"] = now
+    exp["endsAt"] = now + exp["durationSeconds"]
+    if not store.create(exp):
+        raise Conflict(f"an experiment with id {exp['id']!r} exists",
+                       [{"field": "name", "problem": f"experiment id {exp['id']!r} is taken; "
+                         "choose another name"}])
+    return exp
+
+
+def get(store: ExperimentStore, exp_id: str) -> dict:
+    """One experiment; NotFound naming the id."""
+    exp = store.get(exp_id) if EXPERIMENT_ID.match(exp_id) else None
+    if exp is None:
+        raise NotFound(f"no experiment with id {exp_id!r}",
+                       [{"field": "id", "problem": "unknown experiment"}])
+    return exp
+
+
+def iso(ts: float) -> str:
+    """Unix seconds -> RFC 3339 UTC."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def public(exp: dict, now: float) -> dict:
+    """The Experiment as the API shows it: times in RFC 3339 and its status now."""
+    out = {k: v for k, v in exp.items()
+           if k not in ("startedAt", "endsAt") and not (k == "targetAudience" and v is None)}
+    out["startedAt"] = iso(exp["startedAt"])
+    out["endsAt"] = iso(exp["endsAt"])
+    out["status"] = "running" if now < exp["endsAt"] else "completed"
+    return out
+
+
+def results(prom, exp: dict, now: float, confidence: float, min_sample: int) -> dict:
+    """The experiment's results so far, from its exposure and conversion counters."""
+    end = min(now, exp["endsAt"])
+    window = max(int(math.ceil(end - exp["startedAt"])), 1)
+    sel = f'experiment="{exp["id"]}"'
+    exposures = {r["metric"].get("variant", ""): float(r["value"][1]) for r in prom.query(
+        f"sum by (variant) (increase(ai_experiment_exposures_total{{{sel}}}[{window}s]))",
+        time=end)}
+    conversions = {(r["metric"].get("variant", ""), r["metric"].get("metric", "")):
+                   float(r["value"][1]) for r in prom.query(
+        f"sum by (variant, metric) "
+        f"(increase(ai_experiment_conversions_total{{{sel}}}[{window}s]))", time=end)}
+    return {"window": {"start": iso(exp["startedAt"]), "end": iso(end)},
+            **compute_results(exp, _finite(exposures), _finite(conversions),
+                              confidence, min_sample)}
+
+
+def assign(exp: dict, unit: str) -> dict:
+    """The variant of a unit: SHA-256 of 'id:unit' mapped onto the cumulative split."""
+    split = [(s["variant"], s["percentage"]) for s in exp["trafficSplit"]]
+    variant = stats.assign(exp["id"], unit, split)
+    return next(v for v in exp["modelVariants"] if v["name"] == variant)
+
+
+def _finite(values: dict) -> dict:
+    # increase() over a counter with a single sample is NaN-free but can be absent; be safe.
+    return {k: v for k, v in values.items() if math.isfinite(v)}

@@ -1,0 +1,154 @@
+"""The report as a PDF (reportlab): title page, headline numbers with period-over-period
+change, a chart per series, tables, forecasts and data-quality notes."""
+
+from __future__ import annotations
+
+import io
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.lib.units import cm
+from reportlab.platypus import (
+    Image,
+    PageBreak,
+    Paragraph,
+    SimpleDocTemplate,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from bridge.services.reports.charts import chart_png
+from bridge.services.reports.text import fmt, fmt_change
+
+STYLES = getSampleStyleSheet()
+TABLE_STYLE = TableStyle([
+    ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+    ("FONTSIZE", (0, 0), (-1, -1), 8),
+    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef5")),
+    ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
+    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+])
+MAX_TABLE_ROWS = 40
+
+
+def _p(text: str, style: str = "BodyText") -> Paragraph:
+    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Paragraph(safe, STYLES[style])
+
+
+def _table(rows: list[list], widths: list[float] | None = None) -> Table:
+    table = Table(rows, colWidths=widths, repeatRows=1)
+    table.setStyle(TABLE_STYLE)
+    return table
+
+
+def _title_page(report: dict) -> list:
+    meta = report["report"]
+    q = report["dataQuality"]
+    out = [Spacer(1, 5 * cm), _p(f"Pulse — {meta['title']}", "Title"),
+           _p(f"{meta['timeRange']['start']} to {meta['timeRange']['end']}", "Heading2"),
+           _p(f"Granularity: {meta['granularity']}. Generated {meta['generatedAt']}."),
+           Spacer(1, 1 * cm)]
+    if meta.get("previousRange"):
+        out.append(_p(f"Compared with the previous period {meta['previousRange']['start']} to "
+                      f"{meta['previousRange']['end']}."))
+    completeness = q["completeness"]
+    out.append(_p("Data completeness: " + (f"{completeness:.1%}" if completeness is not None
+                                           else "n/a") + "."))
+    out.append(_p("Figures are computed by Prometheus from Pulse's recording rules; groups of "
+                  f"fewer than {q['kAnonymity']} users are suppressed."))
+    out.append(PageBreak())
+    return out
+
+
+def _headlines(report: dict) -> list:
+    if not report["headlines"]:
+        return []
+    rows = [["Metric", "Series", "Value", "Previous", "Change"]]
+    for h in report["headlines"]:
+        rows.append([h["metric"], h["series"], fmt(h["value"], h["unit"]),
+                     fmt(h["previous"], h["unit"]), fmt_change(h["changeRatio"])])
+    return [_p("Headline numbers", "Heading1"), _table(rows), Spacer(1, 0.5 * cm)]
+
+
+def _item(item: dict) -> list:
+    out = [_p(f"{item['metric']}: {item['title']}", "Heading3")]
+    out.append(Image(io.BytesIO(chart_png(item)), width=16 * cm, height=16 * cm * 2.6 / 7))
+    if item["series"]:
+        has_prev = "previous" in item["series"][0]
+        header = ["Series", f"Value ({item['aggregation']})"]
+        header += ["Previous", "Change"] if has_prev else []
+        rows = [header]
+        for s in item["series"][:MAX_TABLE_ROWS]:
+            row = [s["name"], fmt(s["value"], item["unit"])]
+            if has_prev:
+                row += [fmt(s.get("previous"), item["unit"]), fmt_change(s.get("changeRatio"))]
+            rows.append(row)
+        out.append(_table(rows))
+    else:
+        out.append(_p("No data in the range."))
+    out.append(Spacer(1, 0.4 * cm))
+    return out
+
+
+def _extras(report: dict, sid: str) -> list:
+    out = []
+    if sid == "costs" and report.get("costs"):
+        c = report["costs"]
+        rows = [["Cost", f"Amount ({c['currency']})"]]
+        for key in ("infrastructure", "aiProcessing", "support", "total", "perUser",
+                    "per1000Sessions"):
+            rows.append([key, fmt(c[key], "currency")])
+        out.append(_table(rows))
+    if sid == "feature_usage" and report.get("benchmarks"):
+        b = report["benchmarks"]
+        rows = [["Feature", "Uses per session", "Industry", "Position"]]
+        for r in b["rows"]:
+            rows.append([r["feature"], fmt(r["usesPerSession"], "ratio"),
+                         fmt(r["industry"], "ratio"), r["position"] or "n/a"])
+        out += [_p(f"Industry benchmarks ({b['source']})", "Heading3"), _table(rows)]
+    if sid == "incidents":
+        rows = [["Alert", "Severity"]] + [[r["alertname"], r["severity"]]
+                                          for r in report.get("incidents") or []]
+        out.append(_table(rows))
+    if sid == "unit_economics" and report.get("ltv"):
+        ltv = report["ltv"]
+        out.append(_p(f"Lifetime value: {fmt(ltv['value'], 'currency')} ({ltv['formula']})."))
+    return out
+
+
+def _forecasts(report: dict) -> list:
+    if not report.get("forecasts"):
+        return []
+    rows = [["Metric", "Series", "Trend", "In 7 days", "In 30 days"]]
+    for f in report["forecasts"]:
+        proj = {p["horizon"]: p["value"] for p in f["projections"]}
+        rows.append([f["metric"], f["series"], f.get("trend", "n/a"),
+                     fmt(proj.get("7d"), f["unit"]), fmt(proj.get("30d"), f["unit"])])
+    method = report["forecasts"][0]["method"]
+    return [_p("Forecasts", "Heading1"), _p(f"Method: {method}."), _table(rows)]
+
+
+def to_pdf(report: dict) -> bytes:
+    """The report as PDF bytes."""
+    story = _title_page(report)
+    story += _headlines(report)
+    for section in report["sections"]:
+        story.append(_p(section["title"], "Heading1"))
+        story += _extras(report, section["id"])
+        for note in section["notes"]:
+            story.append(_p(note))
+        for item in section["items"]:
+            story += _item(item)
+    story += _forecasts(report)
+    story.append(_p("Data quality", "Heading1"))
+    for note in report["dataQuality"]["notes"]:
+        story.append(_p(note))
+    buf = io.BytesIO()
+    doc = SimpleDocTemplate(buf, pagesize=A4, title=report["report"]["title"],
+                            author="Pulse", leftMargin=2 * cm, rightMargin=2 * cm,
+                            topMargin=2 * cm, bottomMargin=2 * cm)
+    doc.build(story)
+    return buf.getvalue()
