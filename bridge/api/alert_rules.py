@@ -91,9 +91,18 @@ def rule_body(v: Version, loaded: dict | None = None) -> dict:
         "createdBy": v.meta.get("createdBy", v.who), "updatedBy": v.who, "updatedAt": v.time,
         "silences": v.meta.get("silences", []),
     }
+    if v.request is not None:
+        body["routing"] = routing(v.request)
     if loaded:
         body["loaded"] = loaded
     return body
+
+
+def routing(req: dict) -> str:
+    """How Alertmanager routes the rule's alerts, in words."""
+    if req.get("notificationChannels"):
+        return "channels: " + ", ".join(req["notificationChannels"])
+    return f"no notificationChannels: routed by its team label (team={req.get('team', 'oncall')})"
 
 
 def _channels() -> set[str]:
