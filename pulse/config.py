@@ -263,6 +263,19 @@ def parse_duration(text: str) -> float:
     return sum(int(n) * DURATION_UNITS[u] for n, u in DURATION_PART.findall(text))
 
 
+def prometheus_urls(cfg: Config) -> list[str]:
+    """Every Prometheus replica's URL: prometheus.urls, else url and the replicas after it."""
+    prom = cfg.prometheus
+    if prom.get("urls"):
+        return list(prom.urls)
+    base = prom.url.rstrip("/")
+    if prom.get("replicas", 1) <= 1:
+        return [base]
+    host, port = url_host_port(base)
+    scheme = base.split("://", 1)[0]
+    return [f"{scheme}://{host}:{port + i}" for i in range(prom.replicas)]
+
+
 def split_listen(listen: str) -> tuple[str, int]:
     """('127.0.0.1', 9090) from '127.0.0.1:9090'."""
     host, port = listen.rsplit(":", 1)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app
 
-from bridge.services import ALERTMANAGER, PROMETHEUS, incidents, service
+from bridge.services import ALERTMANAGER, PROMETHEUS, RULES, incidents, service
 from pulse.promapi import PromError
 
 bp = Blueprint("health", __name__, url_prefix="/api/analytics")
@@ -152,4 +152,8 @@ def health():
     else:
         status = "healthy"
     metrics = system_metrics(prom if prom_ok else None)
-    return {"status": status, "components": comps, "metrics": metrics, "incidents": incidents}
+    replicas = service(current_app, RULES).replica_status()
+    if status == "healthy" and any("error" in r for r in replicas):
+        status = "degraded"
+    return {"status": status, "components": comps, "metrics": metrics, "incidents": incidents,
+            "ruleReplicas": replicas}
