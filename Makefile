@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 
 tools:
 	@scripts/ensure-tools.sh
+	@scripts/fetch-rule-collections.sh
 
 lint: venv
 	$(BIN)/ruff check .
