@@ -71,8 +71,10 @@ def demo_rules_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "demo" / "rules"
 
 
-def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) -> dict:
-    """prometheus.yml for this configuration (compose=True: container addresses)."""
+def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
+                      replica: int | None = None) -> dict:
+    """prometheus.yml for this configuration (compose=True: container addresses; replica:
+    which of prometheus.replicas this file is for, when there are several)."""
     def addr(t: Target) -> str:
         return f"{COMPOSE_HOSTS[t.job]}:{t.port}" if compose else t.address
 
@@ -101,6 +103,12 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) ->
             for t in targets(cfg, demo)
         ],
     }
+    if replica is not None and cfg.prometheus.get("replicas", 1) > 1:
+        # An HA pair: each replica says which it is, and Alertmanager must see the pair's
+        # alerts as one, so the label is dropped from alerts.
+        doc["global"]["external_labels"]["replica"] = str(replica)
+        doc["alerting"]["alert_relabel_configs"] = [{"action": "labeldrop",
+                                                     "regex": "replica"}]
     if cfg.prometheus.remote_write:
         doc["remote_write"] = []
         for rw in cfg.prometheus.remote_write:

@@ -113,10 +113,21 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
         from pulse.launcher.demotime import time_scale, write_rules
 
         write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
-    write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
+    replicas = cfg.prometheus.get("replicas", 1)
+    write_atomic(prom, dump(prometheus_config(cfg, demo=demo,
+                                              replica=0 if replicas > 1 else None)))
+    for i in range(1, replicas):
+        write_atomic(data / f"prometheus-{i}" / "prometheus.yml",
+                     dump(prometheus_config(cfg, demo=demo, replica=i)))
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
     return {"prometheus": prom, "alertmanager": am}
+
+
+def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
+    return prometheus_argv(home / "prometheus.yml", home / "tsdb", address,
+                           retention=cfg.prometheus.retention,
+                           resend_delay=cfg.prometheus.resend_delay)
 
 
 def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> list[Component]:
@@ -124,14 +135,19 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
     data = Path(cfg.data_dir)
     logs = data / "logs"
     comps = []
+    replicas: list[Component] = []
     for t in targets(cfg, demo):
         if t.job == "prometheus":
             if not cfg.prometheus.manage:
                 continue
-            argv = prometheus_argv(data / "prometheus" / "prometheus.yml",
-                                   data / "prometheus" / "tsdb", t.address,
-                                   retention=cfg.prometheus.retention,
-                                   resend_delay=cfg.prometheus.resend_delay)
+            # prometheus.replicas: the HA pair on url's port and the ports after it, each with
+            # its own storage, all reading the bridge's one rule directory.
+            for i in range(1, cfg.prometheus.get("replicas", 1)):
+                name, address = f"prometheus-{i}", f"{t.host}:{t.port + i}"
+                replicas.append(Component(name, _prometheus_argv(cfg, data / name, address),
+                                          f"http://{address}/-/ready", logs / f"{name}.log",
+                                          t.host, t.port + i, "prometheus.replicas"))
+            argv = _prometheus_argv(cfg, data / "prometheus", t.address)
         elif t.job == "alertmanager":
             if not cfg.alertmanager.manage:
                 continue
@@ -142,6 +158,8 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
             argv = service_argv(module, config_path)
         comps.append(Component(t.job, argv, f"http://{t.address}/-/ready",
                                logs / f"{t.job}.log", t.host, t.port, t.config_key))
+        comps.extend(replicas)
+        replicas = []
     if demo:
         # What the stack talks to (payment provider, demo channel) starts first, so no
         # probe or delivery fails while it comes up; the traffic simulator starts last.

@@ -59,3 +59,26 @@ def test_shipped_config_renders():
     cfg = load_config(ROOT / "pulse.yml", env=ENV)
     assert [t.port for t in targets(cfg, demo=True)] == [9090, 9093, 9701, 9702, 9703, 9704,
                                                           8080, 8090]
+
+
+def test_prometheus_replicas_are_planned_on_consecutive_ports_and_labelled(tmp_path):
+    from pulse.launcher.supervisor import plan
+
+    promtool = harness.require_binary("promtool")
+    cfg = validate({"data_dir": str(tmp_path), "prometheus": {"replicas": 2}}, "x", ENV)
+    proms = [c for c in plan(cfg) if c.name.startswith("prometheus")]
+    assert [(c.name, c.port) for c in proms] == [("prometheus", 9090), ("prometheus-1", 9091)]
+    assert len({a for c in proms for a in c.argv if a.startswith("--storage.tsdb.path")}) == 2
+    for i in range(2):
+        doc = prometheus_config(cfg, replica=i)
+        assert doc["global"]["external_labels"]["replica"] == str(i)
+        # Alertmanager sees the pair's identical alerts as one.
+        assert doc["alerting"]["alert_relabel_configs"] == [
+            {"action": "labeldrop", "regex": "replica"}]
+        path = tmp_path / f"p{i}.yml"
+        path.write_text(dump(doc))
+        result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "replica" not in prometheus_config(
+        validate({"data_dir": str(tmp_path)}, "x", ENV), replica=0)["global"]["external_labels"]
