@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bridge.services import PROMETHEUS, RULES
 from bridge.services.errors import Refused, ServiceError, Unavailable, from_prom
@@ -220,6 +220,10 @@ class RuleStore:
                                ["result"], registry=registry or CollectorRegistry())
         for result in ("success", "failure"):
             self.reloads.labels(result)
+        self.batches = Histogram("pulse_bridge_rule_batch_changes", "Rule changes committed "
+                                 "together by one reload (group commit).",
+                                 buckets=(1, 2, 4, 8, 16, 32, 64),
+                                 registry=registry or CollectorRegistry())
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
@@ -447,6 +451,7 @@ class RuleStore:
                     db.execute("UPDATE versions SET state='committed', writer=NULL "
                                "WHERE key=? AND version=?", (st.key, v.version))
             db.execute("COMMIT")  # synchronous=FULL: acknowledged means on disk
+        self.batches.observe(sum(len(st.changes) for st in staged))
         generation = self.generation()
         for replica in self.replicas:
             replica.loaded = generation
