@@ -16,6 +16,7 @@ run: venv tools
 	$(BIN)/pulse up --demo
 
 test: venv tools
+	@scripts/fetch-rule-collections.sh
 	$(BIN)/ruff check .
 	$(BIN)/pulse check-config pulse.yml
 	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
@@ -29,7 +30,6 @@ $(STAMP): pyproject.toml
 
 tools:
 	@scripts/ensure-tools.sh
-	@scripts/fetch-rule-collections.sh
 
 lint: venv
 	$(BIN)/ruff check .

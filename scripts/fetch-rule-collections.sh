@@ -10,7 +10,9 @@ for pkg in ceph-prometheus-alerts prometheus-elasticsearch-exporter prometheus-n
     if ls "$CACHE/debs/${pkg}_"*.deb >/dev/null 2>&1; then
         continue
     fi
-    if ! (cd "$CACHE/debs" && apt-get download "$pkg" >/dev/null 2>&1); then
+    if ! (cd "$CACHE/debs" && apt-get download "$pkg" >/dev/null 2>&1) &&
+       ! { [ "$(id -u)" -eq 0 ] && apt-get update -q >/dev/null 2>&1 &&
+           (cd "$CACHE/debs" && apt-get download "$pkg" >/dev/null 2>&1); }; then
         echo "fetch-rule-collections: could not download $pkg (apt unreachable?)" >&2
         continue
     fi

@@ -190,8 +190,8 @@ def _collections() -> list[tuple[str, Path]]:
     ]
     missing = [str(p) for _, p in files if not p.exists()]
     if missing:
-        pytest.skip("real-world rule files not fetched (scripts/fetch-rule-collections.sh, "
-                    f"run by make test): {missing}")
+        pytest.fail("real-world rule files not fetched; run scripts/fetch-rule-collections.sh "
+                    f"(make test does): {missing}", pytrace=False)
     return files
 
 
