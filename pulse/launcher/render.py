@@ -12,11 +12,13 @@ from pathlib import Path
 import yaml
 
 from pulse.config import Config, split_listen, url_host_port
-from pulse.paths import ALERTMANAGER_DIR, RULES_DIR, bridge_rules_dir
+from pulse.launcher.links import SOURCE_BRIDGE, local_url
+from pulse.launcher.scrape import scrape_configs
+from pulse.paths import ALERTMANAGER_DIR, bridge_rules_dir
 
 # The bridge address the committed alertmanager/alertmanager.yml points at;
 # rendering rewrites it to the configured (or compose) bridge address.
-DEFAULT_BRIDGE_BASE = "http://127.0.0.1:8080"
+DEFAULT_BRIDGE_BASE = SOURCE_BRIDGE
 
 # Compose service name of every scrape job (and of Prometheus/Alertmanager).
 COMPOSE_HOSTS = {
@@ -71,6 +73,11 @@ def demo_rules_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "demo" / "rules"
 
 
+def rendered_rules_dir(data_dir: str | Path, demo: bool = False) -> Path:
+    """Where Prometheus loads the shipped rules from: rules/ with this stack's links filled in."""
+    return demo_rules_dir(data_dir) if demo else Path(data_dir) / "prometheus" / "rules"
+
+
 def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
                       replica: int | None = None) -> dict:
     """prometheus.yml for this configuration (compose=True: container addresses; replica:
@@ -81,8 +88,8 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
     if compose:
         rule_files = ["/etc/pulse/rules/*.rules.yml", "/data/rules/*.yml"]
     else:
-        # The demo runs on demo time: rules come from their compressed copies.
-        rules = demo_rules_dir(cfg.data_dir) if demo else RULES_DIR
+        # Rendered copies of rules/ (links filled in; on demo time with --demo).
+        rules = rendered_rules_dir(cfg.data_dir, demo)
         rule_files = [str(rules / "*.rules.yml"),
                       str(bridge_rules_dir(cfg.data_dir) / "*.yml")]
     am = next(t for t in targets(cfg, demo) if t.job == "alertmanager")
@@ -101,7 +108,7 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
                 "static_configs": [{"targets": [addr(t)]}],
             }
             for t in targets(cfg, demo)
-        ],
+        ] + scrape_configs(cfg),
     }
     if replica is not None and cfg.prometheus.get("replicas", 1) > 1:
         # An HA pair: each replica says which it is, and Alertmanager must see the pair's
@@ -139,9 +146,7 @@ def alertmanager_config(cfg: Config, compose: bool = False, demo: bool = False) 
     if compose:
         base = f"http://{COMPOSE_HOSTS['bridge']}:{split_listen(cfg.bridge.listen)[1]}"
     else:
-        host, port = split_listen(cfg.bridge.listen)
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        base = f"http://{host}:{port}"
+        base = local_url(cfg.bridge.listen)
     doc = _rewrite_urls(doc, DEFAULT_BRIDGE_BASE, base)
     token = cfg.bridge.get("webhook_token")
     if token and not compose:

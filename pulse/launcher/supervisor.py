@@ -17,13 +17,16 @@ from pathlib import Path
 
 from pulse.config import Config, split_listen
 from pulse.fileio import write_atomic
+from pulse.launcher.demotime import time_scale, write_rules
+from pulse.launcher.links import fill, links
 from pulse.launcher.render import (
     alertmanager_config,
-    demo_rules_dir,
     dump,
     prometheus_config,
+    rendered_rules_dir,
     targets,
 )
+from pulse.launcher.scrape import write_secrets as write_scrape_secrets
 from pulse.paths import ROOT, bridge_rules_dir
 from pulse.promapi import is_ready
 
@@ -80,20 +83,28 @@ def port_in_use(host: str, port: int) -> bool:
 
 def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *,
                     resend_delay: str, retention: str | None = None,
+                    retention_size: str | None = None, external_url: str | None = None,
                     binary: str = "prometheus") -> list[str]:
     """The command line of a Prometheus with lifecycle API (reload) on listen (host:port)."""
     argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={storage}"]
     if retention:
         argv.append(f"--storage.tsdb.retention.time={retention}")
+    if retention_size:
+        argv.append(f"--storage.tsdb.retention.size={retention_size}")
+    if external_url:
+        # generatorURL of every alert and Prometheus's own links are built on it.
+        argv.append(f"--web.external-url={external_url}")
     return argv + [f"--web.listen-address={listen}", "--web.enable-lifecycle",
                    f"--rules.alert.resend-delay={resend_delay}"]
 
 
 def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
-                      binary: str = "prometheus-alertmanager") -> list[str]:
+                      binary: str = "prometheus-alertmanager",
+                      external_url: str | None = None) -> list[str]:
     """The command line of a single Alertmanager (clustering off) on listen (host:port)."""
+    extra = [f"--web.external-url={external_url}"] if external_url else []
     return [binary, f"--config.file={config_file}", f"--storage.path={storage}",
-            f"--web.listen-address={listen}", "--cluster.listen-address="]
+            f"--web.listen-address={listen}", "--cluster.listen-address=", *extra]
 
 
 def service_argv(module: str, config_path: str | Path | None = None,
@@ -109,10 +120,10 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
-    if demo:
-        from pulse.launcher.demotime import time_scale, write_rules
-
-        write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
+    scale = time_scale(cfg.demo.day_length) if demo else 1.0
+    bases = links(cfg)
+    write_rules(rendered_rules_dir(data, demo), scale, fill=lambda text: fill(text, bases))
+    write_scrape_secrets(cfg)
     replicas = cfg.prometheus.get("replicas", 1)
     write_atomic(prom, dump(prometheus_config(cfg, demo=demo,
                                               replica=0 if replicas > 1 else None)))
@@ -127,6 +138,8 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
 def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
     return prometheus_argv(home / "prometheus.yml", home / "tsdb", address,
                            retention=cfg.prometheus.retention,
+                           retention_size=cfg.prometheus.get("retention_size"),
+                           external_url=links(cfg).prometheus,
                            resend_delay=cfg.prometheus.resend_delay)
 
 
@@ -152,7 +165,8 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
             if not cfg.alertmanager.manage:
                 continue
             argv = alertmanager_argv(data / "alertmanager" / "alertmanager.yml",
-                                     data / "alertmanager" / "data", t.address)
+                                     data / "alertmanager" / "data", t.address,
+                                     external_url=links(cfg).alertmanager)
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
             argv = service_argv(module, config_path)

@@ -43,8 +43,8 @@ def test_unknown_key_is_named_with_its_path():
 
 
 def test_unknown_top_level_section():
-    found, _ = problems({"grafana": {}})
-    assert "unknown key" in found["grafana"]
+    found, _ = problems({"graphite": {}})
+    assert "unknown key" in found["graphite"]
 
 
 def test_wrong_type_is_named():
