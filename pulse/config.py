@@ -187,8 +187,9 @@ def _describe(error) -> list[tuple[str, str]]:
         return [(path, f"expected {error.validator_value}, got {type(error.instance).__name__}"
                  f" ({error.instance!r})")]
     if error.validator == "pattern":
-        return [(path, f"{error.instance!r} does not match the expected form "
-                 f"{error.validator_value!r}")]
+        # x-form: the form in words (host:port) where the regular expression says little.
+        form = error.schema.get("x-form", error.validator_value)
+        return [(path, f"{error.instance!r} does not match the expected form {form!r}")]
     return [(path, error.message)]
 
 

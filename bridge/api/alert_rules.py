@@ -21,7 +21,7 @@ from bridge.services.rule_compiler import (
     validate_request,
 )
 from bridge.services.rule_store import RuleStore, Version, promtool_check
-from pulse.config import split_listen
+from pulse.links import links
 from pulse.promapi import PromError
 
 bp = Blueprint("rules", __name__, url_prefix="/api/analytics")
@@ -34,11 +34,10 @@ def store() -> RuleStore:
     return service(current_app, RULES)
 
 
-def bridge_base() -> str:
-    """The bridge's own base URL (for the default runbook_url of API rules)."""
-    host, port = split_listen(current_app.config["PULSE"].bridge.listen)
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{host}:{port}"
+def link_bases() -> tuple[str, str | None]:
+    """(bridge, grafana) external bases for the links of API rules (pulse.links)."""
+    bases = links(current_app.config["PULSE"])
+    return bases.bridge, bases.grafana
 
 
 def json_body() -> Any:
@@ -116,7 +115,7 @@ def _prepare(rule_id: str) -> tuple[dict, dict, str]:
         raise ApiError(403, "forbidden", f"role {current_principal().role!r} lacks the "
                        "permission 'rules:expr' (raw PromQL)",
                        [{"field": "expr", "problem": "rules:expr required"}])
-    group = compile_rule(rule_id, req, bridge_base())
+    group = compile_rule(rule_id, req, *link_bases())
     return req, group, render_groups([group])
 
 

@@ -121,6 +121,9 @@ def _alert_text(alert: Mapping) -> str:
         lines.append(f"Runbook: {ann['runbook_url']}")
     if ann.get("dashboard_url"):
         lines.append(f"Dashboard: {ann['dashboard_url']}")
+    if alert.get("generatorURL"):
+        # Prometheus's graph of the expression, on its --web.external-url.
+        lines.append(f"Source: {alert['generatorURL']}")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import yaml
 from bridge.services.errors import Invalid
 from bridge.validation import validator
 from pulse.config import parse_duration
+from pulse.links import SOURCE_BRIDGE, SOURCE_GRAFANA
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -29,7 +30,6 @@ _UNITS = ("y", "w", "d", "h", "m", "s", "ms")
 DURATION = re.compile(r"^(0|" + "|".join(
     f"[0-9]+{u}" + "".join(f"([0-9]+{v})?" for v in _UNITS[i + 1:])
     for i, u in enumerate(_UNITS)) + r")$")
-GRAFANA_BASE = "http://127.0.0.1:3000/d/"
 # What the compiler owns: a request may not filter or group on these.
 RESERVED_LABELS = frozenset({"__name__", "le", "severity", "team", "rule_id", "channels"})
 # Labels the bridge writes onto every rule of a ruler namespace: a group may not set them.
@@ -261,8 +261,13 @@ def group_name(rule_id: str) -> str:
     return f"pulse-api-{rule_id}"
 
 
-def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8080") -> dict:
-    """A validated request (see validate_request) -> one Prometheus rule group (a dict)."""
+def compile_rule(rule_id: str, req: dict, bridge_base: str = SOURCE_BRIDGE,
+                 grafana_base: str | None = SOURCE_GRAFANA) -> dict:
+    """A validated request (see validate_request) -> one Prometheus rule group (a dict).
+
+    The links are built on the stack's external bases (pulse.links); with no Grafana
+    (grafana_base None) the rule carries no dashboard link.
+    """
     channels = ",".join(req["notificationChannels"])
     runbook = req.get("runbookUrl") or f"{bridge_base}/api/analytics/alerts/rules/{rule_id}"
     what = f"{req['metric']}" if "metric" in req else "the expression"
@@ -284,8 +289,9 @@ def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8
             "summary": template_literal(f"{req['name']}: {what} {op} {value} ({t['severity']})."),
             "description": template_literal(req["description"]) + _locate(req),
             "runbook_url": runbook,
-            "dashboard_url": GRAFANA_BASE + req["dashboardUid"],
         }
+        if grafana_base:
+            rule["annotations"]["dashboard_url"] = f"{grafana_base}/d/{req['dashboardUid']}"
         rules.append(rule)
     return {"name": group_name(rule_id), "rules": rules}
 

@@ -60,17 +60,34 @@ def cmd_check_config(args) -> int:
 
 
 def _check_referenced_files(cfg) -> list[str]:
-    """Files the configuration points at (the events mapping) are checked like the config."""
+    """Files the configuration points at (the events mapping, scrape TLS files and file_sd
+    directories) and scrape job names are checked like the config."""
     from exporters.events.mapping import MappingError, load_mapping
 
+    found = _scrape_problems(cfg)
     events = cfg.exporters.events
     if not events.enabled:
-        return []
+        return found
     try:
         load_mapping(events.get("mapping") or None, cfg.privacy.pii_patterns.values())
     except MappingError as exc:
-        return [f"exporters.events.mapping: {exc}"]
-    return []
+        found.append(f"exporters.events.mapping: {exc}")
+    return found
+
+
+def _scrape_problems(cfg) -> list[str]:
+    from pulse.launcher.scrape import problems
+
+    return [f"  {path}: {message}" for path, message in problems(cfg)]
+
+
+def _refuse_bad_scrape(cfg, command: str) -> bool:
+    """Print the scrape problems of cfg (before any Prometheus sees them); True if any."""
+    found = _scrape_problems(cfg)
+    if found:
+        print(f"pulse {command}: {len(found)} problem(s) in prometheus.scrape\n"
+              + "\n".join(found), file=sys.stderr)
+    return bool(found)
 
 
 def cmd_up(args) -> int:
@@ -80,7 +97,12 @@ def cmd_up(args) -> int:
     path = _config_path(args.config)
     cfg = _load(path)
     setup("pulse", cfg.log_level)
-    register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT")])
+    from pulse.launcher.scrape import secret_values
+
+    register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT"),
+                      *secret_values(cfg)])
+    if _refuse_bad_scrape(cfg, "up"):
+        return 2
     if args.detach:
         return _up_detached(cfg, args, path)
     if args.demo:
@@ -162,6 +184,8 @@ def cmd_render(args) -> int:
 
     path = _config_path(args.config)
     cfg = _load(path) if not args.compose else load_or_exit(path, _render_env())
+    if _refuse_bad_scrape(cfg, "render"):
+        return 2
     if args.compose:
         out = Path(args.compose)
         write_atomic(out / "prometheus.yml", dump(prometheus_config(cfg, demo=True,

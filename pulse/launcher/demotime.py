@@ -7,7 +7,7 @@ scale (a recording rule named `..._1h` then covers one simulated hour), with a
 floor of a few scrapes so rates stay defined. Alertmanager's business-hours
 muting is dropped and its group timers shortened, and the fake payment provider
 becomes a probe target. `pulse up` without --demo loads rules/ as they are, with
-only this stack's links filled in (pulse.launcher.links).
+only this stack's links filled in (pulse.links).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def write_rules(out_dir: Path, scale: float, rules_dir: Path = RULES_DIR,
                 min_for: float = 30, fill: Callable[[str], str] | None = None) -> Path:
     """Write copies of rules_dir/*.rules.yml into out_dir, on demo time when scale > 1.
 
-    fill: what else to change in each file (pulse.launcher.links fills the link bases).
+    fill: what else to change in each file (pulse.links fills the link bases).
     `for` keeps a floor of 30 s: long enough that nothing pages while the stack's first
     scrapes come in, short enough that every scenario pages within minutes.
     """

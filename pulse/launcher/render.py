@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from pulse.config import Config, split_listen, url_host_port
-from pulse.launcher.links import SOURCE_BRIDGE, local_url
 from pulse.launcher.scrape import scrape_configs
+from pulse.links import SOURCE_BRIDGE, local_url
 from pulse.paths import ALERTMANAGER_DIR, bridge_rules_dir
 
 # The bridge address the committed alertmanager/alertmanager.yml points at;

@@ -18,7 +18,6 @@ from pathlib import Path
 from pulse.config import Config, split_listen
 from pulse.fileio import write_atomic
 from pulse.launcher.demotime import time_scale, write_rules
-from pulse.launcher.links import fill, links
 from pulse.launcher.render import (
     alertmanager_config,
     dump,
@@ -27,6 +26,7 @@ from pulse.launcher.render import (
     targets,
 )
 from pulse.launcher.scrape import write_secrets as write_scrape_secrets
+from pulse.links import fill, links
 from pulse.paths import ROOT, bridge_rules_dir
 from pulse.promapi import is_ready
 
