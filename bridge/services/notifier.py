@@ -144,6 +144,9 @@ def render(payload: Mapping) -> tuple[str, str]:
         parts.append("Firing:\n" + "\n\n".join(_alert_text(a) for a in firing))
     if resolved:
         parts.append("Resolved:\n" + "\n\n".join(_alert_text(a) for a in resolved))
+    if payload.get("externalURL"):
+        # Alertmanager's own page of the alerts (silence them there), on its external URL.
+        parts.append(f"Alertmanager: {payload['externalURL']}/#/alerts")
     return title, "\n\n".join(parts)
 
 
