@@ -199,7 +199,8 @@ class PrometheusServer:
     def __init__(self, workdir: Path, *, scrape_interval: str = "1s",
                  evaluation_interval: str = "1s", rule_files: Iterable[str | Path] = (),
                  targets: dict[str, list[str]] | None = None,
-                 alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = ()):
+                 alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = (),
+                 scrape_configs: Iterable[dict] = ()):
         self.binary = require_binary("prometheus")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +212,8 @@ class PrometheusServer:
         self.targets = dict(targets or {})
         self.alertmanagers = list(alertmanagers)
         self.extra_args = list(extra_args)
+        # Whole scrape configs beside `targets` (e.g. pulse.launcher.scrape's).
+        self.scrape_configs = list(scrape_configs)
         self.config_path = self.workdir / "prometheus.yml"
         self.process: Process | None = None
 
@@ -223,7 +226,7 @@ class PrometheusServer:
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": list(addrs)}]}
                 for job, addrs in self.targets.items()
-            ],
+            ] + self.scrape_configs,
         }
         if self.alertmanagers:
             doc["alerting"] = {"alertmanagers": [{"static_configs": [
