@@ -214,3 +214,20 @@ def test_a_slow_service_pages_with_links_on_the_external_urls(platform):
                           timeout=10).json()
     assert alerts and all(a["generatorURL"].startswith(EXTERNAL["prometheus"] + "/")
                           for a in alerts)
+
+
+def test_the_system_dashboard_shows_the_platform_service(platform):
+    from pulse.dashboards import check, load_all, metric_names, queries
+
+    doc = load_all()["system"]
+    http = [q for q in queries("system", doc)
+            if any(n.startswith("route:http_server") for n in metric_names(q.expr))]
+    assert len(http) >= 3
+
+    def outcomes():
+        end = time.time()
+        out = [o for o in check(platform["prom"], end - 60, end, step=5, scrape_s=1,
+                                docs={"system": doc}) if o.query in http]
+        return out if all(o.ok for o in out) else None
+
+    wait_until(outcomes, 90, message="the system dashboard's HTTP panels on the shop's data")
