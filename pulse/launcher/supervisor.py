@@ -276,15 +276,33 @@ class Supervisor:
             pass
         return f"{comp.name} did not start: {why}. Log: {comp.log_path}\n{tail}"
 
-    def up(self) -> None:
-        """Start every component in order, each ready before the next."""
-        deadline = time.monotonic() + READY_TIMEOUT
+    def up(self, out=None) -> None:
+        """Start every component in order, each ready (or given up on) before the next.
+
+        Each is reported on out as it becomes ready; one that does not come up does not
+        stop the others from starting, so the end says everything that is not ready, each
+        with its log, in one StackError.
+        """
+        failed = []
         for comp in self.comps:
             if self.stopping:
                 return
             self.start(comp)
-            self.wait_ready(comp, deadline)
+            try:
+                self.wait_ready(comp, time.monotonic() + READY_TIMEOUT)
+            except StackError as exc:
+                failed.append((comp, str(exc)))
+                if out is not None:
+                    print(f"  {'NOT READY':<9} {comp.name:<15} log: {comp.log_path}",
+                          file=out, flush=True)
+                continue
+            where = comp.url or f"pid {comp.proc.pid}"
+            if out is not None:
+                print(f"  {'ready':<9} {comp.name:<15} {where}", file=out, flush=True)
             log.info("%s ready (pid %d)", comp.name, comp.proc.pid)
+        if failed:
+            names = ", ".join(c.name for c, _ in failed)
+            raise StackError(f"not ready: {names}\n" + "\n".join(why for _, why in failed))
 
     def supervise(self) -> None:
         """Until asked to stop: restart a component that died (with a growing delay)."""
@@ -376,8 +394,10 @@ def run_up(cfg: Config, demo: bool, config_path: str | None, out=sys.stdout) -> 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    print(f"pulse: starting {len(comps)} components (logs in {Path(cfg.data_dir) / 'logs'})",
+          file=out, flush=True)
     try:
-        sup.up()
+        sup.up(out)
         if sup.stopping:
             return 0
         write_state(cfg, comps)
