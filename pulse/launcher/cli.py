@@ -186,6 +186,8 @@ def cmd_render(args) -> int:
     cfg = _load(path) if not args.compose else load_or_exit(path, _render_env())
     if _refuse_bad_scrape(cfg, "render"):
         return 2
+    if args.systemd:
+        return _render_systemd(cfg, path, Path(args.systemd))
     if args.compose:
         out = Path(args.compose)
         write_atomic(out / "prometheus.yml", dump(prometheus_config(cfg, demo=True,
@@ -195,6 +197,21 @@ def cmd_render(args) -> int:
     else:
         for name, written in render_configs(cfg, args.demo).items():
             print(f"{name}: {written}")
+    return 0
+
+
+def _render_systemd(cfg, path: Path, out: Path) -> int:
+    """Write the systemd units into out and the generated secrets' environment file."""
+    from pulse.fileio import write_atomic
+    from pulse.launcher.systemd import OPERATOR_ENV, TARGET, units, write_generated_env
+
+    for name, text in units(cfg, path).items():
+        write_atomic(out / name, text)
+        print(f"wrote {out / name}")
+    print(f"wrote {write_generated_env(cfg)} (generated secrets, 0600)")
+    print(f"secrets that pulse.yml references go in {OPERATOR_ENV} (0600). Then:\n"
+          f"  sudo cp {out}/pulse*.service {out}/{TARGET} /etc/systemd/system/\n"
+          f"  sudo systemctl daemon-reload && sudo systemctl enable --now {TARGET}")
     return 0
 
 
@@ -323,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--demo", action="store_true")
     p.add_argument("--compose", metavar="DIR", help="render for docker-compose into DIR")
+    p.add_argument("--systemd", metavar="DIR",
+                   help="write systemd units of the stack into DIR (docs/production.md)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("dashboards", help="work with the Grafana dashboards")
