@@ -2,16 +2,27 @@
 # Makes sure the real Prometheus, Alertmanager and node_exporter (Debian packages) and
 # poppler-utils (pdftoppm, which renders report PDFs in the tests) are here. node_exporter
 # is what hosts of a real platform often run: the tests show the host rules work with it.
+#   scripts/ensure-tools.sh run    only what `pulse up` needs (Prometheus, Alertmanager)
+#   scripts/ensure-tools.sh [test] also what the tests start (node_exporter, pdftoppm)
 set -euo pipefail
-need=(prometheus promtool prometheus-alertmanager amtool prometheus-node-exporter pdftoppm)
+mode=${1:-test}
+need=(prometheus promtool prometheus-alertmanager amtool)
+packages=(prometheus prometheus-alertmanager)
+if [ "$mode" != run ]; then
+  need+=(prometheus-node-exporter pdftoppm)
+  packages+=(prometheus-node-exporter poppler-utils)
+fi
 missing=()
 for cmd in "${need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "ensure-tools: ${need[*]} already installed" >&2
+  exit 0
+fi
 
-install_cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager prometheus-node-exporter poppler-utils"
-echo "ensure-tools: missing ${missing[*]}; installing Debian's prometheus, prometheus-alertmanager, prometheus-node-exporter and poppler-utils" >&2
+install_cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
+echo "ensure-tools: missing ${missing[*]}; installing Debian's ${packages[*]} (apt-get)" >&2
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-tools: cannot install here (need root and apt-get). Install them with:" >&2
   echo "  sudo sh -c '$install_cmd'" >&2
@@ -19,8 +30,7 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager \
-  prometheus-node-exporter poppler-utils
+apt-get install -y -q --no-install-recommends "${packages[@]}"
 # The packages start system services where systemd runs; Pulse runs its own.
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
