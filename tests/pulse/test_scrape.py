@@ -16,7 +16,7 @@ from pulse.launcher.render import dump, prometheus_config
 from pulse.launcher.scrape import PULSE_JOBS, problems, secret_values
 from pulse.launcher.supervisor import plan, render_configs, status
 from pulse.links import SOURCE_BRIDGE, SOURCE_GRAFANA, links
-from pulse.paths import ALERTMANAGER_DIR
+from pulse.paths import ALERTMANAGER_DIR, ROOT
 from tests import harness
 
 ENV = {"PULSE_ADMIN_TOKEN": "a" * 32, "PULSE_PRIVACY_SALT": "s" * 32,
@@ -222,3 +222,11 @@ def test_without_grafana_no_dashboard_link_is_rendered(tmp_path):
     req = validate_request(API_RULE, ["demo"])
     ann = compile_rule("r0123456789ab", req, *_bases(cfg))["rules"][0]["annotations"]
     assert "dashboard_url" not in ann
+
+
+def test_platform_target_down_excludes_exactly_pulses_own_jobs():
+    doc = yaml.safe_load((ROOT / "rules" / "data-quality.rules.yml").read_text())
+    (rule,) = [r for g in doc["groups"] for r in g["rules"]
+               if r.get("alert") == "PlatformTargetDown"]
+    excluded = re.search(r'job!~"([^"]+)"', rule["expr"]).group(1).split("|")
+    assert sorted(excluded) == sorted(PULSE_JOBS)
