@@ -53,7 +53,7 @@ def cmd_check_config(args) -> int:
         return 1
     problems = _check_referenced_files(cfg)
     if problems:
-        print("\n".join(problems), file=sys.stderr)
+        print(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems), file=sys.stderr)
         return 1
     print(f"{path}: valid")
     return 0
@@ -71,7 +71,7 @@ def _check_referenced_files(cfg) -> list[str]:
     try:
         load_mapping(events.get("mapping") or None, cfg.privacy.pii_patterns.values())
     except MappingError as exc:
-        found.append(f"exporters.events.mapping: {exc}")
+        found.append(f"  exporters.events.mapping: {exc}")
     return found
 
 

@@ -19,12 +19,12 @@ from pulse.fileio import write_atomic
 PULSE_JOBS = {
     "prometheus": "prometheus.url",
     "alertmanager": "alertmanager.url",
-    "events": "exporters.events",
-    "infrastructure": "exporters.infrastructure",
-    "integrations": "exporters.integrations",
-    "ai": "exporters.ai",
-    "bridge": "bridge",
-    "demo": "demo (pulse up --demo)",
+    "events": "exporters.events.listen",
+    "infrastructure": "exporters.infrastructure.listen",
+    "integrations": "exporters.integrations.listen",
+    "ai": "exporters.ai.listen",
+    "bridge": "bridge.listen",
+    "demo": "demo.listen, with pulse up --demo",
 }
 
 
@@ -55,7 +55,7 @@ def problems(cfg: Config, pulse_jobs: Iterable[str] = PULSE_JOBS) -> list[tuple[
         at = f"prometheus.scrape[{i}]"
         if entry.job in own:
             found.append((f"{at}.job", f"job {entry.job!r} collides with Pulse's own scrape job "
-                          f"{entry.job!r} (set by {PULSE_JOBS.get(entry.job, entry.job)}); "
+                          f"{entry.job!r} (which scrapes {PULSE_JOBS.get(entry.job, entry.job)}); "
                           "choose another name"))
         has_static, has_files = bool(entry.get("targets")), bool(entry.get("file_sd"))
         if has_static == has_files:
