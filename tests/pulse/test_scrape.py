@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from bridge.compiler import compile_rule, validate_request
+from bridge.services.rule_compiler import compile_rule, validate_request
 from pulse.config import ConfigError, validate
 from pulse.launcher import cli
 from pulse.launcher.render import dump, prometheus_config
@@ -203,7 +203,7 @@ def test_no_loopback_link_anywhere_once_external_urls_are_set(tmp_path):
     assert "--web.external-url=https://alertmanager.fit.example" in comps["alertmanager"].argv
     assert "--web.external-url=https://prometheus.fit.example" in comps["prometheus"].argv
     # The bridge's compiled rules use the same bases.
-    req = validate_request(API_RULE, ["demo"])
+    req = validate_request(API_RULE, {"demo"})
     ann = compile_rule("r0123456789ab", req, *_bases(cfg))["rules"][0]["annotations"]
     assert ann["runbook_url"] == "https://pulse.fit.example/api/analytics/alerts/rules/" \
         "r0123456789ab"
@@ -219,7 +219,7 @@ def test_without_grafana_no_dashboard_link_is_rendered(tmp_path):
     assert all("runbook_url: https://pulse.fit.example/runbooks#" in t
                for t in texts if "alert:" in t)
     assert prometheus_config(cfg)["rule_files"][0].endswith("/prometheus/rules/*.rules.yml")
-    req = validate_request(API_RULE, ["demo"])
+    req = validate_request(API_RULE, {"demo"})
     ann = compile_rule("r0123456789ab", req, *_bases(cfg))["rules"][0]["annotations"]
     assert "dashboard_url" not in ann
 
