@@ -115,14 +115,16 @@ def service_argv(module: str, config_path: str | Path | None = None,
 
 
 def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
-    """Write prometheus.yml and alertmanager.yml into the data dir; return their paths."""
+    """Write prometheus.yml, alertmanager.yml and the rules (links filled in) into the data
+    dir; return their paths."""
     data = Path(cfg.data_dir)
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
     scale = time_scale(cfg.demo.day_length) if demo else 1.0
     bases = links(cfg)
-    write_rules(rendered_rules_dir(data, demo), scale, fill=lambda text: fill(text, bases))
+    rules = write_rules(rendered_rules_dir(data, demo), scale,
+                        fill=lambda text: fill(text, bases))
     write_scrape_secrets(cfg)
     replicas = cfg.prometheus.get("replicas", 1)
     write_atomic(prom, dump(prometheus_config(cfg, demo=demo,
@@ -132,7 +134,7 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
                      dump(prometheus_config(cfg, demo=demo, replica=i)))
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
-    return {"prometheus": prom, "alertmanager": am}
+    return {"prometheus": prom, "alertmanager": am, "rules": rules}
 
 
 def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
