@@ -182,7 +182,21 @@ def test_a_target_written_to_a_file_sd_file_appears_without_a_restart(platform):
         assert result[0]["metric"]["instance"] == second.address
         assert result[0]["metric"]["pool"] == "blue"
         assert result[0]["metric"]["env"] == "test"
-        assert shop.address != second.address
+        # Scaling out: a second instance joins the job; the health API counts the event.
+        write_atomic(platform["targets_dir"] / "workers.json",
+                     json.dumps([{"targets": [second.address, shop.address],
+                                  "labels": {"pool": "blue"}}]))
+        wait_until(lambda: len(_query(platform["prom"], 'up{job="shop-workers"} == 1')) == 2,
+                   60, message="both file_sd targets up")
+        health = f"http://{platform['cfg'].bridge.listen}/api/analytics/health"
+
+        def scaled():
+            body = requests.get(health, timeout=30).json()
+            events = body["metrics"]["infrastructure"]["scalingEvents"]
+            return body if events is not None and events >= 1 else None
+
+        body = wait_until(scaled, 60, message="a scaling event in the health API")
+        assert "targets per job" in body["metricSources"]["infrastructure.scalingEvents"]
     finally:
         second.process.stop()
 
