@@ -80,10 +80,14 @@ def serve(app, listen: str, component: str, threads: int = 8) -> None:
 
 
 def config_secrets(cfg: Config) -> list[str]:
-    """Every secret value in a configuration: tokens, channel URLs, the privacy salt."""
+    """Every secret value in a configuration: tokens, channel URLs, the privacy salt, the
+    credentials of remote write and of the platform's scrape jobs."""
     values = [t.token for t in cfg.bridge.tokens]
     values += [url for urls in cfg.bridge.channels.values() for url in urls]
     values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
+    for job in cfg.prometheus.scrape:
+        values.append(job.get("bearer_token"))
+        values.append((job.get("basic_auth") or {}).get("password"))
     values.append(cfg.privacy.get("salt"))
     values.append(cfg.bridge.get("webhook_token"))
     return [v for v in values if v]

@@ -15,7 +15,7 @@ from pulse.config import Config, ConfigError, expand_env, load_config
 from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
-from pulse.service import load_or_exit
+from pulse.service import config_secrets, load_or_exit
 
 
 def _config_path(arg: str | None) -> Path:
@@ -97,10 +97,8 @@ def cmd_up(args) -> int:
     path = _config_path(args.config)
     cfg = _load(path)
     setup("pulse", cfg.log_level)
-    from pulse.launcher.scrape import secret_values
-
     register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT"),
-                      *secret_values(cfg)])
+                      *config_secrets(cfg)])
     if _refuse_bad_scrape(cfg, "up"):
         return 2
     if args.detach:

@@ -37,16 +37,6 @@ def _secret_file(data_dir: str | os.PathLike, job: str, kind: str) -> Path:
     return secrets_dir(data_dir) / f"{job}.{kind}"
 
 
-def secret_values(cfg: Config) -> list[str]:
-    """Every credential of prometheus.scrape (for log redaction)."""
-    out = []
-    for entry in cfg.prometheus.scrape:
-        out.append(entry.get("bearer_token"))
-        if entry.get("basic_auth"):
-            out.append(entry.basic_auth.password)
-    return [v for v in out if v]
-
-
 def problems(cfg: Config, pulse_jobs: Iterable[str] = PULSE_JOBS) -> list[tuple[str, str]]:
     """(path, message) for each scrape entry Prometheus would refuse or could never scrape."""
     found = []
