@@ -70,7 +70,7 @@ def units(cfg: Config, config_path: str | Path) -> dict[str, str]:
             f"EnvironmentFile=-{generated_env(cfg.data_dir)}",
             f"EnvironmentFile=-{OPERATOR_ENV}",
         ]
-        if comp.name in ("prometheus", "alertmanager"):
+        if comp.name.startswith(("prometheus", "alertmanager")):
             # Their files come from pulse.yml: rendered afresh at every start.
             lines.append("ExecStartPre=" + " ".join(_quote(a) for a in render))
         lines += [
