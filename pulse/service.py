@@ -86,6 +86,7 @@ def config_secrets(cfg: Config) -> list[str]:
     values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
     values.append(cfg.privacy.get("salt"))
     values.append(cfg.bridge.get("webhook_token"))
+    values += [s.write_key for s in cfg.exporters.events.get("sources", ())]
     return [v for v in values if v]
 
 

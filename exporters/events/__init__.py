@@ -1,7 +1,9 @@
 """The events intake (`python -m exporters.events`): analytics events in, Prometheus metrics out.
 
 POST /api/analytics/events and /api/analytics/events/batch take batches of AnalyticsEvent
-(docs/events.md), acknowledge them only once durable (exporters/events/store.py), and the
+(docs/events.md), the Segment-compatible /v1/* endpoints take Segment messages (translated by
+exporters/events/segment.py, routed by exporters/events/gateway.py); both acknowledge them
+only once durable (exporters/events/store.py), and the
 metrics the mapping (exporters/events/mapping.yml) derives from them are exposed on /metrics
 by `EventsCollector` from the restored state, so they survive restarts exactly.
 """
@@ -19,9 +21,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from exporters.events.gateway import IngestMiddleware
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
 from exporters.events.profiles import profile_sink
+from exporters.events.segment import Translator, load_table
+from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
@@ -29,8 +34,6 @@ from pulse.service import add_standard_routes
 
 log = logging.getLogger(__name__)
 COMPONENT = "exporters.events"
-INGEST_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
-JSON = [("Content-Type", "application/json")]
 
 
 class EventsCollector:
@@ -72,28 +75,6 @@ class EventsCollector:
 
 def _le(bound: float) -> str:
     return str(int(bound)) + ".0" if float(bound).is_integer() else repr(float(bound))
-
-
-class IngestMiddleware:
-    """Routes the two ingest POSTs straight to the intake; everything else goes to Flask."""
-
-    def __init__(self, app, intake: Intake):
-        self.app = app
-        self.intake = intake
-
-    def __call__(self, environ, start_response):
-        kind = INGEST_PATHS.get(environ.get("PATH_INFO", ""))
-        if kind is None:
-            return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD") != "POST":
-            body = (b'{"error":{"code":"method_not_allowed","message":"use POST",'
-                    b'"details":[{"field":"method","problem":"only POST is allowed"}]}}')
-            start_response("405 Method Not Allowed",
-                           JSON + [("Allow", "POST"), ("Content-Length", str(len(body)))])
-            return [body]
-        status, body = self.intake.handle(kind, environ)
-        start_response(status, JSON + [("Content-Length", str(len(body)))])
-        return [body]
 
 
 def limits_of(section) -> Limits:
@@ -149,5 +130,7 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         items = store.rejected(int(raw))
         return {"rejected": items, "count": len(items), "kept": len(store.dead_letters)}
 
-    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake)
+    translator = Translator(load_table(section.segment_translation or None),
+                            section.consent_field)
+    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator)
     return app

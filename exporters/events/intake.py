@@ -1,8 +1,9 @@
 """The two ingest endpoints: decode, check limits, consent, checksums and schema, map, commit.
 
 `Intake.handle(kind, environ)` is a plain function of the WSGI environ returning
-(status, body bytes); the WSGI middleware in `exporters.events` routes the two POST paths to it
-without Flask's per-request overhead (this is the hot path: see bench/ingest.py).
+(status, body bytes, headers); the WSGI middleware in `exporters.events.gateway` routes the two
+POST paths to it, and the Segment-compatible ones to `_build` and `commit`, without Flask's
+per-request overhead (this is the hot path: see bench/ingest.py).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ import orjson
 
 from exporters.events.fastcheck import compile_predicate
 from exporters.events.mapping import Mapping
+from exporters.events.segment import Refused
 from exporters.events.store import Batch, Committed, EventStore, StoreError
 
 log = logging.getLogger(__name__)
 EVENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "analytics-event.schema.json"
 DEAD_LETTER_EVENT_BYTES = 4096
 BATCH_ID_MAX = 128
+CONTENT_TYPES = ("application/json", "text/plain")
 CODES = {"required": "missing_field", "type": "invalid_type", "enum": "invalid_value",
          "format": "invalid_format", "additionalProperties": "unknown_field",
          "minLength": "invalid_value", "maxLength": "invalid_value", "pattern": "invalid_value"}
@@ -159,37 +162,49 @@ class Intake:
 
     # ---- HTTP -------------------------------------------------------------------------------
 
-    def handle(self, kind: str, environ: dict) -> tuple[str, bytes]:
-        """Answer POST /api/analytics/events (kind 'events') or /events/batch (kind 'batch')."""
+    def handle(self, kind: str, environ: dict, admit: Callable[[int], None] | None = None
+               ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """Answer POST /api/analytics/events (kind 'events') or /events/batch (kind 'batch'):
+        (status, body, extra headers). `admit(n)` is asked before n events are looked at
+        (the source's rate limit) and may raise to refuse the request."""
         started = time.perf_counter()
         try:
             body = self._read_body(environ)
             doc = self._decode(body)
+            if admit is not None:
+                events = doc.get("events") if isinstance(doc, dict) else None
+                admit(len(events) if isinstance(events, list) else 1)
             batch, events = self.process(kind, doc, len(body))
         except RequestError as exc:
             self._count_request_rejection(exc.code)
-            return ("413 Payload Too Large" if exc.status == 413 else "400 Bad Request",
-                    exc.body())
+            return exc.status, exc.body(), []
+        status, answer = self.commit(batch, events, started)
+        return status, answer, [("Retry-After", "1")] if status == 503 else []
+
+    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes]:
+        """Make a built batch durable and feed the sinks: (200, the answer) once it is, else
+        (503, the error): nothing acknowledged."""
         try:
             committed = self.store.commit(batch)
         except StoreError as exc:
             log.error("batch %s not acknowledged: %s", batch.batch_id, exc)
             self._count_request_rejection("unavailable")
-            return "503 Service Unavailable", RequestError(
+            return 503, RequestError(
                 503, "unavailable", "the event log could not be written; retry with the same "
                 "batchId").body()
         if self.sinks and committed.counted:
             self._feed_sinks(batch.batch_id, committed, events)
         self._observe_duration(time.perf_counter() - started)
-        return "200 OK", committed.body
+        return 200, committed.body
 
-    def _read_body(self, environ: dict) -> bytes:
+    def _read_body(self, environ: dict, limit: int | None = None) -> bytes:
         ctype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
+        # text/plain: what navigator.sendBeacon sends for a string (no CORS preflight).
+        if ctype not in CONTENT_TYPES:
             raise RequestError(400, "unsupported_content_type",
-                               f"Content-Type must be application/json, not {ctype or 'empty'}",
-                               "Content-Type")
-        limit = self.limits.max_body_bytes
+                               "Content-Type must be application/json or text/plain, not "
+                               f"{ctype or 'empty'}", "Content-Type")
+        limit = limit or self.limits.max_body_bytes
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -338,7 +353,11 @@ class Intake:
                         f"events[{index}] is {size} bytes, over max_event_bytes="
                         f"{limits.max_event_bytes}", f"events[{index}]", "max_event_bytes")
             error = None
-            if checksums is not None and not checksum_matches(event, checksums[index], canonical):
+            if event.__class__ is Refused:
+                reason = "invalid"
+                error, event = (event.field, event.code, event.message), event.raw
+            elif checksums is not None and not checksum_matches(
+                    event, checksums[index], canonical):
                 reason = "checksum_mismatch"
                 error = ("event", "checksum_mismatch",
                          "checksums[i] is not the SHA-256 of the event's canonical JSON")
