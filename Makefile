@@ -10,12 +10,16 @@ PYTEST_ARGS ?=
 # Most tests wait on real servers, not the CPU: three workers, one test file each.
 PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
-.PHONY: run test venv tools lint check-config dashboards bench clean
+# Client SDKs nobody here wrote (tests/sdk/package.json), for tests/exporters/events/test_sdks.py.
+SDK_DIR := $(VENV)/sdk-node
+SDK_STAMP := $(SDK_DIR)/.installed-stamp
+
+.PHONY: run test venv tools sdk lint check-config dashboards bench clean
 
 run: venv tools
 	$(BIN)/pulse up --demo
 
-test: venv tools
+test: venv tools sdk
 	$(BIN)/ruff check .
 	$(BIN)/pulse check-config pulse.yml
 	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
@@ -29,6 +33,14 @@ $(STAMP): pyproject.toml
 
 tools:
 	@scripts/ensure-tools.sh
+
+sdk: $(SDK_STAMP)
+
+$(SDK_STAMP): tests/sdk/package.json tests/sdk/package-lock.json
+	mkdir -p $(SDK_DIR)
+	cp tests/sdk/package.json tests/sdk/package-lock.json $(SDK_DIR)/
+	cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SDK_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .

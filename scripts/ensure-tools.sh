@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Makes sure the real Prometheus and Alertmanager (Debian packages) and poppler-utils
-# (pdftoppm, which renders report PDFs in the tests) are here.
+# Makes sure the real Prometheus and Alertmanager (Debian packages), poppler-utils
+# (pdftoppm, which renders report PDFs in the tests), node and npm (which run the Segment Node
+# SDK in the tests) and chromium (the browser test of CORS and sendBeacon) are here.
 set -euo pipefail
-need=(prometheus promtool prometheus-alertmanager amtool pdftoppm)
+need=(prometheus promtool prometheus-alertmanager amtool pdftoppm node npm chromium)
 missing=()
 for cmd in "${need[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-install_cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager poppler-utils"
-echo "ensure-tools: missing ${missing[*]}; installing Debian's prometheus, prometheus-alertmanager and poppler-utils" >&2
+install_cmd="apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager poppler-utils nodejs npm chromium"
+echo "ensure-tools: missing ${missing[*]}; installing Debian's prometheus, prometheus-alertmanager, poppler-utils, nodejs, npm and chromium" >&2
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-tools: cannot install here (need root and apt-get). Install them with:" >&2
   echo "  sudo sh -c '$install_cmd'" >&2
@@ -18,7 +19,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager poppler-utils
+apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager poppler-utils \
+  nodejs npm chromium
 # The packages start system services where systemd runs; Pulse runs its own.
 for svc in prometheus prometheus-alertmanager; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
