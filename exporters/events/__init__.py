@@ -24,6 +24,7 @@ from prometheus_client.core import (
 from exporters.events.gateway import IngestMiddleware
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
+from exporters.events.openapi import document
 from exporters.events.profiles import profile_sink
 from exporters.events.segment import Translator, load_table
 from exporters.events.sources import Sources
@@ -117,6 +118,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         intake.add_sink(sink)
     registry.register(ScrapeCollector(collectors))
     add_standard_routes(app, registry, COMPONENT)
+
+    @app.get("/api/openapi.json")
+    def openapi():
+        """The intake's OpenAPI document (seed endpoints and /v1/*)."""
+        return document()
 
     @app.get("/api/analytics/events/rejected")
     def rejected():

@@ -139,7 +139,10 @@ def corrected_time(message: dict, envelope: dict, received: datetime) -> datetim
     if orig is None:
         return received
     sent = parse_time(message.get("sentAt")) or parse_time(envelope.get("sentAt"))
-    stamp = received - (sent - orig) if sent is not None else orig
+    try:
+        stamp = received - (sent - orig) if sent is not None else orig
+    except OverflowError:  # a skew that leaves the calendar (year 1..9999): no usable time
+        return received
     return min(stamp, received)
 
 

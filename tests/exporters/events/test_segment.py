@@ -169,6 +169,9 @@ def test_without_sent_at_the_time_is_used_and_never_after_receipt():
         RECEIVED - timedelta(hours=1))
     assert corrected_time({"timestamp": "2027-01-01T00:00:00Z"}, {}, RECEIVED) == RECEIVED
     assert corrected_time({"timestamp": "yesterday"}, {}, RECEIVED) == RECEIVED
+    # Found by schemathesis: a skew that would leave the calendar.
+    assert corrected_time({"originalTimestamp": "0810-04-03T11:29:28-08:09",
+                           "sentAt": "2978-11-12T05:08:23+22:04"}, {}, RECEIVED) == RECEIVED
 
 
 @pytest.mark.parametrize(("text", "ok"), [
