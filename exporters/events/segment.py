@@ -9,6 +9,7 @@ become which category/action; docs/events.md#segment describes every field.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -115,8 +116,13 @@ def parse_time(value: Any) -> datetime | None:
     Lower-case t/z and the leap second 23:59:60 are valid RFC 3339 that Python's parser refuses,
     so the string is upper-cased and :60 clamped to :59 first.
     """
-    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+    if value.__class__ is not str or not 10 <= len(value) <= 40:
         return None
+    return _parse(value)
+
+
+@functools.lru_cache(maxsize=4096)  # the messages of a batch mostly share their stamps
+def _parse(value: str) -> datetime | None:
     text = value.upper()
     if len(text) > 18 and text[16:19] == ":60":
         text = text[:17] + "59" + text[19:]
@@ -146,6 +152,7 @@ def corrected_time(message: dict, envelope: dict, received: datetime) -> datetim
     return min(stamp, received)
 
 
+@functools.lru_cache(maxsize=4096)
 def rfc3339(stamp: datetime) -> str:
     """UTC, milliseconds, Z."""
     return stamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -160,6 +167,8 @@ def _get(doc: Any, path: tuple[str, ...]) -> Any:
 
 
 def _text(value: Any, limit: int) -> str | None:
+    if value.__class__ is str:
+        return value if 0 < len(value) <= limit else None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -308,23 +317,23 @@ class Translator:
 
     @staticmethod
     def _device(context: dict, source: Source) -> dict:
-        app, os_, device = (context.get(k) for k in ("app", "os", "device"))
+        app, os_, device = context.get("app"), context.get("os"), context.get("device")
         info = {
             "platform": _platform(context, source),
-            "appVersion": (_text(app.get("version"), 64) if isinstance(app, dict) else None)
+            "appVersion": (_text(app.get("version"), 64) if app.__class__ is dict else None)
             or "unknown",
-            "osVersion": (_text(os_.get("version"), 64) if isinstance(os_, dict) else None)
+            "osVersion": (_text(os_.get("version"), 64) if os_.__class__ is dict else None)
             or "unknown",
         }
-        model = _text(device.get("model"), 128) if isinstance(device, dict) else None
+        model = _text(device.get("model"), 128) if device.__class__ is dict else None
         if model:
             info["deviceModel"] = model
         screen = context.get("screen")
-        if isinstance(screen, dict) and isinstance(screen.get("width"), int) \
+        if screen.__class__ is dict and isinstance(screen.get("width"), int) \
                 and isinstance(screen.get("height"), int):
             info["screenSize"] = f"{screen['width']}x{screen['height']}"
         network = context.get("network")
-        if isinstance(network, dict):
+        if network.__class__ is dict:
             if network.get("wifi") is True:
                 info["connectionType"] = "wifi"
             elif network.get("cellular") is True:
