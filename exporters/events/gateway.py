@@ -208,11 +208,11 @@ class IngestMiddleware:
         except RequestError as exc:
             intake._count_request_rejection(exc.code)
             return self._bad(origin, exc.code, exc.message, exc.field, counted=True)
-        status, _ = intake.commit(batch, accepted, started)
+        status, answer, wait = intake.commit(batch, accepted, started)
         if status != 200:
-            return 503, [JSON, ("Retry-After", "1"), *cors_headers(origin, True)], \
-                _segment_error(503, "unavailable", "the event log could not be written; "
-                               "retry", "body")
+            error = orjson.loads(answer)["error"]
+            return 503, [JSON, ("Retry-After", str(wait)), *cors_headers(origin, True)], \
+                _segment_error(503, error["code"], error["message"], "body")
         return 200, [JSON, *cors_headers(origin, True)], SUCCESS
 
     def _bad(self, origin: str | None, code: str, message: str, field: str,

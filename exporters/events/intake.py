@@ -26,7 +26,7 @@ import orjson
 from exporters.events.fastcheck import compile_predicate
 from exporters.events.mapping import Mapping
 from exporters.events.segment import Refused
-from exporters.events.store import Batch, Committed, EventStore, StoreError
+from exporters.events.store import Batch, Committed, EventStore, NoRoom, StoreError
 
 log = logging.getLogger(__name__)
 EVENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "analytics-event.schema.json"
@@ -178,24 +178,28 @@ class Intake:
         except RequestError as exc:
             self._count_request_rejection(exc.code)
             return exc.status, exc.body(), []
-        status, answer = self.commit(batch, events, started)
-        return status, answer, [("Retry-After", "1")] if status == 503 else []
+        status, answer, wait = self.commit(batch, events, started)
+        return status, answer, [("Retry-After", str(wait))] if wait else []
 
-    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes]:
-        """Make a built batch durable and feed the sinks: (200, the answer) once it is, else
-        (503, the error): nothing acknowledged."""
+    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes, int]:
+        """Make a built batch durable and feed the sinks: (200, the answer, 0) once it is,
+        else (503, the error, Retry-After seconds): nothing acknowledged."""
         try:
             committed = self.store.commit(batch)
+        except NoRoom as exc:
+            # Backpressure, not loss: nothing was queued, the client keeps the batch.
+            self._count_request_rejection(exc.reason)
+            return 503, RequestError(503, exc.reason, str(exc)).body(), exc.retry_after
         except StoreError as exc:
             log.error("batch %s not acknowledged: %s", batch.batch_id, exc)
             self._count_request_rejection("unavailable")
             return 503, RequestError(
                 503, "unavailable", "the event log could not be written; retry with the same "
-                "batchId").body()
+                "batchId").body(), 1
         if self.sinks and committed.counted:
             self._feed_sinks(batch.batch_id, committed, events)
         self._observe_duration(time.perf_counter() - started)
-        return 200, committed.body
+        return 200, committed.body, 0
 
     def _read_body(self, environ: dict, limit: int | None = None) -> bytes:
         ctype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
