@@ -104,8 +104,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     refused = Counter("pulse_ingest_requests_rejected_total",
                       "Whole requests refused (malformed, over a limit, log unavailable).",
                       ["reason"], registry=registry)
+    table = load_table(section.segment_translation or None)
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
-                    count_request_rejection=lambda code: refused.labels(code).inc())
+                    count_request_rejection=lambda code: refused.labels(code).inc(),
+                    late_after=parse_duration(section.late_after),
+                    categories=frozenset(r.category for r in table.others.values()))
     collectors = [("events", EventsCollector(store))]
 
     app = Flask(__name__)
@@ -137,7 +140,6 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         items = store.rejected(int(raw))
         return {"rejected": items, "count": len(items), "kept": len(store.dead_letters)}
 
-    translator = Translator(load_table(section.segment_translation or None),
-                            section.consent_field)
+    translator = Translator(table, section.consent_field)
     app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator)
     return app

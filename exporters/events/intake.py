@@ -24,15 +24,18 @@ import fastjsonschema
 import orjson
 
 from exporters.events.fastcheck import compile_predicate
-from exporters.events.mapping import Mapping
+from exporters.events.mapping import OTHER, Mapping
 from exporters.events.segment import Refused
 from exporters.events.store import Batch, Committed, EventStore, NoRoom, StoreError
+from pulse.rfc3339 import parse_time
 
 log = logging.getLogger(__name__)
 EVENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "analytics-event.schema.json"
 DEAD_LETTER_EVENT_BYTES = 4096
 BATCH_ID_MAX = 128
 CONTENT_TYPES = ("application/json", "text/plain")
+UNMAPPED, LATENESS, LATE = ("pulse_events_unmapped_total", "pulse_event_lateness_seconds",
+                            "pulse_events_late_total")
 CODES = {"required": "missing_field", "type": "invalid_type", "enum": "invalid_value",
          "format": "invalid_format", "additionalProperties": "unknown_field",
          "minLength": "invalid_value", "maxLength": "invalid_value", "pattern": "invalid_value"}
@@ -145,8 +148,12 @@ class Intake:
 
     def __init__(self, store: EventStore, mapping: Mapping, limits: Limits,
                  observe_duration: Callable[[float], None] | None = None,
-                 count_request_rejection: Callable[[str], None] | None = None):
+                 count_request_rejection: Callable[[str], None] | None = None,
+                 late_after: float = 3600.0, categories: frozenset[str] = frozenset()):
         self.store = store
+        self.late_after = late_after
+        # The label values pulse_events_unmapped_total may take (bounded): other for the rest.
+        self.categories = categories | {c for c, _ in mapping.index}
         self.mapping = mapping
         self.limits = limits
         schema = json.loads(EVENT_SCHEMA.read_text())
@@ -322,6 +329,8 @@ class Intake:
         dead: list[dict] = []
         rejected = {"invalid": 0, "checksum_mismatch": 0, "no_consent": 0}
         validate, is_valid, observe = self.validate, self.is_valid, self.mapping.observe
+        categories, late_after = self.categories, self.late_after
+        received = datetime.now(UTC)
         now = None
         for index, event in enumerate(events):
             if event.__class__ is dict:
@@ -376,10 +385,22 @@ class Intake:
                 item = {"index": index, "field": error[0], "code": error[1], "message": error[2]}
                 errors.append(item)
                 if now is None:
-                    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+                    now = received.isoformat(timespec="milliseconds")
                 dead.append(_dead_letter(now, batch_id, index, reason, item, event))
                 continue
-            accepted_events.append((event_id_hash(event["id"]), observe(event)))
+            fed = observe(event)
+            if not fed:
+                category = event["category"]
+                fed = [(UNMAPPED, (event["eventType"],
+                                   category if category in categories else OTHER), 1.0)]
+            stamp = parse_time(event["timestamp"])
+            if stamp is not None:
+                platform = (event["deviceInfo"]["platform"],)
+                late = (received - stamp).total_seconds()
+                fed.append((LATENESS, platform, late if late > 0 else 0.0))
+                if late > late_after:
+                    fed.append((LATE, platform, 1.0))
+            accepted_events.append((event_id_hash(event["id"]), fed))
             accepted_raw.append(event)
         response = {"accepted": len(accepted_events), "rejected": len(events) -
                     len(accepted_events), "errors": errors, "batchId": batch_id}

@@ -9,11 +9,10 @@ become which category/action; docs/events.md#segment describes every field.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import orjson
 import yaml
 
 from exporters.events.sources import Source
+from pulse.rfc3339 import parse_time, rfc3339
 
 DEFAULT_TABLE = Path(__file__).resolve().parent / "segment.yml"
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -110,31 +110,6 @@ def load_table(path: str | Path | None = None) -> Table:
     return Table(track, dict(verbs), others)
 
 
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 date-time as an aware datetime; None when it is not one.
-
-    Lower-case t/z and the leap second 23:59:60 are valid RFC 3339 that Python's parser refuses,
-    so the string is upper-cased and :60 clamped to :59 first.
-    """
-    if value.__class__ is not str or not 10 <= len(value) <= 40:
-        return None
-    return _parse(value)
-
-
-@functools.lru_cache(maxsize=4096)  # the messages of a batch mostly share their stamps
-def _parse(value: str) -> datetime | None:
-    text = value.upper()
-    if len(text) > 18 and text[16:19] == ":60":
-        text = text[:17] + "59" + text[19:]
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None or "T" not in text:
-        return None
-    return stamp
-
-
 def corrected_time(message: dict, envelope: dict, received: datetime) -> datetime:
     """When the event happened, on the server's clock (Segment's clock-skew correction).
 
@@ -150,12 +125,6 @@ def corrected_time(message: dict, envelope: dict, received: datetime) -> datetim
     except OverflowError:  # a skew that leaves the calendar (year 1..9999): no usable time
         return received
     return min(stamp, received)
-
-
-@functools.lru_cache(maxsize=4096)
-def rfc3339(stamp: datetime) -> str:
-    """UTC, milliseconds, Z."""
-    return stamp.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _get(doc: Any, path: tuple[str, ...]) -> Any:

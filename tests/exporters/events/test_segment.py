@@ -12,14 +12,9 @@ import pytest
 
 from exporters.events.examples import EXAMPLES, example_event
 from exporters.events.mapping import load_mapping
-from exporters.events.segment import (
-    Refused,
-    Translator,
-    corrected_time,
-    load_table,
-    parse_time,
-)
+from exporters.events.segment import Refused, Translator, corrected_time, load_table
 from exporters.events.sources import Source, TokenBucket
+from pulse.rfc3339 import parse_time
 
 WEB = {"name": "web", "write_key": "wk_web_0123", "platform": "web",
        "cors_origins": ["https://app.fit.example"]}
@@ -333,3 +328,45 @@ def test_seed_endpoints_take_an_optional_key_and_answer_cors(seg):
         doc["events"] = [example_event("session_start") for _ in range(3)]
         last = seg.client.post("/api/analytics/events", json=doc, headers=auth("wk_slow_0123"))
     assert last.status_code == 429 and "Retry-After" in last.headers
+
+
+# ---- lateness and unmapped events -------------------------------------------------------------
+
+def test_late_events_are_measured_and_counted_beyond_late_after(make_intake):
+    app = make_intake(sources=[IOS], late_after="1h")
+    now = datetime.now(UTC)
+    stamp = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    sent = now.isoformat().replace("+00:00", "Z")
+    recent = (now - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    batch = [track(originalTimestamp=stamp, timestamp=stamp), track(timestamp=recent)]
+    assert post(app, "/v1/batch", {"batch": batch, "sentAt": sent}).status_code == 200
+    assert app.value("pulse_events_late_total", platform="ios") == 1
+    assert app.value("pulse_events_late_total", platform="web") == 0
+    assert app.value("pulse_event_lateness_seconds_count", platform="ios") == 2
+    assert app.value("pulse_event_lateness_seconds_bucket", platform="ios", le="3600.0") == 1
+    assert app.value("pulse_event_lateness_seconds_bucket", platform="ios", le="86400.0") == 1
+    assert app.value("pulse_event_lateness_seconds_bucket", platform="ios",
+                     le="259200.0") == 2
+    # A resend counts nothing again, lateness included.
+    assert post(app, "/v1/batch", {"batch": batch, "sentAt": sent}).status_code == 200
+    assert app.value("pulse_event_lateness_seconds_count", platform="ios") == 2
+    app.restart()
+    assert app.value("pulse_events_late_total", platform="ios") == 1
+
+
+def test_events_feeding_no_metric_are_counted_as_unmapped_with_bounded_labels(seg):
+    batch = [track(), track("Playlist Song Skipped"),
+             {"type": "identify", "userId": "u-1", "messageId": str(uuid.uuid4())},
+             {"type": "page", "userId": "u-1", "name": "Home", "messageId": str(uuid.uuid4())},
+             {"type": "page", "userId": "u-1", "name": "Plans", "messageId": str(uuid.uuid4())}]
+    assert post(seg, "/v1/batch", {"batch": batch}).status_code == 200
+    unmapped = "pulse_events_unmapped_total"
+    assert seg.value(unmapped, eventType="system_event", category="identity") == 1
+    assert seg.value(unmapped, eventType="user_action", category="navigation") == 2
+    assert seg.value(unmapped, eventType="user_action", category="other") == 1
+    assert seg.value(unmapped, eventType="user_action", category="workout") is None
+    # A seed event no rule matches, in a category the mapping knows.
+    odd = example_event("workout_start", action="pause")
+    seg.client.post("/api/analytics/events", json={"events": [odd],
+                                                   "clientTimestamp": "2026-11-25T10:00Z"})
+    assert seg.value(unmapped, eventType="user_action", category="workout") == 1
