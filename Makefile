@@ -13,13 +13,17 @@ PYTEST_ARGS ?=
 # Most tests wait on real servers, not the CPU: three workers, one test file each.
 PYTEST_PARALLEL ?= -n 3 --dist loadfile
 
-.PHONY: run test venv runtime tools run-tools lint check-config dashboards bench clean
+# Client SDKs nobody here wrote (tests/sdk/package.json), for tests/exporters/events/test_sdks.py.
+SDK_DIR := $(VENV)/sdk-node
+SDK_STAMP := $(SDK_DIR)/.installed-stamp
+
+.PHONY: run test venv runtime tools run-tools sdk lint check-config dashboards bench clean
 
 run: runtime run-tools
 	@echo "make run: starting the stack with the demo platform (pulse up --demo; Ctrl-C stops it)"
 	$(BIN)/pulse up --demo
 
-test: venv tools
+test: venv tools sdk
 	@scripts/fetch-rule-collections.sh
 	$(BIN)/ruff check .
 	$(BIN)/pulse check-config pulse.yml
@@ -48,6 +52,14 @@ tools:
 
 run-tools:
 	@scripts/ensure-tools.sh run
+
+sdk: $(SDK_STAMP)
+
+$(SDK_STAMP): tests/sdk/package.json tests/sdk/package-lock.json
+	mkdir -p $(SDK_DIR)
+	cp tests/sdk/package.json tests/sdk/package-lock.json $(SDK_DIR)/
+	cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(SDK_STAMP)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -90,6 +90,7 @@ def config_secrets(cfg: Config) -> list[str]:
         values.append((job.get("basic_auth") or {}).get("password"))
     values.append(cfg.privacy.get("salt"))
     values.append(cfg.bridge.get("webhook_token"))
+    values += [s.write_key for s in cfg.exporters.events.get("sources", ())]
     return [v for v in values if v]
 
 

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Makes sure the real Prometheus, Alertmanager and node_exporter (Debian packages) and
-# poppler-utils (pdftoppm, which renders report PDFs in the tests) are here. node_exporter
-# is what hosts of a real platform often run: the tests show the host rules work with it.
+# Makes sure the real servers and tools Pulse runs (Debian packages) are here.
 #   scripts/ensure-tools.sh run    only what `pulse up` needs (Prometheus, Alertmanager)
-#   scripts/ensure-tools.sh [test] also what the tests start (node_exporter, pdftoppm)
+#   scripts/ensure-tools.sh [test] also what the tests start: node_exporter (hosts of a real
+#                                  platform often run it), pdftoppm (renders report PDFs),
+#                                  node + npm (the Segment Node SDK), chromium (the browser
+#                                  test of CORS and sendBeacon)
+# One row per command: "command package".
 set -euo pipefail
 mode=${1:-test}
-need=(prometheus promtool prometheus-alertmanager amtool)
-packages=(prometheus prometheus-alertmanager)
+tools=("prometheus prometheus" "promtool prometheus"
+       "prometheus-alertmanager prometheus-alertmanager" "amtool prometheus-alertmanager")
 if [ "$mode" != run ]; then
-  need+=(prometheus-node-exporter pdftoppm)
-  packages+=(prometheus-node-exporter poppler-utils)
+  tools+=("prometheus-node-exporter prometheus-node-exporter" "pdftoppm poppler-utils"
+          "node nodejs" "npm npm" "chromium chromium")
 fi
-missing=()
-for cmd in "${need[@]}"; do
+need=(); packages=(); missing=()
+for row in "${tools[@]}"; do
+  read -r cmd pkg <<<"$row"
+  need+=("$cmd")
+  [[ " ${packages[*]} " == *" $pkg "* ]] || packages+=("$pkg")
   command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
 done
 if [ ${#missing[@]} -eq 0 ]; then

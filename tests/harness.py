@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -536,3 +537,23 @@ def start_service(module: str, config_path: Path, env: dict[str, str], listen: s
     proc = Process(service_argv(module, config_path, tuple(args)), log_path, env=env, cwd=ROOT)
     proc.wait_http(f"http://{listen}/-/ready", timeout)
     return proc
+
+
+SCHEMATHESIS_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+                       "response_schema_conformance")
+
+
+def run_schemathesis(url: str, workdir: Path, authorization: str, *, max_examples: int,
+                     phases: str, timeout: float = 400) -> None:
+    """schemathesis against a live OpenAPI document: no 5xx, every answer as documented.
+
+    The whole report is written to workdir/schemathesis.txt; a failure shows its tail."""
+    argv = [sys.executable, "-m", "schemathesis.cli", "run", url,
+            "-H", f"Authorization: {authorization}", "--checks", SCHEMATHESIS_CHECKS,
+            "--max-examples", str(max_examples), "--request-timeout", "30", "--workers", "1",
+            "--phases", phases, "--seed", "1", "--no-color"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    out = proc.stdout + proc.stderr
+    report = workdir / "schemathesis.txt"
+    report.write_text(out)
+    assert proc.returncode == 0, f"full report: {report}\n" + out[-6000:]
