@@ -174,6 +174,18 @@ def _error_path(error) -> str:
 
 def _describe(error) -> list[tuple[str, str]]:
     path = _error_path(error)
+    if error.validator == "oneOf" and error.context:
+        # Report the problems of the alternative whose shape matched (its errors lie
+        # below the value), not that the value fits none of them.
+        branches: dict[int, list] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        matched = [errs for errs in branches.values() if all(e.relative_path for e in errs)]
+        if len(matched) == 1:
+            return [d for sub in matched[0] for d in _describe(sub)]
+        return [(path, "expected one of: " + "; ".join(
+            "{" + ", ".join(s["required"]) + ": ...}" if s.get("required") else
+            f"a {s.get('type', 'value')}" for s in error.validator_value))]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]

@@ -83,7 +83,10 @@ def config_secrets(cfg: Config) -> list[str]:
     """Every secret value in a configuration: tokens, channel URLs, the privacy salt, the
     credentials of remote write and of the platform's scrape jobs."""
     values = [t.token for t in cfg.bridge.tokens]
-    values += [url for urls in cfg.bridge.channels.values() for url in urls]
+    for entries in cfg.bridge.channels.values():
+        for entry in entries:  # an apprise URL or {pagerduty|opsgenie: {routing_key|api_key}}
+            values += [entry] if isinstance(entry, str) else [
+                v for spec in entry.values() for k, v in spec.items() if k != "url"]
     values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
     for job in cfg.prometheus.scrape:
         values.append(job.get("bearer_token"))

@@ -51,7 +51,7 @@ def cmd_check_config(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    problems = _check_referenced_files(cfg)
+    problems = _check_referenced_files(cfg) + _check_channels(cfg)
     if problems:
         print(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems), file=sys.stderr)
         return 1
@@ -88,6 +88,30 @@ def _refuse_bad_scrape(cfg, command: str) -> bool:
         print(f"pulse {command}: {len(found)} problem(s) in prometheus.scrape\n"
               + "\n".join(found), file=sys.stderr)
     return bool(found)
+
+
+def _check_channels(cfg) -> list[str]:
+    """Every channel entry is usable (apprise understands the URL, an incident tool has its
+    key) and the page templates render; names the entry, never its URL or key."""
+    from bridge.services.notifier import valid_url
+    from bridge.services.templates import Renderer
+
+    problems = []
+    for name, entries in cfg.bridge.channels.items():
+        for i, entry in enumerate(entries):
+            where = f"bridge.channels.{name}[{i}]"
+            if isinstance(entry, str):
+                if not valid_url(entry):
+                    problems.append(f"{where}: apprise does not understand this URL")
+            elif "pagerduty" in entry and len(entry.pagerduty.routing_key) != 32:
+                problems.append(f"{where}.pagerduty.routing_key: a PagerDuty Events API v2 "
+                                f"routing key has 32 characters, this one has "
+                                f"{len(entry.pagerduty.routing_key)}")
+    am = cfg.alertmanager
+    problem = Renderer(am.get("external_url") or am.url).check()
+    if problem:
+        problems.append(f"alertmanager/templates: the page templates do not render: {problem}")
+    return problems
 
 
 def cmd_up(args) -> int:
