@@ -368,7 +368,7 @@ def test_the_shipped_config_sends_every_receiver_to_the_demo_channel():
 def test_without_grafana_url_no_dashboard_link_and_truncated_alerts_are_counted(
         tmp_path, sinks):
     app = make_app(tmp_path, sinks)
-    body = payload(alert(suggested_action=None))
+    body = payload(alert())
     body["alerts"][0]["annotations"]["suggested_action"] = "Retrain the recommendation model."
     body["truncatedAlerts"] = 3
     resp = app.test_client().post("/hooks/alertmanager", json=body)
