@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from pulse.config import Config, split_listen
 from pulse.fileio import write_atomic
 from pulse.launcher.demotime import time_scale, write_rules
 from pulse.launcher.render import (
+    Peer,
     alertmanager_config,
+    alertmanager_peers,
     dump,
     prometheus_config,
     rendered_rules_dir,
@@ -99,12 +102,40 @@ def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *
 
 
 def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
-                      binary: str = "prometheus-alertmanager",
-                      external_url: str | None = None) -> list[str]:
-    """The command line of a single Alertmanager (clustering off) on listen (host:port)."""
-    extra = [f"--web.external-url={external_url}"] if external_url else []
-    return [binary, f"--config.file={config_file}", f"--storage.path={storage}",
-            f"--web.listen-address={listen}", "--cluster.listen-address=", *extra]
+                      binary: str = "prometheus-alertmanager", *,
+                      external_url: str | None = None, gossip: str | None = None,
+                      peers: Iterable[str] = (), peer_timeout: str = "2s") -> list[str]:
+    """The command line of an Alertmanager on listen (host:port): alone (gossip None:
+    clustering off) or a cluster peer gossiping on `gossip` with `peers` (host:port)."""
+    argv = [binary, f"--config.file={config_file}", f"--storage.path={storage}",
+            f"--web.listen-address={listen}"]
+    if external_url:
+        argv.append(f"--web.external-url={external_url}")
+    if gossip is None:
+        return argv + ["--cluster.listen-address="]
+    # Notifications wait for the cluster to settle: seconds, not the 1 m default.
+    return argv + [f"--cluster.listen-address={gossip}", "--cluster.settle-timeout=5s",
+                   f"--cluster.peer-timeout={peer_timeout}",
+                   *(f"--cluster.peer={p}" for p in peers)]
+
+
+def peer_argv(cfg: Config, peer: Peer, config_file: str | Path, storage: str | Path,
+              listen_host: str | None = None, peer_hosts: list[str] | None = None,
+              binary: str = "prometheus-alertmanager") -> list[str]:
+    """One peer of alertmanager.replicas: alone when there is one, else gossiping with all.
+
+    listen_host / peer_hosts: what the peer binds and how it reaches the others
+    (compose: 0.0.0.0 and service names); natively the configured host.
+    """
+    peers = alertmanager_peers(cfg)
+    host = listen_host or peer.host
+    external = cfg.alertmanager.get("external_url") or f"http://{peer.host}:{peer.port}"
+    others = [f"{peer_hosts[o.index] if peer_hosts else o.host}:{o.gossip_port}"
+              for o in peers if o.index != peer.index]
+    return alertmanager_argv(
+        config_file, storage, f"{host}:{peer.port}", binary, external_url=external,
+        gossip=f"{host}:{peer.gossip_port}" if len(peers) > 1 else None, peers=others,
+        peer_timeout=cfg.alertmanager.get("peer_timeout", "2s"))
 
 
 def service_argv(module: str, config_path: str | Path | None = None,
@@ -151,29 +182,37 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
     logs = data / "logs"
     comps = []
     replicas: list[Component] = []
+    peers = iter(alertmanager_peers(cfg))
     for t in targets(cfg, demo):
+        name = t.job
         if t.job == "prometheus":
             if not cfg.prometheus.manage:
                 continue
             # prometheus.replicas: the HA pair on url's port and the ports after it, each with
             # its own storage, all reading the bridge's one rule directory.
             for i in range(1, cfg.prometheus.get("replicas", 1)):
-                name, address = f"prometheus-{i}", f"{t.host}:{t.port + i}"
-                replicas.append(Component(name, _prometheus_argv(cfg, data / name, address),
-                                          f"http://{address}/-/ready", logs / f"{name}.log",
-                                          t.host, t.port + i, "prometheus.replicas"))
+                replica, address = f"prometheus-{i}", f"{t.host}:{t.port + i}"
+                replicas.append(Component(replica, _prometheus_argv(cfg, data / replica,
+                                                                    address),
+                                          f"http://{address}/-/ready",
+                                          logs / f"{replica}.log", t.host, t.port + i,
+                                          "prometheus.replicas"))
             argv = _prometheus_argv(cfg, data / "prometheus", t.address)
         elif t.job == "alertmanager":
             if not cfg.alertmanager.manage:
                 continue
-            argv = alertmanager_argv(data / "alertmanager" / "alertmanager.yml",
-                                     data / "alertmanager" / "data", t.address,
-                                     external_url=links(cfg).alertmanager)
+            peer = next(peers)
+            name = peer.name
+            # Each peer keeps its own notification log and silences (the first keeps
+            # the single Alertmanager's directory).
+            storage = data / "alertmanager" / ("data" if peer.index == 0
+                                               else f"data-{peer.index + 1}")
+            argv = peer_argv(cfg, peer, data / "alertmanager" / "alertmanager.yml", storage)
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
             argv = service_argv(module, config_path)
-        comps.append(Component(t.job, argv, f"http://{t.address}/-/ready",
-                               logs / f"{t.job}.log", t.host, t.port, t.config_key))
+        comps.append(Component(name, argv, f"http://{t.address}/-/ready",
+                               logs / f"{name}.log", t.host, t.port, t.config_key))
         comps.extend(replicas)
         replicas = []
     if demo:

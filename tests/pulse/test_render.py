@@ -82,3 +82,24 @@ def test_prometheus_replicas_are_planned_on_consecutive_ports_and_labelled(tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
     assert "replica" not in prometheus_config(
         validate({"data_dir": str(tmp_path)}, "x", ENV), replica=0)["global"]["external_labels"]
+
+
+def test_alertmanager_replicas_are_a_gossip_cluster_on_the_design_ports(tmp_path):
+    from pulse.launcher.supervisor import plan
+
+    cfg = validate({"data_dir": str(tmp_path), "alertmanager": {"replicas": 3}}, "x", ENV)
+    doc = prometheus_config(cfg)
+    assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9093", "127.0.0.1:9095", "127.0.0.1:9097"]
+    ams = [c for c in plan(cfg) if c.name.startswith("alertmanager")]
+    assert [c.name for c in ams] == ["alertmanager", "alertmanager-2", "alertmanager-3"]
+    second = ams[1].argv
+    assert "--cluster.listen-address=127.0.0.1:9096" in second
+    assert {a for a in second if a.startswith("--cluster.peer=")} == {
+        "--cluster.peer=127.0.0.1:9094", "--cluster.peer=127.0.0.1:9098"}
+    assert f"--storage.path={tmp_path}/alertmanager/data-2" in second
+    assert "--web.external-url=http://127.0.0.1:9095" in second
+    # One Alertmanager (the default) keeps clustering off.
+    single = [c for c in plan(validate({"data_dir": str(tmp_path)}, "x", ENV))
+              if c.name.startswith("alertmanager")]
+    assert len(single) == 1 and "--cluster.listen-address=" in single[0].argv
