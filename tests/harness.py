@@ -350,9 +350,14 @@ class PrometheusServer:
 
 
 class AlertmanagerServer:
-    """A real Alertmanager (clustering off) on a free port with a given configuration."""
+    """A real Alertmanager on a free port with a given configuration.
 
-    def __init__(self, workdir: Path, config: dict | str):
+    Clustering is off unless `gossip_port` is given; `peers` are the other peers'
+    gossip addresses (alertmanager_cluster builds a whole cluster).
+    """
+
+    def __init__(self, workdir: Path, config: dict | str, gossip_port: int | None = None,
+                 peers: Iterable[str] = (), peer_timeout: str = "2s"):
         self.binary = require_binary("prometheus-alertmanager")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -360,6 +365,9 @@ class AlertmanagerServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = self.workdir / "alertmanager.yml"
         self.process: Process | None = None
+        self.gossip_port = gossip_port
+        self.peers = list(peers)
+        self.peer_timeout = peer_timeout
         self.write_config(config)
 
     def write_config(self, config: dict | str) -> None:
@@ -369,11 +377,19 @@ class AlertmanagerServer:
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start Alertmanager and wait until it is ready."""
-        argv = alertmanager_argv(self.config_path, self.workdir / "data",
-                                 f"127.0.0.1:{self.port}", binary=self.binary)
+        argv = alertmanager_argv(
+            self.config_path, self.workdir / "data", f"127.0.0.1:{self.port}",
+            binary=self.binary, external_url=f"http://127.0.0.1:{self.port}",
+            gossip=None if self.gossip_port is None else f"127.0.0.1:{self.gossip_port}",
+            peers=self.peers, peer_timeout=self.peer_timeout)
         self.process = _start_owned(argv, self.workdir / "alertmanager.log", self, timeout,
                                     "/api/v2/status")
         return self
+
+    def cluster_peers(self) -> int:
+        """How many peers this Alertmanager sees in its cluster (itself included)."""
+        status = requests.get(f"{self.url}/api/v2/status", timeout=5).json()
+        return len((status.get("cluster") or {}).get("peers") or [])
 
     def stop(self) -> None:
         """Stop Alertmanager."""
@@ -395,6 +411,16 @@ class AlertmanagerServer:
         """Push alerts straight to Alertmanager (as Prometheus would)."""
         resp = requests.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10)
         assert resp.status_code == 200, resp.text
+
+
+def alertmanager_cluster(workdir: Path, config: dict | str, size: int = 3,
+                         peer_timeout: str = "2s") -> list[AlertmanagerServer]:
+    """`size` Alertmanagers gossiping on loopback (not started), each with its own storage."""
+    gossip = [free_port() for _ in range(size)]
+    return [AlertmanagerServer(Path(workdir) / f"am{i}", config, gossip[i],
+                               [f"127.0.0.1:{g}" for j, g in enumerate(gossip) if j != i],
+                               peer_timeout)
+            for i in range(size)]
 
 
 class WebhookSink:
