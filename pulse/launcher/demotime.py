@@ -25,7 +25,7 @@ from pulse.paths import RULES_DIR
 
 DEMO_SCRAPE_INTERVAL = "5s"
 RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)(:[^\]]*)?\]")
-FOR = re.compile(r"(\bfor:\s*)((?:\d+(?:ms|s|m|h|d|w|y))+)")
+FOR = re.compile(r"(\b(?:keep_firing_)?for:\s*)((?:\d+(?:ms|s|m|h|d|w|y))+)")
 OFFSET = re.compile(r"(\boffset\s+)((?:\d+(?:ms|s|m|h|d|w|y))+)")
 
 

@@ -75,3 +75,11 @@ def test_demo_render_uses_the_demo_rules_and_unmuted_routing(tmp_path):
     path.write_text(dump(am))
     result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_keep_firing_for_is_on_demo_time_like_for():
+    from pulse.launcher.demotime import compress_rules
+
+    text = "      for: 15m\n      keep_firing_for: 15m\n"
+    out = compress_rules(text, 60)
+    assert out == "      for: 15s\n      keep_firing_for: 15s\n"
