@@ -221,6 +221,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = DeliveryState(Path(tmp) / "state.jsonl")
         fsync = timed(lambda i: state.record_done(f"k{i}"), n)
+    from bridge.services.templates import Renderer
+
+    renderer = Renderer("http://127.0.0.1:9093")
+    render = timed(lambda i: renderer.render(payload(i)), max(20, n // 4))
     urls = {"a": url_a, "b": url_b}
     one = bridge_median(urls, ["a"], n)
     two = bridge_median(urls, ["a", "b"], n)
@@ -244,6 +248,8 @@ def main() -> None:
           f"{'met' if one <= 2 * direct else 'NOT met'})")
     print(f"    of which the fsynced state record     {fsync * 1e3:7.2f}  "
           f"(the durability price; it varies with the disk's load)")
+    print(f"    of which the page rendered by amtool  {render * 1e3:7.2f}  "
+          f"(one template source: a process per notification)")
     print(f"  bridge webhook -> 2 channels            {two * 1e3:7.2f}  "
           f"{two / one:5.2f}x 1 channel (local sink, no target)")
     print(f"  services 20 ms away, median of {m}:")
