@@ -208,3 +208,8 @@ def url_secrets(url: str) -> list[str]:
     parts += [unquote(seg) for seg in split.path.split("/") if len(seg) >= 8]
     parts += [v for _, v in parse_qsl(split.query) if len(v) >= 8]
     return parts
+
+
+def valid_url(url: str) -> bool:
+    """True when apprise understands the URL (`pulse check-config` checks every channel)."""
+    return bool(apprise.Apprise.instantiate(url, suppress_exceptions=True))
