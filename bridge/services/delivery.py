@@ -35,6 +35,7 @@ from bridge.services.notifier import (
 from bridge.services.pagers import Pagers, incident_key
 from bridge.services.templates import Rendered, Renderer
 from pulse.config import parse_duration
+from pulse.links import links
 from pulse.log import register_secrets
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,8 @@ class Delivery:
         timeout = parse_duration(bridge.delivery.timeout)
         self.notifier = Notifier(timeout=timeout)
         self.pagers = Pagers(timeout=timeout)
-        am = cfg.alertmanager
-        self.renderer = Renderer(am.get("external_url") or am.url,
-                                 (cfg.get("grafana") or {}).get("url"))
+        bases = links(cfg)  # silence links on Alertmanager's, dashboards on Grafana's
+        self.renderer = Renderer(bases.alertmanager, bases.grafana)
         self.state = DeliveryState(data / "state.jsonl",
                                    replay_window=parse_duration(bridge.delivery.replay_window),
                                    pending_ttl=parse_duration(bridge.delivery.pending_ttl))

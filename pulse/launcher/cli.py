@@ -95,6 +95,7 @@ def _check_channels(cfg) -> list[str]:
     key) and the page templates render; names the entry, never its URL or key."""
     from bridge.services.notifier import valid_url
     from bridge.services.templates import Renderer
+    from pulse.links import links
 
     problems = []
     for name, entries in cfg.bridge.channels.items():
@@ -107,8 +108,7 @@ def _check_channels(cfg) -> list[str]:
                 problems.append(f"{where}.pagerduty.routing_key: a PagerDuty Events API v2 "
                                 f"routing key has 32 characters, this one has "
                                 f"{len(entry.pagerduty.routing_key)}")
-    am = cfg.alertmanager
-    problem = Renderer(am.get("external_url") or am.url).check()
+    problem = Renderer(links(cfg).alertmanager).check()
     if problem:
         problems.append(f"alertmanager/templates: the page templates do not render: {problem}")
     return problems
