@@ -12,6 +12,12 @@ each, then keeps posting to the intake until it has counted 1 million events and
 --segment adds, in the same rounds, the Segment-compatible POST /v1/batch with 100-message
 batches (~45 KB, a fresh messageId each) that translate into the same mapped events.
 
+    .venv/bin/python bench/ingest.py --log jetstream [--seconds 10]
+
+`--log jetstream` (issue 19) instead compares, in one run on one nats-server: one intake on
+the JetStream log against one on the local log, then two JetStream intakes (posted to at the
+same time) against one, with the p99 latency of an acknowledged batch; one aggregator counts.
+
 Needs `wrk` (apt-get install -y wrk). Prints medians over the rounds and the ratio.
 """
 
@@ -232,6 +238,7 @@ def main() -> None:
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--segment", action="store_true",
                         help="also measure POST /v1/batch (Segment batches) in the same rounds")
+    parser.add_argument("--log", choices=["local", "jetstream"], default="local")
     parser.add_argument("--floor-server", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -240,6 +247,9 @@ def main() -> None:
         return
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    if args.log == "jetstream":
+        bench_jetstream(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="pulse-bench-ingest-"))
     size = make_body(work / "body.json")
@@ -313,6 +323,81 @@ def main() -> None:
     print(f"intake RSS after {counted:.0f} counted events ({received:.0f} received, "
           f"{duplicates:.0f} duplicates): "
           f"{rss:.1f} MB  (target < 150 MB: {'reached' if rss < 150 else 'NOT reached'})")
+
+
+def bench_jetstream(args) -> None:
+    """One JetStream intake vs the local log, two JetStream intakes vs one; p99 of a batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pulse.launcher.render import nats_config, nats_nodes
+    from pulse.launcher.supervisor import nats_argv
+
+    if not shutil.which("nats-server"):
+        raise SystemExit("nats-server is not installed: apt-get install -y nats-server")
+    work = Path(tempfile.mkdtemp(prefix="pulse-bench-js-"))
+    make_body(work / "body.json")
+    port = free_port()
+    while any(p >= 65536 for p in (port + 2000, port + 4000)):
+        port = free_port()
+    nodes = nats_nodes([f"nats://127.0.0.1:{port}"])
+    (work / "n1.conf").write_text(nats_config(nodes, 0, work / "nats"))
+    env = dict(os.environ, PULSE_PRIVACY_SALT="bench-salt-0123456789",
+               PULSE_ADMIN_TOKEN="bench-token-0123456789")
+    procs = [start(nats_argv(work / "n1.conf"), nodes[0].ready_url, work / "nats.log", env)]
+    ports = {"local": free_port(), "js1": free_port(), "js2": free_port(), "agg": free_port()}
+    local_cfg = work / "local.yml"
+    local_cfg.write_text(f"data_dir: {work / 'local'}\nlog_level: warning\n"
+                         f"exporters:\n  events:\n    listen: 127.0.0.1:{ports['local']}\n")
+    js_cfg = work / "js.yml"
+    js_cfg.write_text(
+        f"data_dir: {work / 'js'}\nlog_level: warning\nexporters:\n  events:\n"
+        f"    listen: [127.0.0.1:{ports['js1']}, 127.0.0.1:{ports['js2']}]\n"
+        f"    log: {{kind: jetstream, servers: ['nats://127.0.0.1:{port}'], partitions: 8}}\n"
+        f"    aggregators: {{listen: ['127.0.0.1:{ports['agg']}']}}\n")
+    try:
+        for name, module, cfg in (("agg", "exporters.events.aggregator", js_cfg),
+                                  ("local", "exporters.events", local_cfg),
+                                  ("js1", "exporters.events", js_cfg),
+                                  ("js2", "exporters.events", js_cfg)):
+            procs.append(start([sys.executable, "-m", module, "--config", str(cfg), "--listen",
+                                f"127.0.0.1:{ports[name]}"],
+                               f"http://127.0.0.1:{ports[name]}/-/ready", work / f"{name}.log",
+                               env))
+        rows: dict[str, list[dict]] = {"local": [], "js1": [], "js1+js2": []}
+        for _ in range(args.rounds):
+            for name in ("local", "js1"):
+                rows[name].append(run_wrk(script_for(work), f"http://127.0.0.1:{ports[name]}",
+                                          args.seconds, args.connections))
+            with ThreadPoolExecutor(2) as pool:
+                both = list(pool.map(lambda n: run_wrk(
+                    script_for(work), f"http://127.0.0.1:{ports[n]}", args.seconds,
+                    args.connections), ("js1", "js2")))
+            rows["js1+js2"].append({"rps": sum(r["rps"] for r in both),
+                                    "p50": max(r["p50"] for r in both),
+                                    "p99": max(r["p99"] for r in both),
+                                    "non2xx": sum(r["non2xx"] for r in both)})
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"100-event batches; wrk 1 thread x {args.connections} connections per intake, "
+          f"{args.rounds} rounds x {args.seconds:.0f} s, medians; one nats-server, 8 partitions")
+    print(f"{'setup':<22}{'batches/s':>11}{'events/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+          f"{'non-2xx':>9}")
+    rate = {}
+    for name, label in (("local", "1 intake, local log"), ("js1", "1 intake, jetstream"),
+                        ("js1+js2", "2 intakes, jetstream")):
+        r = rows[name]
+        rate[name] = median([x["rps"] for x in r])
+        print(f"{label:<22}{rate[name]:>11.0f}{rate[name] * 100:>11.0f}"
+              f"{median([x['p50'] for x in r]):>9.2f}{median([x['p99'] for x in r]):>9.2f}"
+              f"{sum(x['non2xx'] for x in r):>9}")
+    one, two = rate["js1"] / rate["local"], rate["js1+js2"] / rate["js1"]
+    print(f"jetstream / local (1 intake): {one:.2f}  (target >= 0.6: "
+          f"{'reached' if one >= 0.6 else 'NOT reached'})")
+    print(f"2 intakes / 1 intake (jetstream): {two:.2f}  (target >= 1.3: "
+          f"{'reached' if two >= 1.3 else 'NOT reached'}; NATS, both intakes and wrk share "
+          f"{os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

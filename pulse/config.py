@@ -211,16 +211,42 @@ def _semantic_checks(data: dict) -> list[tuple[str, str]]:
     def walk(node: Any, path: str) -> None:
         if isinstance(node, dict):
             for k, v in node.items():
-                if k == "listen" and isinstance(v, str) and ":" in v:
-                    port = v.rsplit(":", 1)[1]
-                    if port.isdigit() and not 1 <= int(port) <= 65535:
-                        problems.append((_join(path, k), f"port {port} is out of range 1-65535"))
+                if k == "listen":
+                    for i, item in enumerate([v] if isinstance(v, str) else v
+                                             if isinstance(v, list) else []):
+                        if not isinstance(item, str) or ":" not in item:
+                            continue
+                        port = item.rsplit(":", 1)[1]
+                        if port.isdigit() and not 1 <= int(port) <= 65535:
+                            where = _join(path, k) + ("" if isinstance(v, str) else f"[{i}]")
+                            problems.append((where, f"port {port} is out of range 1-65535"))
                 walk(v, _join(path, k))
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, f"{path}[{i}]")
 
     walk(data, "")
+    problems.extend(_log_checks(data))
+    return problems
+
+
+def _log_checks(data: dict) -> list[tuple[str, str]]:
+    """The JetStream log's cross-key rules (replicas on existing servers, aggregators)."""
+    section = ((data.get("exporters") or {}).get("events") or {})
+    log_cfg = section.get("log") or {}
+    if not isinstance(log_cfg, dict) or log_cfg.get("kind") != "jetstream":
+        return []
+    problems = []
+    servers = log_cfg.get("servers") or []
+    replicas = log_cfg.get("replicas", 1)
+    if isinstance(replicas, int) and isinstance(servers, list) and replicas > len(servers):
+        problems.append(("exporters.events.log.replicas",
+                         f"{replicas} replicas need at least {replicas} servers "
+                         f"(log.servers lists {len(servers)})"))
+    aggregators = (section.get("aggregators") or {}).get("listen")
+    if isinstance(aggregators, list) and not aggregators:
+        problems.append(("exporters.events.aggregators.listen",
+                         "log.kind jetstream needs at least one aggregator address"))
     return problems
 
 
@@ -287,6 +313,11 @@ def prometheus_urls(cfg: Config) -> list[str]:
     host, port = url_host_port(base)
     scheme = base.split("://", 1)[0]
     return [f"{scheme}://{host}:{port + i}" for i in range(prom.replicas)]
+
+
+def listen_list(listen: str | list[str]) -> list[str]:
+    """Every address of a listen key that may be one host:port or a list of them."""
+    return [listen] if isinstance(listen, str) else list(listen)
 
 
 def split_listen(listen: str) -> tuple[str, int]:

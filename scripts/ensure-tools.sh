@@ -4,7 +4,8 @@
 #   scripts/ensure-tools.sh [test] also what the tests start: node_exporter (hosts of a real
 #                                  platform often run it), pdftoppm (renders report PDFs),
 #                                  node + npm (the Segment Node SDK), chromium (the browser
-#                                  test of CORS and sendBeacon)
+#                                  test of CORS and sendBeacon), nats-server (the JetStream
+#                                  event log, exporters.events.log.kind: jetstream)
 # One row per command: "command package".
 set -euo pipefail
 mode=${1:-test}
@@ -12,7 +13,7 @@ tools=("prometheus prometheus" "promtool prometheus"
        "prometheus-alertmanager prometheus-alertmanager" "amtool prometheus-alertmanager")
 if [ "$mode" != run ]; then
   tools+=("prometheus-node-exporter prometheus-node-exporter" "pdftoppm poppler-utils"
-          "node nodejs" "npm npm" "chromium chromium")
+          "node nodejs" "npm npm" "chromium chromium" "nats-server nats-server")
 fi
 need=(); packages=(); missing=()
 for row in "${tools[@]}"; do

@@ -583,3 +583,64 @@ def run_schemathesis(url: str, workdir: Path, authorization: str, *, max_example
     report = workdir / "schemathesis.txt"
     report.write_text(out)
     assert proc.returncode == 0, f"full report: {report}\n" + out[-6000:]
+
+
+class NatsCluster:
+    """Real nats-server nodes with JetStream (one, or a cluster of several) on free ports."""
+
+    def __init__(self, workdir: Path, nodes: int = 1):
+        from pulse.launcher.render import nats_nodes
+
+        require_binary("nats-server")
+        self.workdir = Path(workdir)
+        ports = []
+        while len(ports) < nodes:
+            # Route and monitor ports are derived (+2000, +4000): all three must be free.
+            port = free_port()
+            if port + 4000 < 65536 and all(_port_free(port + d) for d in (2000, 4000)):
+                ports.append(port)
+        self.servers = [f"nats://127.0.0.1:{p}" for p in ports]
+        self.nodes = nats_nodes(self.servers)
+        self.procs: dict[int, Process] = {}
+
+    def start(self, timeout: float = 60.0) -> NatsCluster:
+        """Start every node, then wait for each one's JetStream health (a quorum forms)."""
+        for node in self.nodes:
+            self.start_node(node.index, wait=False)
+        for node in self.nodes:
+            self.wait_node(node.index, timeout)
+        return self
+
+    def start_node(self, index: int, wait: bool = True, timeout: float = 60.0) -> None:
+        """Start (or restart, same store) one node."""
+        from pulse.launcher.render import nats_config
+        from pulse.launcher.supervisor import nats_argv
+
+        node = self.nodes[index]
+        conf = self.workdir / f"{node.name}.conf"
+        write_atomic(conf, nats_config(self.nodes, index, self.workdir / node.name))
+        self.procs[index] = Process(nats_argv(conf), self.workdir / f"{node.name}.log")
+        if wait:
+            self.wait_node(index, timeout)
+
+    def wait_node(self, index: int, timeout: float = 60.0) -> None:
+        """Wait until the node reports JetStream healthy."""
+        self.procs[index].wait_http(self.nodes[index].ready_url, timeout)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node."""
+        self.procs[index].kill()
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for proc in self.procs.values():
+            proc.stop()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -25,11 +25,18 @@ def withdraw():
     """Delete the user's profile and every stored research dataset; later events need consent."""
     user_id = request_body()["userId"]
     cfg = current_app.config["PULSE"]
-    store = ProfileStore(db_path(cfg.data_dir), cfg.privacy.salt)
-    try:
-        existed = store.withdraw(user_id)
-    finally:
-        store.close()
+    if cfg.exporters.events.log.kind == "jetstream":
+        # Profiles live in the aggregators, a user's in one partition: the withdrawal goes
+        # through the stream to its owner (docs/scaling.md).
+        from exporters.events.jetstream import publish_withdrawal
+
+        existed = publish_withdrawal(cfg, user_id)
+    else:
+        store = ProfileStore(db_path(cfg.data_dir), cfg.privacy.salt)
+        try:
+            existed = store.withdraw(user_id)
+        finally:
+            store.close()
     datasets = delete_all(cfg.data_dir)
     return {"withdrawn": True, "profileDeleted": existed, "researchFilesDeleted": datasets,
             "note": "aggregates exclude the user from the intake's next refresh "

@@ -86,17 +86,24 @@ def limits_of(section) -> Limits:
                   max_properties_depth=section.max_properties_depth)
 
 
-def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
+def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=None) -> Flask:
     """The intake's WSGI app: the ingest endpoints, dead letters, /metrics and health."""
     registry = registry or CollectorRegistry()
     section = cfg.exporters.events
     mapping = load_mapping(section.mapping or None, cfg.privacy.pii_patterns.values())
-    store = EventStore(
-        Path(cfg.data_dir) / "events", mapping.metrics,
-        batch_window_seconds=parse_duration(section.idempotency_window),
-        max_batches=section.idempotency_max_batches, event_id_window=section.event_id_window,
-        dead_letter_max=section.dead_letter_max, checkpoint_bytes=section.checkpoint_bytes,
-        free_space_floor=section.free_space_floor, max_commit_queue=section.max_commit_queue)
+    jetstream = section.log.kind == "jetstream"
+    if jetstream:
+        from exporters.events.jetstream import JetStreamLog
+
+        store = JetStreamLog(cfg, client)
+    else:
+        store = EventStore(
+            Path(cfg.data_dir) / "events", mapping.metrics,
+            batch_window_seconds=parse_duration(section.idempotency_window),
+            max_batches=section.idempotency_max_batches,
+            event_id_window=section.event_id_window, dead_letter_max=section.dead_letter_max,
+            checkpoint_bytes=section.checkpoint_bytes,
+            free_space_floor=section.free_space_floor, max_commit_queue=section.max_commit_queue)
     duration = Histogram("pulse_ingest_batch_duration_seconds",
                          "Time to validate, map and durably commit one accepted request.",
                          buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
@@ -109,14 +116,15 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
                     count_request_rejection=lambda code: refused.labels(code).inc(),
                     late_after=parse_duration(section.late_after),
                     categories=frozenset(r.category for r in table.others.values()))
-    collectors = [("events", EventsCollector(store))]
+    # With the JetStream log the counts (and dead letters) are the aggregators' to export.
+    collectors = [] if jetstream else [("events", EventsCollector(store))]
 
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     app.extensions["pulse.events"] = intake
     if section.profiles.enabled and "salt" not in cfg.privacy:
         log.warning("per-user profiling is off: privacy.salt is not set")
-    elif section.profiles.enabled:
+    elif section.profiles.enabled and not jetstream:  # jetstream: profiled by aggregators
         sink = profile_sink(cfg)
         collectors.append(("profiles", sink.collector))
         intake.add_sink(sink)
@@ -128,18 +136,48 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         """The intake's OpenAPI document (seed endpoints and /v1/*)."""
         return document()
 
-    @app.get("/api/analytics/events/rejected")
-    def rejected():
-        """The newest dead letters (rejected events with their reason), newest first."""
-        raw = request.args.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= section.dead_letter_max:
-            return {"error": {"code": "invalid_parameter",
-                              "message": f"limit must be an integer from 1 to "
-                                         f"{section.dead_letter_max}",
-                              "details": [{"field": "limit", "problem": "out of range"}]}}, 400
-        items = store.rejected(int(raw))
-        return {"rejected": items, "count": len(items), "kept": len(store.dead_letters)}
+    if jetstream:
+        add_rejected_route(app, section.dead_letter_max,
+                           lambda limit: aggregated_rejected(cfg, limit))
+    else:
+        add_rejected_route(app, section.dead_letter_max,
+                           lambda limit: (store.rejected(limit), len(store.dead_letters)))
 
     translator = Translator(table, section.consent_field)
     app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator)
     return app
+
+
+def add_rejected_route(app: Flask, maximum: int, read) -> None:
+    """Mount GET /api/analytics/events/rejected; read(limit) -> (newest first, how many kept)."""
+
+    @app.get("/api/analytics/events/rejected")
+    def rejected():
+        """The newest dead letters (rejected events with their reason), newest first."""
+        raw = request.args.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+            return {"error": {"code": "invalid_parameter",
+                              "message": f"limit must be an integer from 1 to {maximum}",
+                              "details": [{"field": "limit", "problem": "out of range"}]}}, 400
+        items, kept = read(int(raw))
+        return {"rejected": items, "count": len(items), "kept": kept}
+
+
+def aggregated_rejected(cfg: Config, limit: int) -> tuple[list[dict], int]:
+    """The newest dead letters across every aggregator (each holds its partitions')."""
+    import requests
+
+    from pulse.config import listen_list
+
+    items, kept = [], 0
+    for address in listen_list(cfg.exporters.events.aggregators.listen):
+        try:
+            doc = requests.get(f"http://{address}/api/analytics/events/rejected",
+                               params={"limit": limit}, timeout=5).json()
+        except (requests.RequestException, ValueError) as exc:
+            log.warning("dead letters of aggregator %s not readable: %s", address, exc)
+            continue
+        items += doc.get("rejected", [])
+        kept += doc.get("kept", 0)
+    items.sort(key=lambda d: d.get("receivedAt", ""), reverse=True)
+    return items[:limit], kept

@@ -5,6 +5,7 @@ import sys
 from exporters.events import COMPONENT, create_app
 from exporters.events.mapping import MappingError
 from exporters.events.store import StoreError
+from pulse.config import listen_list
 from pulse.log import register_secrets, setup
 from pulse.service import config_secrets, load_or_exit, parse_args, serve
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
     section = cfg.exporters.events
-    serve(app, args.listen or section.listen, COMPONENT, threads=section.threads)
+    serve(app, args.listen or listen_list(section.listen)[0], COMPONENT, threads=section.threads)
 
 
 if __name__ == "__main__":

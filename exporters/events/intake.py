@@ -190,7 +190,7 @@ class Intake:
         """Make a built batch durable and feed the sinks: (200, the answer, 0) once it is,
         else (503, the error, Retry-After seconds): nothing acknowledged."""
         try:
-            committed = self.store.commit(batch)
+            committed = self.store.commit(batch, events)
         except NoRoom as exc:
             # Backpressure, not loss: nothing was queued, the client keeps the batch.
             self._count_request_rejection(exc.reason)

@@ -75,8 +75,10 @@ class ProfilesCollector:
 
     def __init__(self, path, *, k: int, funnels: dict, refresh_seconds: float,
                  max_coaches: int = 1000, clock=time.time, purge=None,
-                 retention_interval_seconds: float = 3600.0):
+                 retention_interval_seconds: float = 3600.0, open_conn=None):
         self.path = path
+        # Given: a fresh connection per refresh (the aggregator merges its partitions).
+        self.open_conn = open_conn
         self.k = k
         self.funnels = funnels
         self.refresh_seconds = refresh_seconds
@@ -103,10 +105,18 @@ class ProfilesCollector:
         """Recompute every aggregate from the store (a failure keeps no stale numbers)."""
         started = time.perf_counter()
         try:
-            if self._conn is None:
-                self._conn = connect(self.path, readonly=True)
-            self.families = aggregates.compute(self._conn, self.clock(), self.k, self.funnels,
-                                               self.max_coaches)
+            if self.open_conn is not None:
+                conn = self.open_conn()
+                try:
+                    self.families = aggregates.compute(conn, self.clock(), self.k,
+                                                       self.funnels, self.max_coaches)
+                finally:
+                    conn.close()
+            else:
+                if self._conn is None:
+                    self._conn = connect(self.path, readonly=True)
+                self.families = aggregates.compute(self._conn, self.clock(), self.k,
+                                                   self.funnels, self.max_coaches)
             self.success = 1.0
             self.refreshed_at = self.clock()
         except Exception:  # noqa: BLE001 - the exporter keeps serving its other metrics

@@ -87,9 +87,12 @@ class EventStore:
                 raise NoRoom("disk_full", f"the log's disk has {free} bytes free, under "
                              f"free_space_floor={self.free_space_floor}; retry later", 5)
 
-    def commit(self, batch: Batch, timeout: float = 60.0) -> Committed:
+    def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0) -> Committed:
         """Queue a batch and wait until it is durable (or known to be a retry); NoRoom when
-        the disk is under its floor or the queue at its bound (nothing queued then)."""
+        the disk is under its floor or the queue at its bound (nothing queued then).
+
+        `events` (the accepted raw events) is what the JetStream log partitions by; the
+        local log's records carry the batch alone."""
         self.check_room()
         try:
             return self._writer.submit(batch, timeout)

@@ -24,6 +24,8 @@ from pulse.launcher.render import (
     alertmanager_config,
     alertmanager_peers,
     dump,
+    nats_config,
+    nats_nodes,
     prometheus_config,
     rendered_rules_dir,
     targets,
@@ -55,6 +57,7 @@ class Component:
     host: str | None = None
     port: int | None = None
     config_key: str | None = None
+    group: str | None = None  # started together, then waited for (a NATS cluster's quorum)
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
 
@@ -145,6 +148,27 @@ def service_argv(module: str, config_path: str | Path | None = None,
     return [sys.executable, "-m", module, *config, *args]
 
 
+def nats_argv(config_file: str | Path, binary: str = "nats-server") -> list[str]:
+    """The command line of one nats-server node (everything else is in its config file)."""
+    return [binary, "-c", str(config_file)]
+
+
+def nats_managed(cfg: Config) -> bool:
+    """True when `pulse up` starts the NATS servers of the JetStream event log."""
+    section = cfg.exporters.events
+    return section.enabled and section.log.kind == "jetstream" and cfg.nats.manage
+
+
+def nats_components(cfg: Config, logs: Path) -> list[Component]:
+    """One nats-server per log.servers address, one start group (JetStream needs a quorum)."""
+    data = Path(cfg.data_dir) / "nats"
+    nodes = nats_nodes(cfg.exporters.events.log.servers)
+    return [Component(f"nats-{n.name}", nats_argv(data / f"{n.name}.conf"), n.ready_url,
+                      logs / f"nats-{n.name}.log", n.host, n.port,
+                      f"exporters.events.log.servers[{n.index}]", group="nats")
+            for n in nodes]
+
+
 def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     """Write prometheus.yml, alertmanager.yml and the rules (links filled in) into the data
     dir; return their paths."""
@@ -165,7 +189,14 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
                      dump(prometheus_config(cfg, demo=demo, replica=i)))
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
-    return {"prometheus": prom, "alertmanager": am, "rules": rules}
+    out = {"prometheus": prom, "alertmanager": am, "rules": rules}
+    if nats_managed(cfg):
+        nodes = nats_nodes(cfg.exporters.events.log.servers)
+        for node in nodes:
+            conf = data / "nats" / f"{node.name}.conf"
+            write_atomic(conf, nats_config(nodes, node.index, data / "nats" / node.name))
+            out[f"nats-{node.name}"] = conf
+    return out
 
 
 def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
@@ -180,9 +211,10 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
     """Every component of the stack, in start order."""
     data = Path(cfg.data_dir)
     logs = data / "logs"
-    comps = []
+    comps = nats_components(cfg, logs) if nats_managed(cfg) else []
     replicas: list[Component] = []
     peers = iter(alertmanager_peers(cfg))
+    names: dict[str, int] = {}
     for t in targets(cfg, demo):
         name = t.job
         if t.job == "prometheus":
@@ -210,7 +242,17 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
             argv = peer_argv(cfg, peer, data / "alertmanager" / "alertmanager.yml", storage)
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
-            argv = service_argv(module, config_path)
+            args = []
+            if t.job == "events":
+                # Several intakes and the aggregators: each process gets its address.
+                args = ["--listen", t.address]
+                if ".aggregators." in t.config_key:
+                    module = "exporters.events.aggregator"
+            argv = service_argv(module, config_path, args)
+            base = "aggregator" if ".aggregators." in t.config_key else t.job
+            names[base] = names.get(base, 0) + 1
+            if base == "aggregator" or names[base] > 1:
+                name = f"{base}-{names[base]}"
         comps.append(Component(name, argv, f"http://{t.address}/-/ready",
                                logs / f"{name}.log", t.host, t.port, t.config_key))
         comps.extend(replicas)
@@ -270,7 +312,8 @@ def check_binaries(comps: list[Component]) -> None:
     if missing:
         raise StackError(
             f"{', '.join(missing)} not found on PATH. Install with: apt-get install -y "
-            "--no-install-recommends prometheus prometheus-alertmanager (or run `make run`)")
+            "--no-install-recommends prometheus prometheus-alertmanager nats-server (or run "
+            "`make run`)")
 
 
 class Supervisor:
@@ -322,25 +365,34 @@ class Supervisor:
 
         Each is reported on out as it becomes ready; one that does not come up does not
         stop the others from starting, so the end says everything that is not ready, each
-        with its log, in one StackError.
+        with its log, in one StackError. A group (the NATS nodes: a clustered node is
+        healthy only once a quorum is up) is started whole, then waited for.
         """
         failed = []
-        for comp in self.comps:
+        i = 0
+        while i < len(self.comps):
             if self.stopping:
                 return
-            self.start(comp)
-            try:
-                self.wait_ready(comp, time.monotonic() + READY_TIMEOUT)
-            except StackError as exc:
-                failed.append((comp, str(exc)))
+            batch = [self.comps[i]]
+            while batch[0].group and i + len(batch) < len(self.comps) \
+                    and self.comps[i + len(batch)].group == batch[0].group:
+                batch.append(self.comps[i + len(batch)])
+            i += len(batch)
+            for comp in batch:
+                self.start(comp)
+            for comp in batch:
+                try:
+                    self.wait_ready(comp, time.monotonic() + READY_TIMEOUT)
+                except StackError as exc:
+                    failed.append((comp, str(exc)))
+                    if out is not None:
+                        print(f"  {'NOT READY':<9} {comp.name:<15} log: {comp.log_path}",
+                              file=out, flush=True)
+                    continue
+                where = comp.url or f"pid {comp.proc.pid}"
                 if out is not None:
-                    print(f"  {'NOT READY':<9} {comp.name:<15} log: {comp.log_path}",
-                          file=out, flush=True)
-                continue
-            where = comp.url or f"pid {comp.proc.pid}"
-            if out is not None:
-                print(f"  {'ready':<9} {comp.name:<15} {where}", file=out, flush=True)
-            log.info("%s ready (pid %d)", comp.name, comp.proc.pid)
+                    print(f"  {'ready':<9} {comp.name:<15} {where}", file=out, flush=True)
+                log.info("%s ready (pid %d)", comp.name, comp.proc.pid)
         if failed:
             names = ", ".join(c.name for c, _ in failed)
             raise StackError(f"not ready: {names}\n" + "\n".join(why for _, why in failed))

@@ -279,7 +279,10 @@ class ProfileStore:
         Returns True when a record existed. Later events of the user are profiled again only
         if they carry canProfile true with a consentDate after the withdrawal.
         """
-        uid = pseudonymise(self.salt, user_id)
+        return self.withdraw_key(pseudonymise(self.salt, user_id))
+
+    def withdraw_key(self, uid: bytes, at: float | None = None) -> bool:
+        """`withdraw` of a pseudonymous key (the JetStream log carries keys, never raw ids)."""
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
@@ -287,7 +290,7 @@ class ProfileStore:
             existed = cur.execute("DELETE FROM funnel WHERE uid = ?",
                                   (uid,)).rowcount > 0 or existed
             cur.execute("INSERT OR REPLACE INTO withdrawn (uid, at) VALUES (?, ?)",
-                        (uid, self.clock()))
+                        (uid, self.clock() if at is None else at))
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -103,3 +103,42 @@ def test_alertmanager_replicas_are_a_gossip_cluster_on_the_design_ports(tmp_path
     single = [c for c in plan(validate({"data_dir": str(tmp_path)}, "x", ENV))
               if c.name.startswith("alertmanager")]
     assert len(single) == 1 and "--cluster.listen-address=" in single[0].argv
+
+
+JETSTREAM = {"exporters": {"events": {
+    "listen": ["127.0.0.1:9701", "127.0.0.1:9711"],
+    "log": {"kind": "jetstream", "replicas": 3, "servers": [
+        "nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]},
+    "aggregators": {"listen": ["127.0.0.1:9721", "127.0.0.1:9722"]}}}}
+
+
+def test_jetstream_stack_scrapes_every_intake_and_aggregator_in_one_job(tmp_path):
+    cfg = validate({"data_dir": str(tmp_path), **JETSTREAM}, "test", {})
+    jobs = {j["job_name"]: j for j in prometheus_config(cfg)["scrape_configs"]}
+    assert jobs["events"]["static_configs"] == [{"targets": [
+        "127.0.0.1:9701", "127.0.0.1:9711", "127.0.0.1:9721", "127.0.0.1:9722"]}]
+
+
+def test_nats_cluster_configs_pass_nats_server_check(tmp_path):
+    from pulse.launcher.render import nats_config, nats_nodes
+
+    binary = harness.require_binary("nats-server")
+    nodes = nats_nodes(JETSTREAM["exporters"]["events"]["log"]["servers"])
+    for node in nodes:
+        path = tmp_path / f"{node.name}.conf"
+        path.write_text(nats_config(nodes, node.index, tmp_path / node.name))
+        result = subprocess.run([binary, "-t", "-c", str(path)], capture_output=True,
+                                text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"nats-route://127.0.0.1:{node.cluster_port}" in path.read_text()
+
+
+def test_replicas_beyond_the_servers_are_a_config_error():
+    import pytest
+
+    from pulse.config import ConfigError
+
+    raw = {"exporters": {"events": {"log": {"kind": "jetstream", "replicas": 3}}}}
+    with pytest.raises(ConfigError) as err:
+        validate(raw, "test", {})
+    assert "exporters.events.log.replicas: 3 replicas need at least 3 servers" in str(err.value)

@@ -123,3 +123,45 @@ def test_child_that_fails_to_start_is_named_with_its_log(pulse_config, tmp_path)
     assert "not ready: prometheus\n" in result.stderr
     assert re.search(r"^  NOT READY +prometheus +log: .*prometheus.log$", result.stdout, re.M)
     assert re.search(r"^  ready +bridge ", result.stdout, re.M), result.stdout
+
+
+def test_a_jetstream_stack_starts_the_nats_nodes_as_one_group_then_aggregators_and_intakes(
+        tmp_path):
+    from pulse.config import validate
+    from pulse.launcher.supervisor import plan
+
+    cfg = validate({"data_dir": str(tmp_path), "exporters": {"events": {
+        "listen": ["127.0.0.1:9701", "127.0.0.1:9711"],
+        "log": {"kind": "jetstream", "replicas": 3, "servers": [
+            "nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]},
+        "aggregators": {"listen": ["127.0.0.1:9721", "127.0.0.1:9722"]}}}}, "test", {})
+    comps = {c.name: c for c in plan(cfg)}
+    names = list(comps)
+    assert names[:3] == ["nats-n1", "nats-n2", "nats-n3"]
+    assert {comps[n].group for n in names[:3]} == {"nats"}
+    assert comps["nats-n2"].ready_url == "http://127.0.0.1:8223/healthz"
+    assert comps["events-2"].argv[-2:] == ["--listen", "127.0.0.1:9711"]
+    assert comps["aggregator-2"].argv[1:3] == ["-m", "exporters.events.aggregator"]
+    assert comps["aggregator-2"].config_key == "exporters.events.aggregators.listen[1]"
+
+
+def test_the_nats_group_comes_up_only_because_it_is_started_whole(tmp_path):
+    # A clustered node reports healthy only once a quorum is up: started one by one, each
+    # waited for, the first would never be ready.
+    from pulse.config import validate
+    from pulse.launcher.supervisor import Supervisor, nats_components, render_configs
+    from tests.harness import NatsCluster, require_binary
+
+    require_binary("nats-server")
+    servers = NatsCluster(tmp_path / "ports", nodes=3).servers  # free ports only
+    cfg = validate({"data_dir": str(tmp_path / "data"), "exporters": {"events": {
+        "log": {"kind": "jetstream", "replicas": 3, "servers": servers},
+        "aggregators": {"listen": ["127.0.0.1:1"]}}}}, "test", {})
+    render_configs(cfg, demo=False)
+    sup = Supervisor(cfg, nats_components(cfg, tmp_path / "logs"))
+    try:
+        sup.up()
+        assert all(c.proc.poll() is None for c in sup.comps)
+    finally:
+        sup.down()
+    assert all(c.proc.poll() is not None for c in sup.comps)

@@ -228,6 +228,7 @@ def test_dead_letter_limit_is_validated(intake, limit):
     assert resp.get_json()["error"]["details"][0]["field"] == "limit"
 
 
+@pytest.mark.parametrize("log_kind", ["local"])  # jetstream: sinks are the aggregators'
 def test_sinks_get_consented_new_events_after_they_are_durable(intake):
     seen = []
 

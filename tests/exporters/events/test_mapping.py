@@ -96,6 +96,7 @@ def test_event_type_and_has_conditions_restrict_rules():
     assert mapping.observe(exposure) == []
 
 
+@pytest.mark.parametrize("log_kind", ["local"])  # reads the local store's state
 def test_the_series_cap_folds_new_label_sets_into_other(intake):
     doc = default_doc()
     doc["metrics"]["ai_experiment_exposures_total"]["max_series"] = 3
