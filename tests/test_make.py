@@ -1,6 +1,7 @@
 """`make run` installs only what running needs and says what it does; `make test` adds the
 test extras and the peers the tests start."""
 
+import os
 import subprocess
 
 from tests.harness import ROOT
@@ -8,8 +9,10 @@ from tests.harness import ROOT
 
 def _dry_run(target: str) -> str:
     # -B: print every step as on a fresh checkout; -n: run none of them.
-    return subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True,
-                          text=True, check=True).stdout
+    # A sub-make (as when `make test` runs this) would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(["make", "--no-print-directory", "-n", "-B", target], cwd=ROOT,
+                          env=env, capture_output=True, text=True, check=True).stdout
 
 
 def test_make_run_installs_runtime_dependencies_only_and_says_so():
