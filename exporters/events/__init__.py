@@ -30,6 +30,7 @@ from exporters.events.segment import Translator, load_table
 from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
+from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
@@ -108,7 +109,8 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
                     count_request_rejection=lambda code: refused.labels(code).inc(),
                     late_after=parse_duration(section.late_after),
-                    categories=frozenset(r.category for r in table.others.values()))
+                    categories=frozenset(r.category for r in table.others.values()),
+                    pii_patterns=dict(cfg.privacy.pii_patterns))
     collectors = [("events", EventsCollector(store))]
 
     app = Flask(__name__)
@@ -128,9 +130,17 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         """The intake's OpenAPI document (seed endpoints and /v1/*)."""
         return document()
 
+    tokens = TokenStore(cfg.bridge.tokens)
+
     @app.get("/api/analytics/events/rejected")
     def rejected():
         """The newest dead letters (rejected events with their reason), newest first."""
+        try:
+            check(authenticate(tokens, credentials(request.headers.get("Authorization", ""))[0]),
+                  "events:dead_letters")
+        except AccessDenied as exc:
+            return {"error": {"code": "unauthorized" if exc.status == 401 else "forbidden",
+                              "message": exc.message, "details": exc.details}}, exc.status
         raw = request.args.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= section.dead_letter_max:
             return {"error": {"code": "invalid_parameter",
