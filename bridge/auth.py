@@ -1,13 +1,11 @@
-"""Tokens (bearer or Basic-auth password), roles and permissions, and the audit log."""
+"""The bridge's side of access control: the request's principal and tenant, `require`, and
+the audit of every request (pulse.access, pulse.audit)."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from pathlib import Path
 
 from flask import Flask, current_app, g, request
 
@@ -22,55 +20,14 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     credentials,
     hash_token,
 )
-
-
-class AuditLog:
-    """Append-only JSON lines: who, role, method, path, outcome, time. Never a token."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-
-    def append(self, entry: dict) -> None:
-        """Write one entry and flush it to the OS."""
-        line = json.dumps(entry, sort_keys=True) + "\n"
-        with self._lock, open(self.path, "a") as fh:
-            fh.write(line)
-
-    def read(self, limit: int = 100, **filters) -> list[dict]:
-        """The newest entries matching filters, newest first.
-
-        filters: who, role, method, outcome (exact), path (prefix), since (ISO time, inclusive).
-        """
-        try:
-            lines = self.path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        since = filters.pop("since", None)
-        prefix = filters.pop("path", None)
-        out = []
-        for line in reversed(lines):
-            if len(out) >= limit:
-                break
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a line torn by a kill mid-write is skipped, not fatal
-            if since and entry.get("time", "") < since:
-                continue
-            if prefix and not entry.get("path", "").startswith(prefix):
-                continue
-            if all(entry.get(k) == v for k, v in filters.items() if v is not None):
-                out.append(entry)
-        return out
+from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
 
 
 def init_app(app: Flask) -> None:
     """Attach the token store and audit log, and audit every request after it is answered."""
     cfg = app.config["PULSE"]
     app.extensions["pulse.tokens"] = TokenStore(cfg.bridge.tokens)
-    app.extensions["pulse.audit"] = AuditLog(Path(cfg.data_dir) / "audit" / "audit.log")
+    app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
 
     @app.after_request
     def audit(response):
