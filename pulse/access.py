@@ -42,6 +42,16 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     }),
 }
 
+# Permissions no role but admin holds (admin's "*" grants them): named here so a route
+# guarded by one is known to be in the table on purpose.
+ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw"})
+
+
+def known_permission(permission: str) -> bool:
+    """True when the permission is in the role table (held by a role, or admin-only)."""
+    return permission in ADMIN_ONLY_PERMISSIONS or any(
+        permission in perms for perms in ROLE_PERMISSIONS.values())
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -139,3 +149,27 @@ def check(principal: Principal, permission: str) -> None:
         raise AccessDenied(403, "forbidden",
                            f"role {principal.role!r} lacks the permission {permission!r}",
                            [{"field": "permission", "problem": f"{permission} required"}])
+
+
+# Routes served without a bearer token on purpose, by (process, route template): every
+# other route of every Pulse process names a permission of ROLE_PERMISSIONS
+# (tests/test_route_coverage.py walks them all).
+_EVERY_PROCESS = ("bridge", "exporters.events", "exporters.ai", "exporters.integrations",
+                  "exporters.infrastructure")
+OPEN_ROUTES: dict[tuple[str, str], str] = {
+    **{(p, r): why for p in _EVERY_PROCESS for r, why in (
+        ("/metrics", "Prometheus scrapes it"),
+        ("/-/healthy", "liveness"),
+        ("/-/ready", "readiness"),
+        ("/static/<path:filename>", "Flask's static files: Pulse ships none"),
+    )},
+    ("bridge", "/api/analytics/health"): "health, for load balancers and status pages",
+    ("bridge", "/api/openapi.json"): "the published contract, no data",
+    ("exporters.events", "/api/openapi.json"): "the published contract, no data",
+    ("bridge", "/hooks/alertmanager"): "Alertmanager's webhook: its own token",
+    ("exporters.integrations", "/webhooks/email"): "the email provider's webhook: its own "
+                                                   "token",
+    ("exporters.events", "/api/analytics/events"): "ingest: a write key per source",
+    ("exporters.events", "/api/analytics/events/batch"): "ingest: a write key per source",
+    ("exporters.events", "/v1/*"): "Segment-compatible ingest: a write key per source",
+}
