@@ -30,6 +30,7 @@ from exporters.events.segment import Translator, load_table
 from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
+from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
@@ -115,7 +116,8 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
                     count_request_rejection=lambda code: refused.labels(code).inc(),
                     late_after=parse_duration(section.late_after),
-                    categories=frozenset(r.category for r in table.others.values()))
+                    categories=frozenset(r.category for r in table.others.values()),
+                    pii_patterns=dict(cfg.privacy.pii_patterns))
     # With the JetStream log the counts (and dead letters) are the aggregators' to export.
     collectors = [] if jetstream else [("events", EventsCollector(store))]
 
@@ -136,11 +138,12 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
         """The intake's OpenAPI document (seed endpoints and /v1/*)."""
         return document()
 
+    tokens = TokenStore(cfg.bridge.tokens)
     if jetstream:
-        add_rejected_route(app, section.dead_letter_max,
+        add_rejected_route(app, section.dead_letter_max, tokens,
                            lambda limit: aggregated_rejected(cfg, limit))
     else:
-        add_rejected_route(app, section.dead_letter_max,
+        add_rejected_route(app, section.dead_letter_max, tokens,
                            lambda limit: (store.rejected(limit), len(store.dead_letters)))
 
     translator = Translator(table, section.consent_field)
@@ -148,12 +151,19 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
     return app
 
 
-def add_rejected_route(app: Flask, maximum: int, read) -> None:
-    """Mount GET /api/analytics/events/rejected; read(limit) -> (newest first, how many kept)."""
+def add_rejected_route(app: Flask, maximum: int, tokens: TokenStore, read) -> None:
+    """Mount GET /api/analytics/events/rejected (admin or engineer token);
+    read(limit) -> (newest first, how many kept)."""
 
     @app.get("/api/analytics/events/rejected")
     def rejected():
         """The newest dead letters (rejected events with their reason), newest first."""
+        try:
+            check(authenticate(tokens, credentials(request.headers.get("Authorization", ""))[0]),
+                  rejected.permission)
+        except AccessDenied as exc:
+            return {"error": {"code": "unauthorized" if exc.status == 401 else "forbidden",
+                              "message": exc.message, "details": exc.details}}, exc.status
         raw = request.args.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= maximum:
             return {"error": {"code": "invalid_parameter",
@@ -161,6 +171,8 @@ def add_rejected_route(app: Flask, maximum: int, read) -> None:
                               "details": [{"field": "limit", "problem": "out of range"}]}}, 400
         items, kept = read(int(raw))
         return {"rejected": items, "count": len(items), "kept": kept}
+    # What the route-coverage test reads, as on the bridge's `require`d views.
+    rejected.permission = "events:dead_letters"
 
 
 def aggregated_rejected(cfg: Config, limit: int) -> tuple[list[dict], int]:
@@ -172,8 +184,11 @@ def aggregated_rejected(cfg: Config, limit: int) -> tuple[list[dict], int]:
     items, kept = [], 0
     for address in listen_list(cfg.exporters.events.aggregators.listen):
         try:
+            # The caller's token, already checked here, is what the aggregator checks too.
             doc = requests.get(f"http://{address}/api/analytics/events/rejected",
-                               params={"limit": limit}, timeout=5).json()
+                               params={"limit": limit}, timeout=5, headers={
+                                   "Authorization": request.headers.get("Authorization", "")
+                               }).json()
         except (requests.RequestException, ValueError) as exc:
             log.warning("dead letters of aggregator %s not readable: %s", address, exc)
             continue

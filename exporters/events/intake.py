@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 import uuid
 import zlib
@@ -146,8 +147,12 @@ class Intake:
     def __init__(self, store: EventStore, mapping: Mapping, limits: Limits,
                  observe_duration: Callable[[float], None] | None = None,
                  count_request_rejection: Callable[[str], None] | None = None,
-                 late_after: float = 3600.0, categories: frozenset[str] = frozenset()):
+                 late_after: float = 3600.0, categories: frozenset[str] = frozenset(),
+                 pii_patterns: dict[str, str] | None = None):
         self.store = store
+        # What a rejected event may carry of a person is scrubbed before it is answered or
+        # kept: values matching privacy.pii_patterns become a marker naming the pattern.
+        self.pii = tuple((name, re.compile(p)) for name, p in (pii_patterns or {}).items())
         self.late_after = late_after
         # The label values pulse_events_unmapped_total may take (bounded): other for the rest.
         self.categories = categories | {c for c, _ in mapping.index}
@@ -380,11 +385,13 @@ class Intake:
                     error = _schema_error(exc)
             if error is not None:
                 rejected[reason] += 1
-                item = {"index": index, "field": error[0], "code": error[1], "message": error[2]}
+                item = {"index": index, "field": error[0], "code": error[1],
+                        "message": scrub_pii(error[2], self.pii)}
                 errors.append(item)
                 if now is None:
                     now = received.isoformat(timespec="milliseconds")
-                dead.append(_dead_letter(now, batch_id, index, reason, item, event))
+                dead.append(_dead_letter(now, batch_id, index, reason, item,
+                                         scrub_pii(event, self.pii)))
                 continue
             fed = observe(event)
             if not fed:
@@ -435,11 +442,31 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
+# Fields naming a person or their session: never kept in a dead letter, whatever they hold.
+PERSON_FIELDS = frozenset({"userId", "sessionId"})
+
+
+def scrub_pii(value: Any, patterns: tuple[tuple[str, re.Pattern], ...]) -> Any:
+    """value with every match of a PII pattern replaced by <pii:NAME> (in keys and strings at
+    any depth) and every userId/sessionId replaced by <redacted>. A whole RFC 3339 time is
+    kept: it names no one, and the phone pattern would take its date for a number."""
+    if isinstance(value, str):
+        if parse_time(value) is not None:
+            return value
+        for name, pattern in patterns:
+            value = pattern.sub(f"<pii:{name}>", value)
+        return value
+    if isinstance(value, dict):
+        return {scrub_pii(k, patterns): "<redacted>" if k in PERSON_FIELDS
+                else scrub_pii(v, patterns) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_pii(v, patterns) for v in value]
+    return value
+
+
 def _dead_letter(now: str, batch_id: str, index: int, reason: str, error: dict,
                  event: Any) -> dict:
-    """A bounded, user-id-free record of a rejected event."""
-    if isinstance(event, dict) and "userId" in event:
-        event = {k: ("<redacted>" if k == "userId" else v) for k, v in event.items()}
+    """A bounded record of a rejected event (already scrubbed by scrub_pii)."""
     entry = {"receivedAt": now, "batchId": batch_id, "index": index, "reason": reason,
              "error": error}
     try:

@@ -182,6 +182,26 @@ def cmd_down(args) -> int:
     return 1
 
 
+def cmd_audit_verify(args) -> int:
+    """Walk the audit log's hash chain; exit 1 naming the first record changed, removed or
+    reordered, 2 when there is no log."""
+    from pulse.audit import audit_log_path, verify
+
+    data_dir = Path(args.data_dir) if args.data_dir else _data_dir_hint(_config_path(args.config))
+    path = audit_log_path(data_dir)
+    try:
+        count, broken = verify(path)
+    except FileNotFoundError:
+        print(f"pulse: no audit log at {path}", file=sys.stderr)
+        return 2
+    if broken:
+        print(f"{path}:{broken.line}: chain broken after {count} intact record(s): "
+              f"{broken.problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: {count} record(s), chain intact")
+    return 0
+
+
 def cmd_status(args) -> int:
     """Report each component's state; exit 1 when any is down."""
     import json
@@ -357,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true", help="include the demo components")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("audit", help="work with the audit log")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    p = asub.add_parser("verify", help="check the audit log's hash chain is unbroken")
+    p.add_argument("--config")
+    p.add_argument("--data-dir", help="the data directory (default: the config's data_dir)")
+    p.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("render", help="write the generated Prometheus/Alertmanager configs")
     p.add_argument("--config")

@@ -15,11 +15,15 @@ from pulse.config import validate
 from tests.harness import NatsCluster, free_port, wait_until
 
 ENV = {"PULSE_PRIVACY_SALT": "test-salt-0123456789abcdef"}
+# One token per role that matters to the intake's admin endpoints (pulse.access).
+TOKENS = {role: f"{role}-token-0123456789" for role in ("admin", "engineer", "analyst")}
 
 
 def events_config(data_dir: Path, **section) -> object:
     """A validated Config whose events section carries the given keys."""
     raw = {"data_dir": str(data_dir), "privacy": {"salt": "${PULSE_PRIVACY_SALT}"},
+           "bridge": {"tokens": [{"name": role, "role": role, "token": token}
+                                 for role, token in TOKENS.items()]},
            "exporters": {"events": {"listen": "127.0.0.1:1",
                                     # profiling has its own tests (tests/exporters/profiles)
                                     "profiles": {"enabled": False}, **section}}}
@@ -121,6 +125,11 @@ class Intake:
             return found
         wait_until(self.aggregator.caught_up, 30, 0.05, "the aggregator to catch up")
         return self.agg_registry.get_sample_value(name, labels)
+
+    def dead_letters(self, query: str = "", role: str | None = "engineer"):
+        """GET the dead letters (as role; None sends no token) and return the response."""
+        headers = {"Authorization": f"Bearer {TOKENS[role]}"} if role else {}
+        return self.client.get(f"/api/analytics/events/rejected{query}", headers=headers)
 
     def post(self, events, path="/api/analytics/events", **body):
         """POST a batch (clientTimestamp filled in) and return the response."""

@@ -162,7 +162,7 @@ def test_no_consent_is_counted_only_and_stored_nowhere(intake):
     assert body["errors"][0]["code"] == "no_consent"
     assert intake.value("pulse_events_rejected_total", reason="no_consent") == 1
     assert intake.value("fitness_sessions_total", platform="ios") == 1
-    assert intake.client.get("/api/analytics/events/rejected").get_json()["count"] == 0
+    assert intake.dead_letters().get_json()["count"] == 0
     stored = b"".join(p.read_bytes() for p in intake.data_dir.rglob("*") if p.is_file())
     assert b"u-secret-42" not in stored and event["id"].encode() not in stored
 
@@ -195,7 +195,7 @@ def test_a_retried_batch_returns_the_original_response_and_counts_nothing(intake
                         workout_type="strength") == 1
     assert intake.value("pulse_events_received_total") == 2
     assert intake.value("pulse_events_rejected_total", reason="invalid") == 1
-    assert len(intake.client.get("/api/analytics/events/rejected").get_json()["rejected"]) == 1
+    assert len(intake.dead_letters().get_json()["rejected"]) == 1
 
 
 def test_a_repeated_event_id_is_acknowledged_but_not_counted_twice(intake):
@@ -212,7 +212,7 @@ def test_dead_letters_keep_reason_error_and_no_user_id(make_intake):
     for i in range(5):
         app.post([example_event("session_start", userId="u-77", timestamp=f"bad-{i}")],
                  batchId=f"dl-{i}")
-    resp = app.client.get("/api/analytics/events/rejected?limit=2").get_json()
+    resp = app.dead_letters("?limit=2").get_json()
     assert resp["count"] == 2 and resp["kept"] == 3
     newest = resp["rejected"][0]
     assert newest["batchId"] == "dl-4" and newest["reason"] == "invalid"
@@ -223,7 +223,7 @@ def test_dead_letters_keep_reason_error_and_no_user_id(make_intake):
 
 @pytest.mark.parametrize("limit", ["0", "abc", "100000", "-1"])
 def test_dead_letter_limit_is_validated(intake, limit):
-    resp = intake.client.get(f"/api/analytics/events/rejected?limit={limit}")
+    resp = intake.dead_letters(f"?limit={limit}")
     assert resp.status_code == 400
     assert resp.get_json()["error"]["details"][0]["field"] == "limit"
 

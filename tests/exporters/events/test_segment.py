@@ -226,7 +226,7 @@ def test_invalid_messages_in_a_batch_are_dead_lettered_but_answered_200(seg):
     assert resp.status_code == 200
     assert seg.value("pulse_events_accepted_total") == 1
     assert seg.value("pulse_events_rejected_total", reason="invalid") == 1
-    (letter,) = seg.client.get("/api/analytics/events/rejected").get_json()["rejected"]
+    (letter,) = seg.dead_letters().get_json()["rejected"]
     assert letter["error"]["field"] == "event"
     assert "x@y.example" not in json.dumps(letter) and "u-9" not in json.dumps(letter)
 

@@ -79,7 +79,7 @@ def test_dead_letters_survive_a_restart(tmp_path):
     app = Intake(tmp_path / "data")
     app.post([{"id": "x"}], batchId="dl")
     app.restart()
-    rejected = app.client.get("/api/analytics/events/rejected").get_json()["rejected"]
+    rejected = app.dead_letters().get_json()["rejected"]
     assert [(d["batchId"], d["reason"]) for d in rejected] == [("dl", "invalid")]
     app.close()
 

@@ -1,0 +1,175 @@
+"""Who may do what, for every Pulse process: roles -> permissions, tokens, credentials.
+
+The bridge and the intake both authenticate with these (seed NF-009); each maps a refusal
+(`AccessDenied`) to its own JSON error. The audit log of requests stays with the bridge.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+# Role -> permissions. The one place that says who may do what (seed NF-009).
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    # admin holds every permission, among them privacy:withdraw (consent withdrawal).
+    "admin": frozenset({"*"}),
+    "engineer": frozenset({
+        "rules:read", "rules:write", "rules:expr", "alerts:read", "alerts:test", "incidents:ack",
+        "health:read",
+        "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
+        # The intake's dead letters (scrubbed rejected events): admin and engineer only.
+        "events:dead_letters",
+    }),
+    "analyst": frozenset({
+        "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
+        "ai:read", "experiments:read", "datasets:generate",
+    }),
+    "executive": frozenset({
+        "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
+        "experiments:read",
+    }),
+    # A coach sees aggregates of their own clients only; views narrow by g.principal.coach_id.
+    "coach": frozenset({"dashboards:read", "metrics:read"}),
+    # Read-only, time-limited (tokens of auditors must carry an expiry).
+    "auditor": frozenset({
+        "rules:read", "alerts:read", "health:read", "metrics:read", "dashboards:read",
+        "ai:read", "experiments:read", "audit:read",
+    }),
+}
+
+# Permissions no role but admin holds (admin's "*" grants them): named here so a route
+# guarded by one is known to be in the table on purpose.
+ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw"})
+
+
+def known_permission(permission: str) -> bool:
+    """True when the permission is in the role table (held by a role, or admin-only)."""
+    return permission in ADMIN_ONLY_PERMISSIONS or any(
+        permission in perms for perms in ROLE_PERMISSIONS.values())
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name, role and (for coaches) their coach id."""
+
+    name: str
+    role: str
+    coach_id: str | None = None
+    # Ruler tenants this token may use (None: all).
+    tenants: frozenset[str] | None = None
+
+    def can(self, permission: str) -> bool:
+        """True when the role grants the permission."""
+        perms = ROLE_PERMISSIONS.get(self.role, frozenset())
+        return "*" in perms or permission in perms
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token (tokens are never kept in clear after load)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenStore:
+    """Configured tokens, kept as hashes, with their role and optional expiry."""
+
+    def __init__(self, tokens):
+        self._by_hash: dict[str, tuple[Principal, float | None]] = {}
+        for t in tokens:
+            if t["role"] == "auditor" and not t.get("expires"):
+                # The schema refuses this too; a token built in code must not bypass it.
+                raise ValueError(f"token {t['name']!r}: auditor tokens need an expiry")
+            expires = None
+            if t.get("expires"):
+                expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
+            self._by_hash[hash_token(t["token"])] = (
+                Principal(t["name"], t["role"], t.get("coach_id"),
+                          frozenset(t["tenants"]) if t.get("tenants") is not None else None),
+                expires)
+
+    def authenticate(self, token: str, now: float | None = None) -> Principal | None:
+        """The principal of a valid, unexpired token, or None."""
+        digest = hash_token(token)
+        for known, (principal, expires) in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                if expires is not None and (now or time.time()) >= expires:
+                    return None
+                return principal
+        return None
+
+
+class AccessDenied(Exception):
+    """A refused request: 401 (no or bad token) or 403 (a permission missing, named)."""
+
+    def __init__(self, status: int, reason: str, message: str,
+                 details: list[dict] | None = None):
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+        self.details = details or []
+
+
+def credentials(authorization: str) -> tuple[str | None, str | None]:
+    """(token, basic user) of an Authorization header: a bearer token, or the password of
+    a Basic one (mimirtool's --key, whose user may name the tenant)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), None
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            user, sep, password = base64.b64decode(value.strip(), validate=True) \
+                .decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None
+        if sep and password:
+            return password, user
+    return None, None
+
+
+def authenticate(store: TokenStore, token: str | None) -> Principal:
+    """The principal of a token; AccessDenied 401 when it is missing, invalid or expired."""
+    if token is None:
+        raise AccessDenied(401, "anonymous", "a bearer token is required "
+                           "(Authorization: Bearer <token>, or Basic auth with the token as "
+                           "password)",
+                           [{"field": "Authorization", "problem": "missing"}])
+    principal = store.authenticate(token)
+    if principal is None:
+        raise AccessDenied(401, "invalid-token", "the token is not valid or has expired",
+                           [{"field": "Authorization", "problem": "invalid or expired token"}])
+    return principal
+
+
+def check(principal: Principal, permission: str) -> None:
+    """AccessDenied 403 naming the permission when the principal's role lacks it."""
+    if not principal.can(permission):
+        raise AccessDenied(403, "forbidden",
+                           f"role {principal.role!r} lacks the permission {permission!r}",
+                           [{"field": "permission", "problem": f"{permission} required"}])
+
+
+# Routes served without a bearer token on purpose, by (process, route template): every
+# other route of every Pulse process names a permission of ROLE_PERMISSIONS
+# (tests/test_route_coverage.py walks them all).
+_EVERY_PROCESS = ("bridge", "exporters.events", "exporters.ai", "exporters.integrations",
+                  "exporters.infrastructure")
+OPEN_ROUTES: dict[tuple[str, str], str] = {
+    **{(p, r): why for p in _EVERY_PROCESS for r, why in (
+        ("/metrics", "Prometheus scrapes it"),
+        ("/-/healthy", "liveness"),
+        ("/-/ready", "readiness"),
+        ("/static/<path:filename>", "Flask's static files: Pulse ships none"),
+    )},
+    ("bridge", "/api/analytics/health"): "health, for load balancers and status pages",
+    ("bridge", "/api/openapi.json"): "the published contract, no data",
+    ("exporters.events", "/api/openapi.json"): "the published contract, no data",
+    ("bridge", "/hooks/alertmanager"): "Alertmanager's webhook: its own token",
+    ("exporters.integrations", "/webhooks/email"): "the email provider's webhook: its own "
+                                                   "token",
+    ("exporters.events", "/api/analytics/events"): "ingest: a write key per source",
+    ("exporters.events", "/api/analytics/events/batch"): "ingest: a write key per source",
+    ("exporters.events", "/v1/*"): "Segment-compatible ingest: a write key per source",
+}
