@@ -28,7 +28,7 @@ def withdraw():
     if cfg.exporters.events.log.kind == "jetstream":
         # Profiles live in the aggregators, a user's in one partition: the withdrawal goes
         # through the stream to its owner (docs/scaling.md).
-        from exporters.events.jetstream import publish_withdrawal
+        from pulse.profiles.stream import publish_withdrawal
 
         existed = publish_withdrawal(cfg, user_id)
     else:

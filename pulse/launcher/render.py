@@ -71,7 +71,7 @@ class Peer:
 
 
 def alertmanager_peers(cfg: Config) -> list[Peer]:
-    """The Alertmanager peers `pulse up` runs (alertmanager.replicas; ports in docs/architecture.md)."""
+    """The Alertmanager peers `pulse up` runs (alertmanager.replicas), each two ports above."""
     host, port = url_host_port(cfg.alertmanager.url)
     return [Peer(i, host, port + 2 * i) for i in range(cfg.alertmanager.get("replicas", 1))]
 

@@ -65,6 +65,8 @@ class Intake:
         self.data_dir = data_dir
         self.section = section
         self.aggregator = None
+        # Where this intake's events rest: its data dir, and the stream's store with JetStream.
+        self.storage = [data_dir] + ([nats.workdir] if nats is not None else [])
         if nats is not None:
             base = jetstream_section(nats)
             self.section = {**base, **section, **{k: {**base[k], **section.get(k, {})}

@@ -80,7 +80,7 @@ def test_a_standby_takes_over_the_partitions_of_a_dead_owner(tmp_path, nats):
 
 
 def test_a_withdrawal_reaches_the_partition_that_holds_the_profile(tmp_path, nats):
-    from exporters.events.jetstream import publish_withdrawal
+    from pulse.profiles.stream import publish_withdrawal
 
     intake = Intake(tmp_path / "data", nats, profiles={"enabled": True})
     try:

@@ -40,7 +40,8 @@ def test_pii_of_rejected_events_rests_nowhere_on_disk_nor_in_any_response(intake
     answers.append(intake.dead_letters("?limit=10").get_data(as_text=True))
     answers.append(intake.client.get("/metrics").get_data(as_text=True))
     intake.close()
-    stored = b"".join(p.read_bytes() for p in intake.data_dir.rglob("*") if p.is_file())
+    stored = b"".join(p.read_bytes() for d in intake.storage for p in d.rglob("*")
+                      if p.is_file())
     assert stored, "the dead letters are on disk"
     for secret in SECRETS:
         assert secret.encode() not in stored, f"{secret!r} rests on disk"
