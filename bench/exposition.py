@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,30 +24,23 @@ import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pulse.launcher.supervisor import service_argv  # noqa: E402
+from tests.harness import free_port, wait_until  # noqa: E402
+
 SCRAPES = int(os.environ.get("BENCH_SCRAPES", "200"))
 WARMUP = 20
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     """Wait until url answers 200 or fail if the process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ready() -> bool:
         if proc.poll() is not None:
             raise SystemExit(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready after {timeout}s")
+        return requests.get(url, timeout=2).status_code == 200
+
+    wait_until(ready, timeout, 0.1, url)
 
 
 def shipped_groups() -> list:
@@ -66,9 +58,8 @@ def start_ours(tmp: Path, groups: list) -> tuple[subprocess.Popen, str]:
                                       "exporters": {"infrastructure": section}}))
     env = dict(os.environ, PULSE_ADMIN_TOKEN="bench-token-0123456789",
                PULSE_PRIVACY_SALT="bench-salt-0123456789")
-    proc = subprocess.Popen([sys.executable, "-m", "exporters.infrastructure", "--config",
-                             str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(service_argv("exporters.infrastructure", config), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"http://{listen}"
 
 

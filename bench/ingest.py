@@ -29,11 +29,9 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import orjson
@@ -47,6 +45,8 @@ from exporters.events.segment import load_table  # noqa: E402
 
 WRITE_KEY = "bench-write-key-01"
 JSON_HEADER = '["Content-Type"] = "application/json"'
+from pulse.launcher.supervisor import service_argv  # noqa: E402
+from tests.harness import free_port, wait_until  # noqa: E402
 
 PLACEHOLDER = "@@@@@@@@@@"
 # The one wrk script of the benchmarks: POST the body file with every event id made
@@ -77,13 +77,6 @@ USERS_LUA = """\
 """
 
 
-def free_port() -> int:
-    """A free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def floor_app(environ, start_response):
     """The HTTP floor: read the whole body, answer {}."""
     stream = environ["wsgi.input"]
@@ -99,15 +92,23 @@ def serve_floor(listen: str, threads: int) -> None:
     serve(floor_app, listen, "bench-floor", threads=threads)
 
 
-def make_body(path: Path) -> int:
-    """A 100-event batch mixing every mapped event shape, ids made unique by a placeholder."""
+def make_body(path: Path, user: str | None = None, users_per_batch: int = 1,
+              stamp: str = "2026-11-25T10:00:00Z") -> int:
+    """A 100-event batch mixing every mapped event shape, ids made unique by a placeholder.
+
+    With user (a placeholder the wrk script replaces), event i belongs to
+    user-<user>-<i % users_per_batch> and is stamped stamp (bench/profiling.py).
+    """
     rules = list(EXAMPLES)
     events = []
     for i in range(100):
         event = example_event(rules[i % len(rules)])
         event["id"] = f"bench-{PLACEHOLDER}-{i:03d}"
+        if user is not None:
+            event["userId"] = f"user-{user}-{i % users_per_batch}"
+            event["timestamp"] = stamp
         events.append(event)
-    body = orjson.dumps({"events": events, "clientTimestamp": "2026-11-25T10:00:00Z"})
+    body = orjson.dumps({"events": events, "clientTimestamp": stamp})
     path.write_bytes(body)
     return len(body)
 
@@ -137,22 +138,27 @@ def make_segment_body(path: Path) -> int:
                          "writeKey": WRITE_KEY})
     path.write_bytes(body)
     return len(body)
+def wrk_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The wrk options the ingest benchmarks share: seconds per round, rounds, connections."""
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    return parser
 
 
 def start(argv: list[str], url: str, log: Path, env: dict) -> subprocess.Popen:
     """Start a server process and wait until url answers."""
     proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
                             env=env, cwd=ROOT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         if proc.poll() is not None:
             raise SystemExit(f"{argv} exited:\n{log.read_text()}")
-        try:
-            requests.get(url, timeout=1)
-            return proc
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
+        requests.get(url, timeout=1)
+        return True
+
+    wait_until(answers, 60, 0.1, url)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -203,6 +209,17 @@ def run_wrk(script: Path, url: str, seconds: float, connections: int) -> dict:
             "non2xx": int(bad.group(1)) if bad else 0}
 
 
+def alternate(args: argparse.Namespace, script, ports: dict[str, int]) -> dict[str, list[dict]]:
+    """args.rounds rounds of wrk against each port in turn (so drift touches every endpoint);
+    script(name) makes each run's fresh script. name -> the runs' results."""
+    results: dict[str, list[dict]] = {name: [] for name in ports}
+    for _ in range(args.rounds):
+        for name, port in ports.items():
+            results[name].append(run_wrk(script(name), f"http://127.0.0.1:{port}",
+                                         args.seconds, args.connections))
+    return results
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -231,10 +248,7 @@ def median(values: list[float]) -> float:
 
 def main() -> None:
     """Run the benchmark and print the figures."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=4)
+    parser = wrk_arguments(argparse.ArgumentParser())
     parser.add_argument("--total", type=int, default=1_000_000)
     parser.add_argument("--segment", action="store_true",
                         help="also measure POST /v1/batch (Segment batches) in the same rounds")
@@ -261,20 +275,16 @@ def main() -> None:
         f"    sources:\n      - {{name: bench, write_key: {WRITE_KEY}, platform: ios}}\n")
     env = dict(os.environ, PULSE_PRIVACY_SALT="bench-salt-0123456789",
                PULSE_ADMIN_TOKEN="bench-token-0123456789")
-    intake = start([sys.executable, "-m", "exporters.events", "--config", str(work / "pulse.yml")],
+    intake = start(service_argv("exporters.events", work / "pulse.yml"),
                    f"http://127.0.0.1:{intake_port}/-/ready", work / "intake.log", env)
     floor = start([sys.executable, str(Path(__file__).resolve()), "--floor-server",
                    f"127.0.0.1:{floor_port}"], f"http://127.0.0.1:{floor_port}/",
                   work / "floor.log", env)
     names = ("floor", "intake", "segment") if args.segment else ("floor", "intake")
-    results: dict[str, list[dict]] = {name: [] for name in names}
     ports = {"floor": floor_port, "intake": intake_port, "segment": intake_port}
     try:
-        for _ in range(args.rounds):
-            for name in names:
-                results[name].append(run_wrk(script_for(work, segment=name == "segment"),
-                                             f"http://127.0.0.1:{ports[name]}",
-                                             args.seconds, args.connections))
+        results = alternate(args, lambda name: script_for(work, segment=name == "segment"),
+                            {name: ports[name] for name in names})
         metrics = f"http://127.0.0.1:{intake_port}/metrics"
         counted = counter(metrics, "pulse_events_accepted_total")
         rate = median([r["rps"] for r in results["intake"]]) * 100

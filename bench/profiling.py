@@ -28,24 +28,24 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import (  # noqa: E402
-    PLACEHOLDER,
+    alternate,
     counter,
     free_port,
     median,
-    run_wrk,
     script_for,
     start,
     stop,
+    wrk_arguments,
 )
+from ingest import make_body as ingest_body  # noqa: E402
 
-from exporters.events.examples import EXAMPLES, example_event  # noqa: E402
+from exporters.events.examples import example_event  # noqa: E402
+from pulse.launcher.supervisor import service_argv  # noqa: E402
 from pulse.profiles.aggregates import compute  # noqa: E402
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore  # noqa: E402
 
@@ -55,18 +55,8 @@ POOL = 20_000
 
 def make_body(path: Path, users_per_batch: int = 1) -> int:
     """100 events of every mapped shape, today, of 1..100 users (placeholders for ids, user)."""
-    rules = list(EXAMPLES)
     stamp = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    events = []
-    for i in range(100):
-        event = example_event(rules[i % len(rules)])
-        event["id"] = f"bench-{PLACEHOLDER}-{i:03d}"
-        event["userId"] = f"user-{USER}-{i % users_per_batch}"
-        event["timestamp"] = stamp
-        events.append(event)
-    body = orjson.dumps({"events": events, "clientTimestamp": stamp})
-    path.write_bytes(body)
-    return len(body)
+    return ingest_body(path, USER, users_per_batch, stamp)
 
 
 def script(work: Path) -> Path:
@@ -83,7 +73,7 @@ def start_intake(work: Path, name: str, profiles: bool, env: dict) -> tuple:
         "privacy: {salt: '${PULSE_PRIVACY_SALT}'}\n"
         f"exporters:\n  events:\n    listen: 127.0.0.1:{port}\n"
         f"    profiles: {{enabled: {'true' if profiles else 'false'}, refresh_interval: 30s}}\n")
-    proc = start([sys.executable, "-m", "exporters.events", "--config", str(cfg)],
+    proc = start(service_argv("exporters.events", cfg),
                  f"http://127.0.0.1:{port}/-/ready", work / f"{name}.log", env)
     return proc, port
 
@@ -94,12 +84,8 @@ def throughput(args, work: Path) -> dict:
                PULSE_ADMIN_TOKEN="bench-token-0123456789")
     on, on_port = start_intake(work, "on", True, env)
     off, off_port = start_intake(work, "off", False, env)
-    results: dict[str, list[dict]] = {"on": [], "off": []}
     try:
-        for _ in range(args.rounds):
-            for name, port in (("off", off_port), ("on", on_port)):
-                results[name].append(run_wrk(script(work), f"http://127.0.0.1:{port}",
-                                             args.seconds, args.connections))
+        results = alternate(args, lambda _name: script(work), {"off": off_port, "on": on_port})
         accepted = counter(f"http://127.0.0.1:{on_port}/metrics", "pulse_events_accepted_total")
         store = ProfileStore(work / "on" / "profiles" / "profiles.db", "bench-salt-0123456789")
         users = store.count()
@@ -154,10 +140,7 @@ def bulk_load(path: Path, n: int, chunk: int = 2000) -> float:
 
 def main() -> None:
     """Run both measurements and print the figures."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=4)
+    parser = wrk_arguments(argparse.ArgumentParser())
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--users-per-batch", type=int, default=1, choices=range(1, 101),
                         metavar="1..100")

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.services.rule_compiler import compile_rule, render_groups, validate_request  # noqa: E402
 from pulse import fileio  # noqa: E402
+from pulse.promapi import PrometheusClient  # noqa: E402
 from tests import harness  # noqa: E402
 
 TOKEN = "bench-admin-token-0123456789"
@@ -68,7 +69,7 @@ def static_groups(directory: Path, count: int) -> None:
         (directory / f"static-{i}.rules.yml").write_text(yaml.safe_dump({"groups": [group]}))
 
 
-def floor_once(prom_url: str, rules_dir: Path, i: int, promtool: bool) -> float:
+def floor_once(prom: PrometheusClient, rules_dir: Path, i: int, promtool: bool) -> float:
     """Seconds for write + (promtool) + reload + poll until the group is listed."""
     req = validate_request(request_body(i), {"bench"})
     group = compile_rule(f"f{i:012x}", req)
@@ -80,11 +81,9 @@ def floor_once(prom_url: str, rules_dir: Path, i: int, promtool: bool) -> float:
         subprocess.run(["promtool", "check", "rules", str(tmp)], check=True,
                        capture_output=True)
     fileio.replace(tmp, path)
-    resp = requests.post(f"{prom_url}/-/reload", timeout=30)
-    resp.raise_for_status()
+    prom.reload()
     while True:
-        groups = requests.get(f"{prom_url}/api/v1/rules", timeout=30).json()["data"]["groups"]
-        if any(g["name"] == group["name"] for g in groups):
+        if any(g["name"] == group["name"] for g in prom.rules()):
             return time.perf_counter() - start
         time.sleep(0.005)
 
@@ -157,6 +156,7 @@ def main() -> None:
             tmp / "prometheus", evaluation_interval="15s", scrape_interval="15s",
             rule_files=[tmp / "static" / "*.rules.yml", rules_dir / "*.yml"])
         prom.start()
+        floor_prom = PrometheusClient(prom.url, timeout=30)  # the client the bridge uses
         bridge = None
         try:
             cfg_path = tmp / "pulse.yml"
@@ -168,7 +168,7 @@ def main() -> None:
             bridge = harness.start_service("bridge", cfg_path, env, listen, tmp / "bridge.log")
             bridge_url = f"http://{listen}"
             # Warm up both paths (connections, imports, first compile).
-            floor_once(prom.url, rules_dir, 10_000, False)
+            floor_once(floor_prom, rules_dir, 10_000, False)
             api_once(bridge_url, 10_000, False)
 
             # The same app in this process (no HTTP hop to the bridge): its own overhead.
@@ -188,10 +188,10 @@ def main() -> None:
             inproc_once(20_000)
             floor, floor_pt, api, api_expr, inproc = [], [], [], [], []
             for i in range(args.runs):
-                floor.append(floor_once(prom.url, rules_dir, i, False))
+                floor.append(floor_once(floor_prom, rules_dir, i, False))
                 api.append(api_once(bridge_url, i, False))
                 inproc.append(inproc_once(2000 + i))
-                floor_pt.append(floor_once(prom.url, rules_dir, 1000 + i, True))
+                floor_pt.append(floor_once(floor_prom, rules_dir, 1000 + i, True))
                 api_expr.append(api_once(bridge_url, 1000 + i, True))
 
             def ms(xs):
@@ -212,7 +212,7 @@ def main() -> None:
 
             start = time.perf_counter()
             for i in range(args.throughput):
-                floor_once(prom.url, rules_dir, 5000 + i, False)
+                floor_once(floor_prom, rules_dir, 5000 + i, False)
             floor_rate = args.throughput / (time.perf_counter() - start)
             start = time.perf_counter()
             for i in range(args.throughput):

@@ -6,6 +6,15 @@ OpenAPI document once (create_app builds it at start); `check(method, path, body
 `userId`, the unknown key itself for a key no schema allows). Views call `request_body()`,
 which finds the operation of the request being served. What a schema cannot say (a
 duplicated severity, a channel not configured) stays with the service that knows it.
+
+The problems come in a stable order, the schema's own: by the position of each field's
+properties in its schema (`properties` as written in the YAML; array items by index; a key
+the schema does not name after those it names), so the first problem is the first bad field
+of the schema, whatever order the client sent its keys in. Two extensions (x- keywords,
+which JSON Schema ignores) let a schema keep the naming its clients rely on:
+`x-one-field: true` reports a problem anywhere inside the value at the value itself (a label
+map with a non-string value is `labels`, not `labels.a`); `x-problem: text` replaces the
+validator's wording for a problem of that schema's own keywords.
 """
 
 from __future__ import annotations
@@ -29,15 +38,62 @@ def _route(path: str) -> str:
     return _PARAM.sub("{}", path)
 
 
-def _field(error) -> str:
+def _name(parts) -> str:
     out = ""
-    for part in error.absolute_path:
+    for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "body"
 
 
-def _join(where: str, key: str) -> str:
-    return key if where == "body" else f"{where}.{key}"
+class _Schema:
+    """The root schema walked along an instance path: $ref, allOf/anyOf/oneOf followed."""
+
+    def __init__(self, root: dict):
+        self.root = root
+
+    def deref(self, node):
+        """node with its $ref chain followed (local refs: #/components/schemas/...)."""
+        seen = 0
+        while isinstance(node, dict) and "$ref" in node and seen < 32:
+            target = self.root
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target.get(part, {}) if isinstance(target, dict) else {}
+            node, seen = target, seen + 1
+        return node if isinstance(node, dict) else {}
+
+    def _branches(self, node):
+        yield node
+        for key in ("allOf", "anyOf", "oneOf"):
+            for branch in node.get(key) or ():
+                yield from self._branches(self.deref(branch))
+
+    def step(self, node, part) -> tuple[int, dict]:
+        """(position of part in node, the schema of node[part])."""
+        for branch in self._branches(self.deref(node)):
+            if isinstance(part, int):
+                items = branch.get("items")
+                if isinstance(items, dict):
+                    return part, self.deref(items)
+            else:
+                props = branch.get("properties") or {}
+                if part in props:
+                    return list(props).index(part), self.deref(props[part])
+                extra = branch.get("additionalProperties")
+                if isinstance(extra, dict):
+                    return len(props), self.deref(extra)
+        return 1 << 20, {}
+
+    def locate(self, parts: list) -> tuple[tuple[int, ...], int | None]:
+        """(sort key of the path, the length of the prefix marked x-one-field, if any)."""
+        node, key, cut = self.deref(self.root), [], None
+        if node.get("x-one-field"):
+            cut = 0
+        for i, part in enumerate(parts):
+            pos, node = self.step(node, part)
+            key.append(pos)
+            if cut is None and node.get("x-one-field"):
+                cut = i + 1
+        return tuple(key), cut
 
 
 class BodyValidator:
@@ -62,33 +118,42 @@ class BodyValidator:
         return (method.upper(), _route(path)) in self._by_route
 
     def problems(self, method: str, path: str, body: Any) -> list[dict]:
-        """Every {field, problem} of body against the operation's schema (sorted by field)."""
+        """Every {field, problem} of body against the operation's schema, in schema order."""
         validator = self._by_route[(method.upper(), _route(path))]
-        details = []
-        for error in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.path))):
+        walk = _Schema(validator.schema)
+        found = []
+        for n, error in enumerate(validator.iter_errors(body)):
             # oneOf/anyOf errors are vague; name the best-matching branch's complaint.
             leaf = error
             if error.context:
                 leaf = min(error.context, key=lambda e: (-len(e.absolute_path), str(e.message)))
-            msg, field = leaf.message, _field(leaf)
+            parts, msg = list(leaf.absolute_path), leaf.message
             if leaf.validator == "required" and isinstance(leaf.instance, dict):
                 missing = [p for p in leaf.validator_value if p not in leaf.instance]
                 if missing:
-                    field, msg = _join(field, missing[0]), "is required"
+                    parts.append(min(missing, key=lambda p: walk.locate([*parts, p])[0]))
+                    msg = "is required"
             if leaf.validator == "required" and error.validator == "anyOf":
                 names = [b["required"][0] for b in error.validator_value if b.get("required")]
-                field = names[0] if names else field
+                parts = parts[:len(error.absolute_path)] + names[:1]
                 msg = "either " + " or ".join(repr(n) for n in names) + " is required"
             if leaf.validator == "additionalProperties" and isinstance(leaf.instance, dict):
                 allowed = sorted(leaf.schema.get("properties") or {})
                 extra = sorted(str(k) for k in leaf.instance if k not in allowed)
                 if extra:
-                    field = _join(field, extra[0][:64])
+                    parts.append(extra[0][:64])
                     msg = f"unknown field (allowed: {', '.join(allowed)})"
+            if isinstance(leaf.schema, dict) and leaf.schema.get("x-problem"):
+                msg = leaf.schema["x-problem"]
+            order, cut = walk.locate(parts)
+            if cut is not None:
+                inner = _name(parts[cut:]) if cut < len(parts) else ""
+                parts, msg = parts[:cut], (f"{inner}: {msg}" if inner else msg)
             if len(msg) > MAX_PROBLEM:
                 msg = msg[:MAX_PROBLEM] + "..."
-            details.append({"field": field, "problem": msg})
-        return details
+            # Schema order first; errors of one field keep the validator's (keyword) order.
+            found.append((order, n, {"field": _name(parts), "problem": msg}))
+        return [detail for _, _, detail in sorted(found, key=lambda f: (f[0], f[1]))]
 
     def check(self, method: str, path: str, body: Any,
               message: str = "the request body is invalid") -> Any:

@@ -17,7 +17,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import ssl
 import threading
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
-from demo.httpjson import JSONHandler
+from demo.httpjson import JSONHandler, serve_until_term
 from demo.scenarios import ScenarioWatch
 from pulse.config import split_listen
 from pulse.fileio import write_atomic
@@ -168,25 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     listen = args.listen or cfg.demo.payments_listen
     server = make_server(listen, cfg.data_dir)
     secure = make_server(cfg.demo.payments_tls_listen, cfg.data_dir, tls=True)
-    threading.Thread(target=secure.serve_forever, kwargs={"poll_interval": 0.2},
-                     daemon=True).start()
-
-    def on_term(signum, frame):
-        for s in (server, secure):
-            s.hang_release.set()
-            threading.Thread(target=s.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_term)
     log.info("fake payment provider on http://%s and https://%s (health: /health)", listen,
              cfg.demo.payments_tls_listen)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        secure.server_close()
-
+    serve_until_term(server, secure, on_term=lambda s: s.hang_release.set())
 
 if __name__ == "__main__":
     main()

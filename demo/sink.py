@@ -13,14 +13,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from demo.httpjson import JSONHandler
+from demo.httpjson import JSONHandler, serve_until_term
 from pulse.config import split_listen
 from pulse.log import setup
 from pulse.service import load_or_exit
@@ -153,16 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     sink = Sink(cfg.data_dir, console)
     listen = args.listen or cfg.demo.sink_listen
     server = make_server(listen, sink)
-    signal.signal(signal.SIGTERM,
-                  lambda s, f: threading.Thread(target=server.shutdown, daemon=True).start())
     log.info("demo notification sink on http://%s/notify; file %s", listen, sink.path)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-
+    serve_until_term(server)
 
 if __name__ == "__main__":
     main()

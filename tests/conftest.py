@@ -46,34 +46,30 @@ def prometheus(tmp_path_factory, alertmanager):
     prom.stop()
 
 
-@pytest.fixture
-def prometheus_factory(tmp_path):
-    """Make private Prometheus servers: factory(**PrometheusServer kwargs) -> started server."""
+def _server_factory(tmp_path: Path, kind: type, name: str):
+    """A fixture body: make(*args, **kwargs) starts kind in tmp_path/<name>-<n>; all stop after."""
     servers = []
 
-    def make(**kwargs) -> harness.PrometheusServer:
-        server = harness.PrometheusServer(tmp_path / f"prometheus-{len(servers)}", **kwargs)
+    def make(*args, **kwargs):
+        server = kind(tmp_path / f"{name}-{len(servers)}", *args, **kwargs)
         servers.append(server)
         return server.start()
 
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path):
+    """Make private Prometheus servers: factory(**PrometheusServer kwargs) -> started server."""
+    yield from _server_factory(tmp_path, harness.PrometheusServer, "prometheus")
 
 
 @pytest.fixture
 def alertmanager_factory(tmp_path):
     """Make private Alertmanagers: factory(config) -> started server."""
-    servers = []
-
-    def make(config) -> harness.AlertmanagerServer:
-        server = harness.AlertmanagerServer(tmp_path / f"alertmanager-{len(servers)}", config)
-        servers.append(server)
-        return server.start()
-
-    yield make
-    for server in servers:
-        server.stop()
+    yield from _server_factory(tmp_path, harness.AlertmanagerServer, "alertmanager")
 
 
 @pytest.fixture

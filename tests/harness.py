@@ -50,6 +50,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def copy_rules(dest: Path, transform: Callable[[str], str]) -> list[Path]:
+    """Every rules/*.rules.yml written into dest (created) with its text passed through
+    transform (live tests shorten or compress the windows); the copies, sorted."""
+    dest.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for rule_file in sorted((ROOT / "rules").glob("*.rules.yml")):
+        copy = dest / rule_file.name
+        copy.write_text(transform(rule_file.read_text()))
+        copies.append(copy)
+    return copies
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
                message: str = "condition") -> Any:
     """Call check until it returns something truthy; fail with the last value after timeout."""
@@ -194,19 +206,43 @@ def _start_owned(argv: list[str], log_path: Path, server, timeout: float,
     raise AssertionError(f"{argv[0]} did not come up on a port of its own: {log_path}")
 
 
-class PrometheusServer:
+class OwnedServer:
+    """A real server binary on a free loopback port with its files in workdir; stopped with
+    its process group. Prometheus and Alertmanager build on it."""
+
+    log_name = "server"
+
+    def __init__(self, binary: str, workdir: Path):
+        self.binary = require_binary(binary)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: Process | None = None
+
+    def _launch(self, argv: list[str], timeout: float, identity_path: str):
+        """Start argv on a port of its own (see _start_owned); returns self."""
+        self.process = _start_owned(argv, self.workdir / f"{self.log_name}.log", self, timeout,
+                                    identity_path)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.process:
+            self.process.stop()
+
+
+class PrometheusServer(OwnedServer):
     """A real Prometheus on a free port, configured by scrape targets, rules and Alertmanagers."""
+
+    log_name = "prometheus"
 
     def __init__(self, workdir: Path, *, scrape_interval: str = "1s",
                  evaluation_interval: str = "1s", rule_files: Iterable[str | Path] = (),
                  targets: dict[str, list[str]] | None = None,
                  alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = (),
                  scrape_configs: Iterable[dict] = ()):
-        self.binary = require_binary("prometheus")
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("prometheus", workdir)
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.rule_files = [str(p) for p in rule_files]
@@ -216,7 +252,6 @@ class PrometheusServer:
         # Whole scrape configs beside `targets` (e.g. pulse.launcher.scrape's).
         self.scrape_configs = list(scrape_configs)
         self.config_path = self.workdir / "prometheus.yml"
-        self.process: Process | None = None
 
     def config(self) -> dict:
         """The prometheus.yml document for the current settings."""
@@ -244,14 +279,7 @@ class PrometheusServer:
         argv = [*prometheus_argv(self.config_path, self.workdir / "data",
                                  f"127.0.0.1:{self.port}", resend_delay="1s",
                                  binary=self.binary), *self.extra_args]
-        self.process = _start_owned(argv, self.workdir / "prometheus.log", self, timeout,
-                                    "/api/v1/status/buildinfo")
-        return self
-
-    def stop(self) -> None:
-        """Stop Prometheus."""
-        if self.process:
-            self.process.stop()
+        return self._launch(argv, timeout, "/api/v1/status/buildinfo")
 
     def reload(self) -> None:
         """POST /-/reload and require success."""
@@ -349,22 +377,19 @@ class PrometheusServer:
         return self.api("rules")["groups"]
 
 
-class AlertmanagerServer:
+class AlertmanagerServer(OwnedServer):
     """A real Alertmanager on a free port with a given configuration.
 
     Clustering is off unless `gossip_port` is given; `peers` are the other peers'
     gossip addresses (alertmanager_cluster builds a whole cluster).
     """
 
+    log_name = "alertmanager"
+
     def __init__(self, workdir: Path, config: dict | str, gossip_port: int | None = None,
                  peers: Iterable[str] = (), peer_timeout: str = "2s"):
-        self.binary = require_binary("prometheus-alertmanager")
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__("prometheus-alertmanager", workdir)
         self.config_path = self.workdir / "alertmanager.yml"
-        self.process: Process | None = None
         self.gossip_port = gossip_port
         self.peers = list(peers)
         self.peer_timeout = peer_timeout
@@ -382,19 +407,12 @@ class AlertmanagerServer:
             binary=self.binary, external_url=f"http://127.0.0.1:{self.port}",
             gossip=None if self.gossip_port is None else f"127.0.0.1:{self.gossip_port}",
             peers=self.peers, peer_timeout=self.peer_timeout)
-        self.process = _start_owned(argv, self.workdir / "alertmanager.log", self, timeout,
-                                    "/api/v2/status")
-        return self
+        return self._launch(argv, timeout, "/api/v2/status")
 
     def cluster_peers(self) -> int:
         """How many peers this Alertmanager sees in its cluster (itself included)."""
         status = requests.get(f"{self.url}/api/v2/status", timeout=5).json()
         return len((status.get("cluster") or {}).get("peers") or [])
-
-    def stop(self) -> None:
-        """Stop Alertmanager."""
-        if self.process:
-            self.process.stop()
 
     def reload(self, config: dict | str | None = None) -> None:
         """Optionally rewrite the config, then POST /-/reload and require success."""
@@ -423,7 +441,29 @@ def alertmanager_cluster(workdir: Path, config: dict | str, size: int = 3,
             for i in range(size)]
 
 
-class WebhookSink:
+class LocalHTTPServer:
+    """A threaded stdlib HTTP server on loopback, served from a background thread."""
+
+    def __init__(self, handler: type, host: str = "127.0.0.1", port: int = 0):
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.address = f"{host}:{self.port}"
+        self.url = f"http://{self.address}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        """Serve in a background thread; returns self."""
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class WebhookSink(LocalHTTPServer):
     """A local HTTP server that records every request; it can be told to fail for a while."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
@@ -459,21 +499,7 @@ class WebhookSink:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> WebhookSink:
-        """Serve in a background thread."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, host, port)
 
     def json_bodies(self, path_prefix: str = "", only_ok: bool = True) -> list[Any]:
         """Decoded JSON bodies of recorded requests (by default only those answered 2xx)."""

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from flask import Blueprint, current_app, request
 
 from bridge.auth import current_principal, require
-from bridge.errors import bad_request
 from bridge.services import PROMETHEUS, now, service
 from bridge.services.analytics import build_response, catalogue, k_anonymity, parse_query
+from bridge.validation import request_body
 
 bp = Blueprint("metrics_query", __name__, url_prefix="/api/analytics")
 
@@ -42,10 +42,7 @@ def query_metrics():
 @require("metrics:read")
 def query_metrics_body():
     """MetricsQueryResponse for a MetricsQueryRequest sent as a JSON body."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise bad_request("the body must be a JSON object", "body", "a JSON object is required")
-    return _run(body)
+    return _run(request_body())  # its schema first; parse_query then as for GET
 
 
 @bp.get("/metrics/catalogue")

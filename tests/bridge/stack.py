@@ -4,19 +4,19 @@ bridge app wired to both (shared by the rules integration tests)."""
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from werkzeug.serving import make_server
 
 from bridge import create_app
 from pulse.paths import bridge_rules_dir
 from tests.bridge.conftest import bridge_config
-from tests.harness import PrometheusServer
+from tests.harness import LocalHTTPServer, PrometheusServer
 
 CHANNELS = {"oncall": ["json://127.0.0.1:9/oncall"], "ops": ["json://127.0.0.1:9/ops"]}
 
 
-class Exposition:
+class Exposition(LocalHTTPServer):
     """A tiny /metrics source whose gauge values a test sets."""
 
     def __init__(self):
@@ -39,14 +39,8 @@ class Exposition:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 class Stack:

@@ -37,3 +37,23 @@ def test_a_bad_body_is_invalid_naming_the_field(body, field):
 
 def test_a_good_body_is_returned():
     assert validator().check("POST", WITHDRAW, {"userId": "u"}) == {"userId": "u"}
+
+
+def test_problems_come_in_schema_property_order_whatever_the_key_order():
+    body = {"alerts": [], "status": "burning", "version": "3"}
+    fields = [d["field"] for d in validator().problems("POST", "/hooks/alertmanager", body)]
+    assert fields[0] == "version" and fields.index("status") < fields.index("alerts")
+
+
+def test_x_one_field_reports_inside_problems_at_the_value():
+    body = {"version": "4", "receiver": "r", "groupKey": "g", "status": "firing",
+            "alerts": [{"status": "firing", "labels": {"a": 1}, "startsAt": "x"}]}
+    first = validator().problems("POST", "/hooks/alertmanager", body)[0]
+    assert first["field"] == "alerts[0].labels" and first["problem"].startswith("a: ")
+
+
+def test_the_research_schema_names_the_attributes_the_code_knows():
+    from pulse.profiles.research import ATTRIBUTES
+    schema = document()["components"]["schemas"]["ResearchDatasetRequest"]
+    assert tuple(schema["properties"]["attributes"]["items"]["enum"]) == tuple(ATTRIBUTES)
+    assert schema["properties"]["attributes"]["maxItems"] == len(ATTRIBUTES)

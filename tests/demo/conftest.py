@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pulse.config import load_config
+from pulse.launcher.supervisor import service_argv
 from tests import harness
 
 
@@ -76,9 +76,8 @@ class DemoStack:
 
     def simulator(self, *args: str) -> harness.Process:
         """Start the simulator process (stopped with the stack)."""
-        proc = harness.Process([sys.executable, "-m", "demo.simulate", "--config",
-                                str(self.path), *args], self.workdir / "simulator.log",
-                               env=self.env, cwd=harness.ROOT)
+        proc = harness.Process(service_argv("demo.simulate", self.path, args),
+                               self.workdir / "simulator.log", env=self.env, cwd=harness.ROOT)
         self.procs.append(proc)
         return proc
 

@@ -10,7 +10,6 @@ muting is off; the simulator runs fast.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from demo.scenarios import SCENARIOS
 from pulse.config import load_config
 from pulse.launcher.demotime import compress_routing, compress_rules
 from pulse.launcher.render import alertmanager_config
+from pulse.launcher.supervisor import service_argv
 from tests import harness
 from tests.demo.conftest import write_demo_config
 
@@ -80,9 +80,8 @@ def stack(tmp_path_factory):
                      "infrastructure": [cfg.exporters.infrastructure.listen],
                      "integrations": [cfg.exporters.integrations.listen],
                      "bridge": [cfg.bridge.listen], "demo": [cfg.demo.listen]}).start()
-        procs.append(harness.Process([sys.executable, "-m", "demo.simulate", "--config",
-                                      str(path)], work / "simulator.log", env=env,
-                                     cwd=harness.ROOT))
+        procs.append(harness.Process(service_argv("demo.simulate", path), work / "simulator.log",
+                                     env=env, cwd=harness.ROOT))
         yield {"cfg": cfg, "prom": prom, "am": am, "data": data}
     finally:
         for proc in reversed(procs):

@@ -10,7 +10,6 @@ side probed with its certificate. Nothing is written into Prometheus by the test
 from __future__ import annotations
 
 import re
-import sys
 import threading
 import time
 
@@ -20,6 +19,7 @@ import yaml
 from pulse.config import load_config
 from pulse.dashboards import check, load_all
 from pulse.launcher.demotime import compress_rules, overlay
+from pulse.launcher.supervisor import service_argv
 from tests import harness
 from tests.demo.conftest import write_demo_config
 
@@ -43,13 +43,14 @@ def demo_prometheus(tmp_path_factory):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = harness.pulse_env(data)
     cfg = load_config(path, env=env)
-    rules_dir = work / "rules"
-    rules_dir.mkdir()
-    for rule_file in (harness.ROOT / "rules").glob("*.rules.yml"):
-        text = compress_rules(rule_file.read_text(), TIME_SCALE, min_range=5, min_for=5)
+
+    def on_test_time(text: str) -> str:
+        text = compress_rules(text, TIME_SCALE, min_range=5, min_for=5)
         # Slow groups (the long SLO windows, once a minute) evaluate on test time too.
-        text = re.sub(r"(?m)^(\s+interval:\s*)\S+$", r"\g<1>2s", text)
-        (rules_dir / rule_file.name).write_text(text)
+        return re.sub(r"(?m)^(\s+interval:\s*)\S+$", r"\g<1>2s", text)
+
+    rules_dir = work / "rules"
+    harness.copy_rules(rules_dir, on_test_time)
     services = [("demo.payments", cfg.demo.payments_listen),
                 ("exporters.events", cfg.exporters.events.listen),
                 ("exporters.infrastructure", cfg.exporters.infrastructure.listen),
@@ -88,9 +89,8 @@ def demo_prometheus(tmp_path_factory):
                      "ai": [cfg.exporters.ai.listen], "bridge": [cfg.bridge.listen],
                      "demo": [cfg.demo.listen]}).start()
         prom.configure(targets={**prom.targets, "prometheus": [f"127.0.0.1:{prom.port}"]})
-        procs.append(harness.Process([sys.executable, "-m", "demo.simulate", "--config",
-                                      str(path)], work / "simulator.log", env=env,
-                                     cwd=harness.ROOT))
+        procs.append(harness.Process(service_argv("demo.simulate", path), work / "simulator.log",
+                                     env=env, cwd=harness.ROOT))
         yield prom
     finally:
         for proc in reversed(procs):

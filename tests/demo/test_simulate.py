@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import threading
 from collections import Counter
 from datetime import datetime
@@ -27,6 +26,7 @@ from demo.simulate import (
     urls,
 )
 from pulse.config import validate
+from pulse.launcher.supervisor import service_argv
 from tests import harness
 
 SEED_SCHEMA = json.loads((Path(__file__).parent / "analytics_event.schema.json").read_text())
@@ -207,8 +207,8 @@ def test_stop_event_ends_run_quickly(demo_stack):
 def test_simulator_can_serve_sink_and_payments_itself(demo_config, tmp_path):
     """The compose layout: one container runs the simulator, the sink and the provider."""
     path, cfg, env = demo_config
-    proc = harness.Process([sys.executable, "-m", "demo.simulate", "--config", str(path),
-                            "--with-sink", "--with-payments", "--users", "3"],
+    proc = harness.Process(service_argv("demo.simulate", path,
+                                        ["--with-sink", "--with-payments", "--users", "3"]),
                            tmp_path / "sim.log", env=env, cwd=harness.ROOT)
     try:
         proc.wait_http(f"http://{cfg.demo.sink_listen}/-/ready", timeout=60)

@@ -7,10 +7,10 @@ values are the code's: every series is checked by tests/synthetic.py when the mo
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from tests.harness import LocalHTTPServer
 from tests.synthetic import format_labels, series
 
 # (name, labels, per-second rate)
@@ -136,7 +136,7 @@ def exposition(elapsed: float, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-class FixtureTarget:
+class FixtureTarget(LocalHTTPServer):
     """A local HTTP server answering /metrics with `exposition()`."""
 
     def __init__(self):
@@ -155,16 +155,4 @@ class FixtureTarget:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self) -> FixtureTarget:
-        """Serve in a background thread."""
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)

@@ -22,15 +22,11 @@ ITERATIONS = 5
 def stack(tmp_path_factory):
     """Prometheus with every rule file, scraping itself and the fixture under each job name."""
     workdir = tmp_path_factory.mktemp("rules-live")
-    rule_dir = workdir / "rules"
-    rule_dir.mkdir()
-    docs = {}
-    for path in contract.rule_files():
-        docs[path.name] = contract.load(path)
-        (rule_dir / path.name).write_text(yaml.safe_dump(contract.shortened(docs[path.name])))
+    docs = {path.name: contract.load(path) for path in contract.rule_files()}
+    copies = harness.copy_rules(workdir / "rules", lambda text: yaml.safe_dump(
+        contract.shortened(yaml.safe_load(text))))
     fixture = FixtureTarget().start()
-    prom = harness.PrometheusServer(workdir / "prometheus",
-                                    rule_files=sorted(rule_dir.glob("*.rules.yml")))
+    prom = harness.PrometheusServer(workdir / "prometheus", rule_files=copies)
     try:
         prom.start()
         # Nothing listens on the bridge's port: up == 0. No alertmanager job: absent().

@@ -17,6 +17,7 @@ from bridge.services.experiments import compute_results, slug
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.harness import free_port, pulse_env, wait_until, write_pulse_config
+from tests.strategies import JSON
 
 BASE = "/api/analytics/ai-experiments"
 EXP = {
@@ -250,13 +251,6 @@ def test_results_from_real_prometheus(tmp_path, prometheus_factory):
     finally:
         server.shutdown()
         server.server_close()
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
-    max_leaves=12)
 
 
 @settings(max_examples=80, deadline=None,

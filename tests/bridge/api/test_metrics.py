@@ -21,12 +21,12 @@ from bridge.services.analytics import (
 )
 from pulse.profiles.aggregates import compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
+from tests.bridge.analytics_fake import NOW, FakeProm
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
 from tests.harness import require_binary
 from tests.synthetic import rule_files
 
-NOW = 1_800_000_000.0
 # Raw series the catalogue may read besides recording rules (docs/architecture.md); the
 # events intake's profile gauges (docs/profiles.md) are read raw too (see profile_families).
 RAW = {"node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
@@ -39,38 +39,6 @@ def profile_families(tmp_path) -> dict[str, tuple[str, ...]]:
         return {f.name: f.labels for f in compute(store.conn, NOW, 5, DEFAULT_FUNNELS)}
     finally:
         store.close()
-
-
-class FakeProm:
-    """Answers range queries with one series per value of the grouped labels."""
-
-    def __init__(self, values=None):
-        self.queries: list[str] = []
-        self.values = values or {"ios": 10.0, "android": 7.0, "web": 3.0}
-
-    def query_range(self, expr, start, end, step):
-        self.queries.append(expr)
-        n = int(round((end - start) / step)) + 1
-        by = re.search(r"by \(([^)]*)\)", expr)
-        labels = [x.strip() for x in by.group(1).split(",") if x.strip() and x.strip() != "le"] \
-            if by else []
-        if not labels:
-            return [{"metric": {}, "values": [[start + i * step, "20"] for i in range(n)]}]
-        return [{"metric": {labels[0]: k, **{x: "x" for x in labels[1:]}},
-                 "values": [[start + i * step, str(v)] for i in range(n)]}
-                for k, v in self.values.items()]
-
-    def query(self, expr, time=None):
-        self.queries.append(expr)
-        return []
-
-
-@pytest.fixture
-def fake(app):
-    prom = FakeProm()
-    app.extensions["pulse.prometheus"] = prom
-    app.extensions["pulse.clock"] = lambda: NOW
-    return prom
 
 
 def test_catalogue_compiles_with_promtool(tmp_path):

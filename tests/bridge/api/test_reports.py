@@ -16,19 +16,11 @@ from pypdf import PdfReader
 from bridge.services.reports.build import forecast, linear_fit
 from bridge.services.reports.scheduler import ReportScheduler, last_due, period
 from bridge.services.reports.text import fmt, fmt_change
-from tests.bridge.api.test_metrics import NOW, FakeProm
+from tests.bridge.analytics_fake import NOW
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
 
 URL = "/api/analytics/reports/generate"
-
-
-@pytest.fixture
-def fake(app):
-    prom = FakeProm()
-    app.extensions["pulse.prometheus"] = prom
-    app.extensions["pulse.clock"] = lambda: NOW
-    return prom
 
 
 def ts(text: str) -> float:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.ai import create_app
 from pulse.config import validate
+from tests.strategies import JSON
 
 
 class Clock:
@@ -232,13 +233,6 @@ def test_collectors_can_be_switched_off(tmp_path):
     _, client, _ = make(tmp_path, collectors={"drift": False})
     text = client.get("/metrics").get_data(as_text=True)
     assert 'collector="evaluations"' in text and 'collector="drift"' not in text
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                 max_size=4),
-    max_leaves=12)
 
 
 @settings(max_examples=60, deadline=None,

@@ -9,6 +9,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from pulse.launcher.supervisor import service_argv
 from tests import harness
 from tests.exporters.infrastructure.test_collectors import fixture_scrape
 
@@ -96,9 +97,8 @@ def test_node_exporter_expressions_against_real_prometheus(exporter, prometheus)
 
 
 def test_unknown_collector_flag_exits_with_its_name(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "exporters.infrastructure",
-                             "--collector.gpu"], capture_output=True, text=True, timeout=60,
-                            cwd=harness.ROOT)
+    result = subprocess.run(service_argv("exporters.infrastructure", None, ["--collector.gpu"]),
+                            capture_output=True, text=True, timeout=60, cwd=harness.ROOT)
     assert result.returncode == 2
     assert "unknown collector 'gpu'" in result.stderr
 
