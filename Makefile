@@ -13,9 +13,11 @@ PYTEST_PARALLEL ?= -n 3 --dist loadfile
 .PHONY: run test venv tools lint check-config dashboards bench clean
 
 run: venv tools
+	@if $(BIN)/pulse check-config --needs-victoria pulse.yml; then scripts/ensure-tools.sh --victoria; fi
 	$(BIN)/pulse up --demo
 
 test: venv tools
+	@scripts/ensure-tools.sh --victoria
 	$(BIN)/ruff check .
 	$(BIN)/pulse check-config pulse.yml
 	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)

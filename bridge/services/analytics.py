@@ -23,6 +23,7 @@ import yaml
 from bridge.services.errors import Forbidden, invalid
 from bridge.services.times import parse_time
 from pulse.config import parse_duration
+from pulse.promapi import ReadRouter, source_note
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "analytics-catalogue.yaml"
 GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400,
@@ -478,6 +479,14 @@ def build_response(prom, q: Query, principal, k_anonymity: int,
                    defs: Mapping[str, MetricDef] | None = None) -> dict:
     """Evaluate every requested metric and assemble the MetricsQueryResponse."""
     defs = defs if defs is not None else catalogue()
+    with ReadRouter.recording() as seen:
+        out = _build_response(prom, q, principal, k_anonymity, defs)
+    out["metadata"]["source"] = source_note(seen)
+    return out
+
+
+def _build_response(prom, q: Query, principal: Principal, k_anonymity: int,
+                    defs: Mapping[str, MetricDef]) -> dict:
     began = time.perf_counter()
     forced = coach_matchers(principal, q.metrics, defs)
     data, queries, warnings = [], [], []

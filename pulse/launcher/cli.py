@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from pulse.config import Config, ConfigError, expand_env, load_config
+from pulse.launcher.render import long_term_tiers
 from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
@@ -51,6 +52,9 @@ def cmd_check_config(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.needs_victoria:
+        # For `make run`: exit 0 when the config runs VictoriaMetrics tiers itself.
+        return 0 if any(t.manage for t in long_term_tiers(cfg)) else 1
     problems = _check_referenced_files(cfg)
     if problems:
         print("\n".join(problems), file=sys.stderr)
@@ -324,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file", nargs="?")
+    p.add_argument("--needs-victoria", action="store_true",
+                   help="exit 0 when the config runs VictoriaMetrics (long_term), else 1")
     p.set_defaults(func=cmd_check_config)
     return parser
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from pulse.config import Config, split_listen, url_host_port
+from pulse.config import Config, prometheus_urls, split_listen, url_host_port
 from pulse.paths import ALERTMANAGER_DIR, RULES_DIR, bridge_rules_dir
 
 # The bridge address the committed alertmanager/alertmanager.yml points at;
@@ -49,8 +49,10 @@ class Target:
 def targets(cfg: Config, demo: bool = False) -> list[Target]:
     """Every scrape job of the stack, in start order."""
     out = []
-    host, port = url_host_port(cfg.prometheus.url)
-    out.append(Target("prometheus", host, port, "prometheus.url"))
+    for url in prometheus_urls(cfg):
+        # Every replica of an HA pair is a target of the one `prometheus` job.
+        host, port = url_host_port(url)
+        out.append(Target("prometheus", host, port, "prometheus.url"))
     host, port = url_host_port(cfg.alertmanager.url)
     out.append(Target("alertmanager", host, port, "alertmanager.url"))
     for name, section in cfg.exporters.items():
@@ -71,8 +73,35 @@ def demo_rules_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "demo" / "rules"
 
 
-def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) -> dict:
-    """prometheus.yml for this configuration (compose=True: container addresses)."""
+def long_term_tiers(cfg: Config) -> list:
+    """The configured long-term tiers (empty unless long_term.enabled)."""
+    lt = cfg.long_term
+    return list(lt.tiers) if lt.enabled else []
+
+
+def tier_remote_write(tier, replicated: bool) -> dict:
+    """One tier's remote_write: only the names it keeps, without the replica label.
+
+    Dropping `replica` makes the HA pair's two copies one series, which the tier's
+    -dedup.minScrapeInterval then merges (notes: without it VictoriaMetrics keeps both).
+    """
+    relabel = [{"source_labels": ["__name__"], "regex": "|".join(f"(?:{k})" for k in tier.keep),
+                "action": "keep"}]
+    if replicated:
+        relabel.append({"action": "labeldrop", "regex": "replica"})
+    return {"name": tier.name, "url": tier.url.rstrip("/") + "/api/v1/write",
+            "write_relabel_configs": relabel,
+            # Nothing reads metadata from the tiers; it is a second stream for nothing.
+            "metadata_config": {"send": False}}
+
+
+def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
+                      replica: int | None = None) -> dict:
+    """prometheus.yml for this configuration (compose=True: container addresses).
+
+    replica: which member of an HA pair (prometheus.replicas > 1) the file is for; it
+    gets the external label replica="<n>", dropped again from alerts and tier writes.
+    """
     def addr(t: Target) -> str:
         return f"{COMPOSE_HOSTS[t.job]}:{t.port}" if compose else t.address
 
@@ -92,17 +121,27 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) ->
         },
         "rule_files": rule_files,
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [addr(am)]}]}]},
-        "scrape_configs": [
-            {
-                "job_name": t.job,
-                "metrics_path": t.metrics_path,
-                "static_configs": [{"targets": [addr(t)]}],
-            }
-            for t in targets(cfg, demo)
-        ],
+        "scrape_configs": [],
     }
+    jobs: dict[str, dict] = {}
+    for t in targets(cfg, demo):
+        if t.job in jobs:
+            jobs[t.job]["static_configs"][0]["targets"].append(addr(t))
+            continue
+        jobs[t.job] = {"job_name": t.job, "metrics_path": t.metrics_path,
+                       "static_configs": [{"targets": [addr(t)]}]}
+        doc["scrape_configs"].append(jobs[t.job])
+    replicated = replica is not None and cfg.prometheus.replicas > 1
+    if replicated:
+        doc["global"]["external_labels"]["replica"] = str(replica)
+        # Alertmanager deduplicates identical alerts: the pair's differ only by replica.
+        doc["alerting"]["alert_relabel_configs"] = [{"action": "labeldrop",
+                                                     "regex": "replica"}]
+    writes = [tier_remote_write(t, replicated) for t in long_term_tiers(cfg)]
+    if writes:
+        doc["remote_write"] = writes
     if cfg.prometheus.remote_write:
-        doc["remote_write"] = []
+        doc.setdefault("remote_write", [])
         for rw in cfg.prometheus.remote_write:
             entry: dict = {"url": rw.url}
             if rw.get("bearer_token"):

@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pulse.config import Config, split_listen
+from pulse.config import Config, split_listen, url_host_port
 from pulse.fileio import write_atomic
 from pulse.launcher.render import (
     alertmanager_config,
     demo_rules_dir,
     dump,
+    long_term_tiers,
     prometheus_config,
     targets,
 )
@@ -49,6 +50,7 @@ class Component:
     host: str | None = None
     port: int | None = None
     config_key: str | None = None
+    storage: bool = False
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
 
@@ -85,8 +87,24 @@ def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *
     argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={storage}"]
     if retention:
         argv.append(f"--storage.tsdb.retention.time={retention}")
+    # The admin API is for `pulse backup` (TSDB snapshots); it is unauthenticated, which
+    # is why Prometheus listens on loopback only. A short flush deadline: at shutdown
+    # Prometheus retries each unreachable remote_write queue for that long, one by one.
     return argv + [f"--web.listen-address={listen}", "--web.enable-lifecycle",
+                   "--web.enable-admin-api", "--storage.remote.flush-deadline=5s",
                    f"--rules.alert.resend-delay={resend_delay}"]
+
+
+def victoria_argv(storage: str | Path, listen: str, retention: str, dedup: str,
+                  binary: str = "victoria-metrics") -> list[str]:
+    """The command line of a single-node VictoriaMetrics tier on listen (host:port).
+
+    -httpListenAddr is always given: its default (:8428) listens on every interface.
+    dedup (-dedup.minScrapeInterval) merges the HA pair's copies of a sample.
+    """
+    return [binary, f"-storageDataPath={storage}", f"-httpListenAddr={listen}",
+            f"-retentionPeriod={retention}", f"-dedup.minScrapeInterval={dedup}",
+            "-loggerLevel=WARN"]
 
 
 def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
@@ -107,29 +125,64 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     """Write prometheus.yml and alertmanager.yml into the data dir; return their paths."""
     data = Path(cfg.data_dir)
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
-    prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
     if demo:
         from pulse.launcher.demotime import time_scale, write_rules
 
         write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
-    write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
+    written = {}
+    for i in range(cfg.prometheus.replicas):
+        path = prometheus_paths(cfg, i)[0]
+        write_atomic(path, dump(prometheus_config(cfg, demo=demo, replica=i)))
+        written["prometheus" if i == 0 else f"prometheus-{i}"] = path
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
-    return {"prometheus": prom, "alertmanager": am}
+    return {**written, "alertmanager": am}
+
+
+def prometheus_paths(cfg: Config, replica: int) -> tuple[Path, Path]:
+    """(prometheus.yml, TSDB dir) of a replica; replica 0 keeps the single server's paths."""
+    base = Path(cfg.data_dir) / "prometheus"
+    if replica == 0:
+        return base / "prometheus.yml", base / "tsdb"
+    return base / f"prometheus-{replica}.yml", base / f"tsdb-{replica}"
+
+
+def tier_storage(cfg: Config, tier) -> Path:
+    """Where a managed long-term tier keeps its data."""
+    return Path(cfg.data_dir) / "victoria" / tier.name
+
+
+def tier_components(cfg: Config, logs: Path) -> list[Component]:
+    """A VictoriaMetrics child per managed tier (they start first and stop last)."""
+    comps = []
+    for tier in long_term_tiers(cfg):
+        if not tier.manage:
+            continue
+        host, port = url_host_port(tier.url)
+        argv = victoria_argv(tier_storage(cfg, tier), f"{host}:{port}", tier.retention,
+                             tier.get("resolution") or cfg.prometheus.scrape_interval)
+        comps.append(Component(f"victoria-{tier.name}", argv, f"http://{host}:{port}/health",
+                               logs / f"victoria-{tier.name}.log", host, port,
+                               "long_term.tiers[].url", storage=True))
+    return comps
 
 
 def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> list[Component]:
     """Every component of the stack, in start order."""
     data = Path(cfg.data_dir)
     logs = data / "logs"
-    comps = []
+    comps = tier_components(cfg, logs)
+    replica = 0
     for t in targets(cfg, demo):
+        name = t.job
         if t.job == "prometheus":
             if not cfg.prometheus.manage:
                 continue
-            argv = prometheus_argv(data / "prometheus" / "prometheus.yml",
-                                   data / "prometheus" / "tsdb", t.address,
+            config_file, tsdb = prometheus_paths(cfg, replica)
+            name = "prometheus" if replica == 0 else f"prometheus-{replica}"
+            replica += 1
+            argv = prometheus_argv(config_file, tsdb, t.address,
                                    retention=cfg.prometheus.retention,
                                    resend_delay=cfg.prometheus.resend_delay)
         elif t.job == "alertmanager":
@@ -140,8 +193,8 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
             argv = service_argv(module, config_path)
-        comps.append(Component(t.job, argv, f"http://{t.address}/-/ready",
-                               logs / f"{t.job}.log", t.host, t.port, t.config_key))
+        comps.append(Component(name, argv, f"http://{t.address}/-/ready",
+                               logs / f"{name}.log", t.host, t.port, t.config_key))
     if demo:
         # What the stack talks to (payment provider, demo channel) starts first, so no
         # probe or delivery fails while it comes up; the traffic simulator starts last.
@@ -197,7 +250,8 @@ def check_binaries(comps: list[Component]) -> None:
     if missing:
         raise StackError(
             f"{', '.join(missing)} not found on PATH. Install with: apt-get install -y "
-            "--no-install-recommends prometheus prometheus-alertmanager (or run `make run`)")
+            "--no-install-recommends prometheus prometheus-alertmanager victoria-metrics "
+            "(or run `make run`)")
 
 
 class Supervisor:
@@ -275,9 +329,17 @@ class Supervisor:
             time.sleep(0.1)
 
     def down(self) -> None:
-        """Stop every child, newest first: SIGTERM, then SIGKILL after a grace period."""
+        """Stop every child, newest first: SIGTERM, then SIGKILL after a grace period.
+
+        The long-term tiers stop only after everything else has: Prometheus flushes its
+        remote_write queues at shutdown and would wait on a tier that is already gone.
+        """
         self.stopping = True
-        for comp in reversed(self.comps):
+        self._stop([c for c in self.comps if not c.storage])
+        self._stop([c for c in self.comps if c.storage])
+
+    def _stop(self, comps: list[Component]) -> None:
+        for comp in reversed(comps):
             proc = comp.proc
             if proc is None or proc.poll() is not None:
                 continue
@@ -285,7 +347,7 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-        for comp in reversed(self.comps):
+        for comp in reversed(comps):
             proc = comp.proc
             if proc is None:
                 continue
