@@ -1,4 +1,4 @@
-"""The `pulse` command: up, down, status, check-config, render, dashboards check, demo."""
+"""The `pulse` command: up, down, status, check-config, render, backup, restore, dashboards."""
 
 from __future__ import annotations
 
@@ -178,6 +178,38 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    """Back the stack up into DIR (running or stopped): files, snapshots, manifest."""
+    from pulse.launcher.backup import BackupError, backup
+
+    path = _config_path(args.config)
+    cfg = _load(path)
+    try:
+        manifest = backup(cfg, path, Path(args.dir))
+    except BackupError as exc:
+        print(f"pulse backup: {exc}", file=sys.stderr)
+        return 1
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    stores = ", ".join(f"{k}: {v}" for k, v in manifest["stores"].items())
+    print(f"pulse backup: {len(manifest['files'])} files, {size} bytes in {args.dir} ({stores})")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    """Restore a backup into the configuration's empty data dir (the stack stopped)."""
+    from pulse.launcher.backup import BackupError, restore
+
+    cfg = _load(_config_path(args.config))
+    try:
+        manifest = restore(cfg, Path(args.dir))
+    except BackupError as exc:
+        print(f"pulse restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"pulse restore: {len(manifest['files'])} files checked and restored into "
+          f"{cfg.data_dir}; start the stack with `pulse up`")
+    return 0
+
+
 def cmd_dashboards_check(args) -> int:
     """Evaluate every query of every generated dashboard; exit 1 when any is empty or fails."""
     import time as _time
@@ -304,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demo", action="store_true")
     p.add_argument("--compose", metavar="DIR", help="render for docker-compose into DIR")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("backup", help="back up configuration, state and every store into DIR")
+    p.add_argument("dir", metavar="DIR", help="a new or empty directory")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into an empty data dir")
+    p.add_argument("dir", metavar="DIR", help="a directory written by `pulse backup`")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("dashboards", help="work with the Grafana dashboards")
     dsub = p.add_subparsers(dest="dashboards_command", required=True)

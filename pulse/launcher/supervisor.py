@@ -11,11 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pulse.config import Config, split_listen, url_host_port
+from pulse.config import Config, parse_duration, split_listen, url_host_port
 from pulse.fileio import write_atomic
 from pulse.launcher.render import (
     alertmanager_config,
@@ -257,11 +258,37 @@ def check_binaries(comps: list[Component]) -> None:
 class Supervisor:
     """Starts the components, waits until each is ready, restarts crashed ones, stops all."""
 
-    def __init__(self, cfg: Config, comps: list[Component], env: dict[str, str] | None = None):
+    def __init__(self, cfg: Config, comps: list[Component], env: dict[str, str] | None = None,
+                 config_path: str | None = None):
         self.cfg = cfg
         self.comps = comps
         self.env = dict(os.environ if env is None else env)
         self.stopping = False
+        self.config_path = config_path
+        schedule = cfg.get("backup", {}).get("schedule")
+        self.backup_every = parse_duration(schedule) if schedule and config_path else None
+        self.next_backup = time.monotonic() + (self.backup_every or 0)
+        self._backup_thread: threading.Thread | None = None
+
+    def _maybe_backup(self) -> None:
+        """backup.schedule: one backup per period, in a thread (supervision goes on)."""
+        if self.backup_every is None or time.monotonic() < self.next_backup:
+            return
+        if self._backup_thread and self._backup_thread.is_alive():
+            return
+        self.next_backup = time.monotonic() + self.backup_every
+
+        def run():
+            from pulse.launcher.backup import BackupError, take_scheduled
+
+            try:
+                log.info("scheduled backup written to %s",
+                         take_scheduled(self.cfg, Path(self.config_path)))
+            except (BackupError, OSError) as exc:
+                log.error("scheduled backup failed: %s", exc)
+
+        self._backup_thread = threading.Thread(target=run, name="backup", daemon=True)
+        self._backup_thread.start()
 
     def start(self, comp: Component) -> None:
         """Start one component with its output appended to its log."""
@@ -321,6 +348,7 @@ class Supervisor:
                 self._sleep(delay)
                 if not self.stopping:
                     self.start(comp)
+            self._maybe_backup()
             self._sleep(0.5)
 
     def _sleep(self, seconds: float) -> None:
@@ -399,7 +427,7 @@ def run_up(cfg: Config, demo: bool, config_path: str | None, out=sys.stdout) -> 
     check_binaries(comps)
     check_ports(comps)
     render_configs(cfg, demo)
-    sup = Supervisor(cfg, comps)
+    sup = Supervisor(cfg, comps, config_path=config_path)
 
     def on_signal(signum, frame):
         sup.stopping = True
