@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 from collections.abc import Iterator
 
@@ -134,19 +135,25 @@ def series(end: float, days: int = 365, seed: int = 22) -> Iterator[tuple[dict, 
 
 
 def import_lines(end: float, days: int = 365, seed: int = 22,
-                 extra_labels: dict | None = None) -> Iterator[str]:
-    """The history as VictoriaMetrics /api/v1/import JSON lines (ms timestamps)."""
+                 extra_labels: dict | None = None,
+                 keep: tuple[str, ...] | None = None) -> Iterator[str]:
+    """The history as VictoriaMetrics /api/v1/import JSON lines (ms timestamps).
+
+    keep: the tier's keep regexes (anchored): only the series remote write would send it.
+    """
     stamps = [t * 1000 for t in hours(end, days)]
     for labels, values in series(end, days, seed):
+        if keep is not None and not any(re.fullmatch(k, labels["__name__"]) for k in keep):
+            continue
         metric = {**labels, **(extra_labels or {})}
         yield json.dumps({"metric": metric, "values": values, "timestamps": stamps})
 
 
 def load(url: str, end: float | None = None, days: int = 365, seed: int = 22,
-         session: requests.Session | None = None) -> int:
+         keep: tuple[str, ...] | None = None, session: requests.Session | None = None) -> int:
     """Import the history into the VictoriaMetrics at url; the number of samples written."""
     end = time.time() if end is None else end
-    lines = list(import_lines(end, days, seed, {"stack": "pulse"}))
+    lines = list(import_lines(end, days, seed, {"stack": "pulse"}, keep))
     body = ("\n".join(lines) + "\n").encode()
     http = session or requests
     resp = http.post(f"{url.rstrip('/')}/api/v1/import", data=body, timeout=120)
@@ -159,14 +166,23 @@ def load(url: str, end: float | None = None, days: int = 365, seed: int = 22,
 def main(argv: list[str] | None = None) -> None:
     """Entry point: load the demo's history into one or more tiers."""
     parser = argparse.ArgumentParser(prog="python -m demo.history", description=__doc__)
-    parser.add_argument("--url", action="append", required=True,
-                        help="a VictoriaMetrics base URL (repeat for several tiers)")
+    parser.add_argument("--url", action="append", default=[],
+                        help="a VictoriaMetrics base URL: every series (repeatable)")
+    parser.add_argument("--config", help="pulse.yml: load each long_term tier what it keeps")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=22)
     args = parser.parse_args(argv)
     end = time.time()
-    for url in args.url:
-        n = load(url, end, args.days, args.seed)
+    targets: list[tuple[str, tuple[str, ...] | None]] = [(u, None) for u in args.url]
+    if args.config:
+        from pulse.service import load_or_exit
+
+        cfg = load_or_exit(args.config)
+        targets += [(t.url, tuple(t.keep)) for t in cfg.long_term.tiers if cfg.long_term.enabled]
+    if not targets:
+        parser.error("give --url or --config (with long_term tiers)")
+    for url, keep in targets:
+        n = load(url, end, args.days, args.seed, keep)
         print(f"{url}: {n} samples ({args.days} days, hourly)")
 
 
