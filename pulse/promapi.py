@@ -54,14 +54,17 @@ def is_ready(url: str, timeout: float = 1.0, session: requests.Session | None = 
 class PrometheusClient:
     """GET queries, rules and targets; POST /-/reload."""
 
-    def __init__(self, url: str, timeout: float = 10.0, session: requests.Session | None = None):
+    def __init__(self, url: str, timeout: float = 10.0, session: requests.Session | None = None,
+                 params: dict[str, str] | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
+        self.params = dict(params or {})
 
     def _get(self, path: str, **params) -> Any:
         try:
-            resp = self.session.get(f"{self.url}{path}", params=params, timeout=self.timeout)
+            resp = self.session.get(f"{self.url}{path}", params={**self.params, **params},
+                                    timeout=self.timeout)
         except requests.RequestException as exc:
             raise PromUnavailable("Prometheus", self.url, type(exc).__name__) from None
         try:
@@ -308,7 +311,10 @@ class ReadRouter:
         self.retention = retention
         self.tiers = list(tiers)
         self.clock = clock or _time.time
-        self._clients = {t.name: PrometheusClient(t.url, timeout=timeout, session=session)
+        # nocache=1: VictoriaMetrics otherwise rounds start and end to multiples of the
+        # step (for its cache), and the points would not fall on the times asked for.
+        self._clients = {t.name: PrometheusClient(t.url, timeout=timeout, session=session,
+                                                  params={"nocache": "1"})
                          for t in self.tiers}
 
     def __getattr__(self, name: str):
