@@ -70,9 +70,11 @@ class HaStack:
 
     def start(self) -> HaStack:
         """`pulse up` and wait for its banner."""
+        self.starts = getattr(self, "starts", 0) + 1
+        # A log per start: the banner of an earlier run must not count.
         self.up = harness.Process([sys.executable, "-m", "pulse", "up", "--config",
-                                   str(self.path)], self.work / "up.log", env=self.env,
-                                  cwd=harness.ROOT)
+                                   str(self.path)], self.work / f"up-{self.starts}.log",
+                                  env=self.env, cwd=harness.ROOT)
         harness.wait_until(lambda: "Pulse is up" in self.up.log() or not self.up.alive(),
                            timeout=180, message="the banner of pulse up")
         assert self.up.alive(), self.up.log()[-4000:]
