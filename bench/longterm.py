@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bridge import create_app  # noqa: E402
-from bridge.reports.build import SECTIONS  # noqa: E402
+from bridge.services.reports.build import SECTIONS  # noqa: E402
 from demo import history  # noqa: E402
 from tests import harness  # noqa: E402
 from tests.bridge.conftest import auth, bridge_config  # noqa: E402

@@ -487,7 +487,7 @@ def build_response(prom, q: Query, principal, k_anonymity: int,
     return out
 
 
-def _build_response(prom, q: Query, principal: Principal, k_anonymity: int,
+def _build_response(prom, q: Query, principal, k_anonymity: int,
                     defs: Mapping[str, MetricDef]) -> dict:
     began = time.perf_counter()
     forced = coach_matchers(principal, q.metrics, defs)

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from bridge.metrics_query import catalogue
+from bridge.services.analytics import catalogue
 from pulse.config import ConfigError, load_config, parse_duration
 from pulse.launcher.render import prometheus_config
 from pulse.launcher.supervisor import plan
