@@ -2,7 +2,7 @@
 # Each creates .venv, installs Pulse into it and makes sure the Debian packages it
 # needs are installed before doing its job. `make run` installs only what running
 # needs (no test extras; Prometheus and Alertmanager); `make test` adds the test
-# extras and the peers the tests start (node_exporter, poppler-utils).
+# extras and the peers the tests start (node_exporter, poppler-utils, VictoriaMetrics).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -50,8 +50,9 @@ $(RUNTIME_STAMP): pyproject.toml
 tools:
 	@scripts/ensure-tools.sh test
 
-run-tools:
-	@scripts/ensure-tools.sh run
+# VictoriaMetrics only when pulse.yml's long_term tiers are Pulse's to run.
+run-tools: runtime
+	@if $(BIN)/pulse check-config --needs-victoria pulse.yml; then scripts/ensure-tools.sh run --victoria; else scripts/ensure-tools.sh run; fi
 
 sdk: $(SDK_STAMP)
 

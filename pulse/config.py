@@ -227,6 +227,7 @@ def _semantic_checks(data: dict) -> list[tuple[str, str]]:
 
     walk(data, "")
     problems.extend(_log_checks(data))
+    problems.extend(_long_term_checks(data))
     return problems
 
 
@@ -247,6 +248,24 @@ def _log_checks(data: dict) -> list[tuple[str, str]]:
     if isinstance(aggregators, list) and not aggregators:
         problems.append(("exporters.events.aggregators.listen",
                          "log.kind jetstream needs at least one aggregator address"))
+    return problems
+
+
+def _long_term_checks(data: dict) -> list[tuple[str, str]]:
+    """A managed tier must be on loopback (Pulse starts it there); enabled needs a tier."""
+    lt = data.get("long_term") if isinstance(data.get("long_term"), dict) else {}
+    tiers = lt.get("tiers") if isinstance(lt.get("tiers"), list) else []
+    problems = []
+    if lt.get("enabled") and not tiers:
+        problems.append(("long_term.tiers", "long_term.enabled needs at least one tier"))
+    for i, tier in enumerate(tiers):
+        if not isinstance(tier, dict) or not isinstance(tier.get("url"), str):
+            continue
+        host = url_host_port(tier["url"])[0]
+        if tier.get("manage", True) and host not in ("127.0.0.1", "localhost", "::1"):
+            problems.append((f"long_term.tiers[{i}].url",
+                             f"a managed tier listens on loopback only, not {host!r} "
+                             "(set manage: false to use an existing server)"))
     return problems
 
 
@@ -332,3 +351,4 @@ def url_host_port(url: str) -> tuple[str, int]:
 
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
 # Makes sure the real servers and tools Pulse runs (Debian packages) are here.
 #   scripts/ensure-tools.sh run    only what `pulse up` needs (Prometheus, Alertmanager)
+#   scripts/ensure-tools.sh run --victoria
+#                                  also VictoriaMetrics (`make run` when pulse.yml's
+#                                  long_term tiers are Pulse's to run)
 #   scripts/ensure-tools.sh [test] also what the tests start: node_exporter (hosts of a real
 #                                  platform often run it), pdftoppm (renders report PDFs),
 #                                  node + npm (the Segment Node SDK), chromium (the browser
 #                                  test of CORS and sendBeacon), nats-server (the JetStream
-#                                  event log, exporters.events.log.kind: jetstream)
+#                                  event log, exporters.events.log.kind: jetstream),
+#                                  VictoriaMetrics with vmbackup/vmrestore (long_term tiers)
 # One row per command: "command package".
 set -euo pipefail
 mode=${1:-test}
+victoria=("victoria-metrics victoria-metrics" "vmbackup victoria-metrics"
+          "vmrestore victoria-metrics")
 tools=("prometheus prometheus" "promtool prometheus"
        "prometheus-alertmanager prometheus-alertmanager" "amtool prometheus-alertmanager")
 if [ "$mode" != run ]; then
   tools+=("prometheus-node-exporter prometheus-node-exporter" "pdftoppm poppler-utils"
-          "node nodejs" "npm npm" "chromium chromium" "nats-server nats-server")
+          "node nodejs" "npm npm" "chromium chromium" "nats-server nats-server"
+          "${victoria[@]}")
+elif [ "${2:-}" = --victoria ]; then
+  tools+=("${victoria[@]}")
 fi
 need=(); packages=(); missing=()
 for row in "${tools[@]}"; do
@@ -38,7 +47,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 # The packages start system services where systemd runs; Pulse runs its own.
-for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
     systemctl disable "$svc" >/dev/null 2>&1 || true

@@ -26,7 +26,12 @@ import requests
 import yaml
 
 from pulse.fileio import write_atomic
-from pulse.launcher.supervisor import alertmanager_argv, prometheus_argv, service_argv
+from pulse.launcher.supervisor import (
+    alertmanager_argv,
+    prometheus_argv,
+    service_argv,
+    victoria_argv,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL = ("apt-get update && apt-get install -y --no-install-recommends "
@@ -375,6 +380,39 @@ class PrometheusServer(OwnedServer):
     def rule_groups(self) -> list[dict]:
         """The loaded rule groups (/api/v1/rules)."""
         return self.api("rules")["groups"]
+
+
+class VictoriaServer(OwnedServer):
+    """A real single-node VictoriaMetrics on a free port (the supervisor's command line)."""
+
+    log_name = "victoria"
+
+    def __init__(self, workdir: Path, retention: str = "2y", dedup: str = "1s"):
+        super().__init__("victoria-metrics", workdir)
+        self.storage = self.workdir / "data"
+        self.retention = retention
+        self.dedup = dedup
+
+    def start(self, timeout: float = 30.0) -> VictoriaServer:
+        """Start VictoriaMetrics and wait until /health answers."""
+        argv = victoria_argv(self.storage, f"127.0.0.1:{self.port}", self.retention,
+                             self.dedup, binary=self.binary)
+        self.process = Process(argv, self.workdir / "victoria.log")
+        self.process.wait_http(f"{self.url}/health", timeout)
+        return self
+
+    def query(self, expr: str, time_: float | None = None) -> list[dict]:
+        """Instant query (caches off: tests read what they just wrote)."""
+        params = {"query": expr, "nocache": "1"}
+        if time_ is not None:
+            params["time"] = str(time_)
+        body = requests.get(f"{self.url}/api/v1/query", params=params, timeout=30).json()
+        assert body["status"] == "success", body
+        return body["data"]["result"]
+
+    def names(self) -> list[str]:
+        """Every metric name stored."""
+        return requests.get(f"{self.url}/api/v1/label/__name__/values", timeout=30).json()["data"]
 
 
 class AlertmanagerServer(OwnedServer):

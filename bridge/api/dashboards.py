@@ -7,6 +7,7 @@ the requested range through Prometheus's query_range, in parallel.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import time
@@ -22,7 +23,7 @@ from bridge.services import PROMETHEUS, service
 from pulse import dashboards as gq
 from pulse.config import parse_duration
 from pulse.dashboards import DATASOURCE_UID
-from pulse.promapi import PromError
+from pulse.promapi import PromError, ReadRouter, source_note
 
 bp = Blueprint("dashboards", __name__, url_prefix="/api/analytics")
 
@@ -269,8 +270,11 @@ def get_dashboard(dashboard_id: str):
                 raise
             return [], exc.message
 
-    with ThreadPoolExecutor(min(WORKERS, max(1, len(jobs)))) as pool:
-        results = list(pool.map(run, jobs))
+    with ReadRouter.recording() as seen, \
+            ThreadPoolExecutor(min(WORKERS, max(1, len(jobs)))) as pool:
+        # Each job runs in a copy of this context, so the sources it reads land in `seen`.
+        ctx = contextvars.copy_context()
+        results = list(pool.map(lambda job: ctx.copy().run(run, job), jobs))
 
     data, widgets_quality = [], []
     by_panel: dict[int, list] = {}
@@ -302,4 +306,5 @@ def get_dashboard(dashboard_id: str):
             "timeRange": time_range,
             "widgets": widgets_quality,
         },
+        "metadata": {"source": source_note(seen)},
     }

@@ -10,7 +10,7 @@ import time
 
 from flask import Flask
 
-PROMETHEUS = "pulse.prometheus"        # pulse.promapi.PrometheusClient
+PROMETHEUS = "pulse.prometheus"        # pulse.promapi.ReadRouter (replicas + long-term tiers)
 ALERTMANAGER = "pulse.alertmanager"    # pulse.promapi.AlertmanagerClient
 RULES = "pulse.rulestore"              # rule_store.RuleStore (rules API and ruler API)
 RULER = "pulse.ruler"                  # ruler.Ruler (tenants' namespaces over RULES)
@@ -39,10 +39,11 @@ def init_app(app: Flask) -> None:
     """Build every service of the bridge once, in dependency order."""
     # Imported here: the service modules import this package's keys.
     from bridge.services import delivery, experiments, incidents, reports, rule_store, ruler
-    from pulse.promapi import AlertmanagerClient, PrometheusClient
+    from pulse.promapi import AlertmanagerClient, read_router
 
     cfg = app.config["PULSE"]
-    app.extensions[PROMETHEUS] = PrometheusClient(cfg.prometheus.url)
+    # Reads follow the range (Prometheus, else a long-term tier) on whichever replica answers.
+    app.extensions[PROMETHEUS] = read_router(cfg)
     app.extensions[ALERTMANAGER] = AlertmanagerClient(cfg.alertmanager.url)
     incidents.init_app(app)
     rule_store.init_app(app)

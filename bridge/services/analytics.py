@@ -23,6 +23,7 @@ import yaml
 from bridge.services.errors import Forbidden, invalid
 from bridge.services.times import parse_time
 from pulse.config import parse_duration
+from pulse.promapi import ReadRouter, source_note
 
 CATALOGUE_PATH = Path(__file__).resolve().parent / "analytics-catalogue.yaml"
 GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400,
@@ -442,7 +443,9 @@ def evaluate(prom, metric: MetricDef, dimensions: list[str], matchers: list[Matc
 
 def stale_sources(prom, at: float) -> list[dict]:
     """Scrape targets that are down at `at` (Prometheus `up == 0`)."""
-    rows = prom.query("up == 0", time=at)
+    with ReadRouter.recording():
+        # A check of the sources, not a number of the answer: kept out of its `source`.
+        rows = prom.query("up == 0", time=at)
     return sorted(({"job": r["metric"].get("job", ""), "instance": r["metric"].get("instance", "")}
                    for r in rows), key=lambda s: (s["job"], s["instance"]))
 
@@ -478,6 +481,14 @@ def build_response(prom, q: Query, principal, k_anonymity: int,
                    defs: Mapping[str, MetricDef] | None = None) -> dict:
     """Evaluate every requested metric and assemble the MetricsQueryResponse."""
     defs = defs if defs is not None else catalogue()
+    with ReadRouter.recording() as seen:
+        out = _build_response(prom, q, principal, k_anonymity, defs)
+    out["metadata"]["source"] = source_note(seen)
+    return out
+
+
+def _build_response(prom, q: Query, principal, k_anonymity: int,
+                    defs: Mapping[str, MetricDef]) -> dict:
     began = time.perf_counter()
     forced = coach_matchers(principal, q.metrics, defs)
     data, queries, warnings = [], [], []

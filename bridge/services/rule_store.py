@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bridge.services import PROMETHEUS, RULES
+from bridge.services import RULES
 from bridge.services.errors import Refused, ServiceError, Unavailable, from_prom
 from pulse.fileio import fsync_dir, write_atomic
 from pulse.paths import bridge_rules_dir
@@ -738,14 +738,14 @@ def init_app(app) -> RuleStore:
     from pulse.config import parse_duration, prometheus_urls
 
     cfg = app.config["PULSE"]
-    first = app.extensions[PROMETHEUS]
-    urls = prometheus_urls(cfg)
-    replicas = [first if url.rstrip("/") == first.url else PrometheusClient(url)
-                for url in urls]
+    # app.extensions[PROMETHEUS] reads from whichever replica answers; rule changes need
+    # one client per replica, so each one's reload is applied and confirmed on its own.
+    replicas = [PrometheusClient(url) for url in prometheus_urls(cfg)]
+    first = replicas[0]
     store = app.extensions[RULES] = RuleStore(
         cfg.data_dir, first, app.config.get("REGISTRY"),
         confirm_timeout=parse_duration(cfg.bridge.rules.confirm_timeout),
-        replicas=replicas if len(replicas) > 1 or replicas[0] is not first else None,
+        replicas=replicas if len(replicas) > 1 else None,
         reconcile_interval=parse_duration(cfg.bridge.rules.reconcile_interval)
         if len(replicas) > 1 else None)
     return store

@@ -1,4 +1,4 @@
-"""The `pulse` command: up, down, status, check-config, render, dashboards check, demo."""
+"""The `pulse` command: up, down, status, check-config, render, backup, restore, dashboards."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from pulse.config import Config, ConfigError, expand_env, load_config
+from pulse.launcher.render import long_term_tiers
 from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
@@ -51,6 +52,9 @@ def cmd_check_config(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    if args.needs_victoria:
+        # For `make run`: exit 0 when the config runs VictoriaMetrics tiers itself.
+        return 0 if any(t.manage for t in long_term_tiers(cfg)) else 1
     problems = _check_referenced_files(cfg) + _check_channels(cfg)
     if problems:
         print(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems), file=sys.stderr)
@@ -257,6 +261,38 @@ def _render_systemd(cfg, path: Path, out: Path) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    """Back the stack up into DIR (running or stopped): files, snapshots, manifest."""
+    from pulse.launcher.backup import BackupError, backup
+
+    path = _config_path(args.config)
+    cfg = _load(path)
+    try:
+        manifest = backup(cfg, path, Path(args.dir))
+    except BackupError as exc:
+        print(f"pulse backup: {exc}", file=sys.stderr)
+        return 1
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    stores = ", ".join(f"{k}: {v}" for k, v in manifest["stores"].items())
+    print(f"pulse backup: {len(manifest['files'])} files, {size} bytes in {args.dir} ({stores})")
+    return 0
+
+
+def cmd_restore(args) -> int:
+    """Restore a backup into the configuration's empty data dir (the stack stopped)."""
+    from pulse.launcher.backup import BackupError, restore
+
+    cfg = _load(_config_path(args.config))
+    try:
+        manifest = restore(cfg, Path(args.dir))
+    except BackupError as exc:
+        print(f"pulse restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"pulse restore: {len(manifest['files'])} files checked and restored into "
+          f"{cfg.data_dir}; start the stack with `pulse up`")
+    return 0
+
+
 def cmd_dashboards_check(args) -> int:
     """Evaluate every query of every generated dashboard; exit 1 when any is empty or fails."""
     import time as _time
@@ -393,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write systemd units of the stack into DIR (docs/production.md)")
     p.set_defaults(func=cmd_render)
 
+    p = sub.add_parser("backup", help="back up configuration, state and every store into DIR")
+    p.add_argument("dir", metavar="DIR", help="a new or empty directory")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into an empty data dir")
+    p.add_argument("dir", metavar="DIR", help="a directory written by `pulse backup`")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_restore)
+
     p = sub.add_parser("dashboards", help="work with the Grafana dashboards")
     dsub = p.add_subparsers(dest="dashboards_command", required=True)
     p = dsub.add_parser("check", help="every panel query parses and returns data")
@@ -416,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file", nargs="?")
+    p.add_argument("--needs-victoria", action="store_true",
+                   help="exit 0 when the config runs VictoriaMetrics (long_term), else 1")
     p.set_defaults(func=cmd_check_config)
     return parser
 

@@ -118,6 +118,28 @@ def rendered_rules_dir(data_dir: str | Path, demo: bool = False) -> Path:
     return demo_rules_dir(data_dir) if demo else Path(data_dir) / "prometheus" / "rules"
 
 
+def long_term_tiers(cfg: Config) -> list:
+    """The configured long-term tiers (empty unless long_term.enabled)."""
+    lt = cfg.long_term
+    return list(lt.tiers) if lt.enabled else []
+
+
+def tier_remote_write(tier, replicated: bool) -> dict:
+    """One tier's remote_write: only the names it keeps, without the replica label.
+
+    Dropping `replica` makes the HA pair's two copies one series, which the tier's
+    -dedup.minScrapeInterval then merges (notes: without it VictoriaMetrics keeps both).
+    """
+    relabel = [{"source_labels": ["__name__"], "regex": "|".join(f"(?:{k})" for k in tier.keep),
+                "action": "keep"}]
+    if replicated:
+        relabel.append({"action": "labeldrop", "regex": "replica"})
+    return {"name": tier.name, "url": tier.url.rstrip("/") + "/api/v1/write",
+            "write_relabel_configs": relabel,
+            # Nothing reads metadata from the tiers; it is a second stream for nothing.
+            "metadata_config": {"send": False}}
+
+
 def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
                       replica: int | None = None) -> dict:
     """prometheus.yml for this configuration (compose=True: container addresses; replica:
@@ -157,14 +179,18 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
             for job, ts in jobs.items()
         ] + scrape_configs(cfg),
     }
-    if replica is not None and cfg.prometheus.get("replicas", 1) > 1:
+    replicated = replica is not None and cfg.prometheus.get("replicas", 1) > 1
+    if replicated:
         # An HA pair: each replica says which it is, and Alertmanager must see the pair's
-        # alerts as one, so the label is dropped from alerts.
+        # alerts as one, so the label is dropped from alerts (and from the tiers' writes).
         doc["global"]["external_labels"]["replica"] = str(replica)
         doc["alerting"]["alert_relabel_configs"] = [{"action": "labeldrop",
                                                      "regex": "replica"}]
+    writes = [tier_remote_write(t, replicated) for t in long_term_tiers(cfg)]
+    if writes:
+        doc["remote_write"] = writes
     if cfg.prometheus.remote_write:
-        doc["remote_write"] = []
+        doc.setdefault("remote_write", [])
         for rw in cfg.prometheus.remote_write:
             entry: dict = {"url": rw.url}
             if rw.get("bearer_token"):

@@ -11,12 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pulse.config import Config, split_listen
+from pulse.config import Config, parse_duration, split_listen, url_host_port
 from pulse.fileio import write_atomic
 from pulse.launcher.demotime import time_scale, write_rules
 from pulse.launcher.render import (
@@ -24,6 +25,7 @@ from pulse.launcher.render import (
     alertmanager_config,
     alertmanager_peers,
     dump,
+    long_term_tiers,
     nats_config,
     nats_nodes,
     prometheus_config,
@@ -58,6 +60,7 @@ class Component:
     port: int | None = None
     config_key: str | None = None
     group: str | None = None  # started together, then waited for (a NATS cluster's quorum)
+    storage: bool = False  # a long-term tier: stopped after everything that writes to it
     proc: subprocess.Popen | None = field(default=None, repr=False)
     restarts: int = 0
 
@@ -100,8 +103,24 @@ def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *
     if external_url:
         # generatorURL of every alert and Prometheus's own links are built on it.
         argv.append(f"--web.external-url={external_url}")
+    # The admin API is for `pulse backup` (TSDB snapshots); it is unauthenticated, which
+    # is why Prometheus listens on loopback only. A short flush deadline: at shutdown
+    # Prometheus retries each unreachable remote_write queue for that long, one by one.
     return argv + [f"--web.listen-address={listen}", "--web.enable-lifecycle",
+                   "--web.enable-admin-api", "--storage.remote.flush-deadline=5s",
                    f"--rules.alert.resend-delay={resend_delay}"]
+
+
+def victoria_argv(storage: str | Path, listen: str, retention: str, dedup: str,
+                  binary: str = "victoria-metrics") -> list[str]:
+    """The command line of a single-node VictoriaMetrics tier on listen (host:port).
+
+    -httpListenAddr is always given: its default (:8428) listens on every interface.
+    dedup (-dedup.minScrapeInterval) merges the HA pair's copies of a sample.
+    """
+    return [binary, f"-storageDataPath={storage}", f"-httpListenAddr={listen}",
+            f"-retentionPeriod={retention}", f"-dedup.minScrapeInterval={dedup}",
+            "-loggerLevel=WARN"]
 
 
 def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
@@ -174,7 +193,6 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     dir; return their paths."""
     data = Path(cfg.data_dir)
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
-    prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
     scale = time_scale(cfg.demo.day_length) if demo else 1.0
     bases = links(cfg)
@@ -182,14 +200,15 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
                         fill=lambda text: fill(text, bases))
     write_scrape_secrets(cfg)
     replicas = cfg.prometheus.get("replicas", 1)
-    write_atomic(prom, dump(prometheus_config(cfg, demo=demo,
-                                              replica=0 if replicas > 1 else None)))
-    for i in range(1, replicas):
-        write_atomic(data / f"prometheus-{i}" / "prometheus.yml",
-                     dump(prometheus_config(cfg, demo=demo, replica=i)))
+    written = {}
+    for i in range(replicas):
+        path = prometheus_paths(cfg, i)[0]
+        write_atomic(path, dump(prometheus_config(cfg, demo=demo,
+                                                  replica=i if replicas > 1 else None)))
+        written["prometheus" if i == 0 else f"prometheus-{i}"] = path
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
-    out = {"prometheus": prom, "alertmanager": am, "rules": rules}
+    out = {**written, "alertmanager": am, "rules": rules}
     if nats_managed(cfg):
         nodes = nats_nodes(cfg.exporters.events.log.servers)
         for node in nodes:
@@ -199,19 +218,48 @@ def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
     return out
 
 
-def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
-    return prometheus_argv(home / "prometheus.yml", home / "tsdb", address,
+def _prometheus_argv(cfg: Config, replica: int, address: str) -> list[str]:
+    config_file, tsdb = prometheus_paths(cfg, replica)
+    return prometheus_argv(config_file, tsdb, address,
                            retention=cfg.prometheus.retention,
                            retention_size=cfg.prometheus.get("retention_size"),
                            external_url=links(cfg).prometheus,
                            resend_delay=cfg.prometheus.resend_delay)
 
 
+def prometheus_paths(cfg: Config, replica: int) -> tuple[Path, Path]:
+    """(prometheus.yml, TSDB dir) of a replica; replica 0 keeps the single server's paths."""
+    home = Path(cfg.data_dir) / ("prometheus" if replica == 0 else f"prometheus-{replica}")
+    return home / "prometheus.yml", home / "tsdb"
+
+
+def tier_storage(cfg: Config, tier) -> Path:
+    """Where a managed long-term tier keeps its data."""
+    return Path(cfg.data_dir) / "victoria" / tier.name
+
+
+def tier_components(cfg: Config, logs: Path) -> list[Component]:
+    """A VictoriaMetrics child per managed tier (they start first and stop last)."""
+    comps = []
+    for tier in long_term_tiers(cfg):
+        if not tier.manage:
+            continue
+        host, port = url_host_port(tier.url)
+        argv = victoria_argv(tier_storage(cfg, tier), f"{host}:{port}", tier.retention,
+                             tier.get("resolution") or cfg.prometheus.scrape_interval)
+        comps.append(Component(f"victoria-{tier.name}", argv, f"http://{host}:{port}/health",
+                               logs / f"victoria-{tier.name}.log", host, port,
+                               "long_term.tiers[].url", storage=True))
+    return comps
+
+
 def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> list[Component]:
     """Every component of the stack, in start order."""
     data = Path(cfg.data_dir)
     logs = data / "logs"
-    comps = nats_components(cfg, logs) if nats_managed(cfg) else []
+    comps = tier_components(cfg, logs)
+    if nats_managed(cfg):
+        comps += nats_components(cfg, logs)
     replicas: list[Component] = []
     peers = iter(alertmanager_peers(cfg))
     names: dict[str, int] = {}
@@ -224,12 +272,11 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
             # its own storage, all reading the bridge's one rule directory.
             for i in range(1, cfg.prometheus.get("replicas", 1)):
                 replica, address = f"prometheus-{i}", f"{t.host}:{t.port + i}"
-                replicas.append(Component(replica, _prometheus_argv(cfg, data / replica,
-                                                                    address),
+                replicas.append(Component(replica, _prometheus_argv(cfg, i, address),
                                           f"http://{address}/-/ready",
                                           logs / f"{replica}.log", t.host, t.port + i,
                                           "prometheus.replicas"))
-            argv = _prometheus_argv(cfg, data / "prometheus", t.address)
+            argv = _prometheus_argv(cfg, 0, t.address)
         elif t.job == "alertmanager":
             if not cfg.alertmanager.manage:
                 continue
@@ -312,18 +359,44 @@ def check_binaries(comps: list[Component]) -> None:
     if missing:
         raise StackError(
             f"{', '.join(missing)} not found on PATH. Install with: apt-get install -y "
-            "--no-install-recommends prometheus prometheus-alertmanager nats-server (or run "
-            "`make run`)")
+            "--no-install-recommends prometheus prometheus-alertmanager nats-server "
+            "victoria-metrics (or run `make run`)")
 
 
 class Supervisor:
     """Starts the components, waits until each is ready, restarts crashed ones, stops all."""
 
-    def __init__(self, cfg: Config, comps: list[Component], env: dict[str, str] | None = None):
+    def __init__(self, cfg: Config, comps: list[Component], env: dict[str, str] | None = None,
+                 config_path: str | None = None):
         self.cfg = cfg
         self.comps = comps
         self.env = dict(os.environ if env is None else env)
         self.stopping = False
+        self.config_path = config_path
+        schedule = cfg.get("backup", {}).get("schedule")
+        self.backup_every = parse_duration(schedule) if schedule and config_path else None
+        self.next_backup = time.monotonic() + (self.backup_every or 0)
+        self._backup_thread: threading.Thread | None = None
+
+    def _maybe_backup(self) -> None:
+        """backup.schedule: one backup per period, in a thread (supervision goes on)."""
+        if self.backup_every is None or time.monotonic() < self.next_backup:
+            return
+        if self._backup_thread and self._backup_thread.is_alive():
+            return
+        self.next_backup = time.monotonic() + self.backup_every
+
+        def run():
+            from pulse.launcher.backup import BackupError, take_scheduled
+
+            try:
+                log.info("scheduled backup written to %s",
+                         take_scheduled(self.cfg, Path(self.config_path)))
+            except (BackupError, OSError) as exc:
+                log.error("scheduled backup failed: %s", exc)
+
+        self._backup_thread = threading.Thread(target=run, name="backup", daemon=True)
+        self._backup_thread.start()
 
     def start(self, comp: Component) -> None:
         """Start one component with its output appended to its log."""
@@ -410,6 +483,7 @@ class Supervisor:
                 self._sleep(delay)
                 if not self.stopping:
                     self.start(comp)
+            self._maybe_backup()
             self._sleep(0.5)
 
     def _sleep(self, seconds: float) -> None:
@@ -418,9 +492,17 @@ class Supervisor:
             time.sleep(0.1)
 
     def down(self) -> None:
-        """Stop every child, newest first: SIGTERM, then SIGKILL after a grace period."""
+        """Stop every child, newest first: SIGTERM, then SIGKILL after a grace period.
+
+        The long-term tiers stop only after everything else has: Prometheus flushes its
+        remote_write queues at shutdown and would wait on a tier that is already gone.
+        """
         self.stopping = True
-        for comp in reversed(self.comps):
+        self._stop([c for c in self.comps if not c.storage])
+        self._stop([c for c in self.comps if c.storage])
+
+    def _stop(self, comps: list[Component]) -> None:
+        for comp in reversed(comps):
             proc = comp.proc
             if proc is None or proc.poll() is not None:
                 continue
@@ -428,7 +510,7 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
-        for comp in reversed(self.comps):
+        for comp in reversed(comps):
             proc = comp.proc
             if proc is None:
                 continue
@@ -480,7 +562,7 @@ def run_up(cfg: Config, demo: bool, config_path: str | None, out=sys.stdout) -> 
     check_binaries(comps)
     check_ports(comps)
     render_configs(cfg, demo)
-    sup = Supervisor(cfg, comps)
+    sup = Supervisor(cfg, comps, config_path=config_path)
 
     def on_signal(signum, frame):
         sup.stopping = True

@@ -21,6 +21,7 @@ from bridge.services.analytics import (
     iso,
     stale_sources,
 )
+from pulse.promapi import ReadRouter, source_note
 
 # (section id, title, [(metric, dimensions)]) per report type: what each audience reads.
 SECTIONS: dict[str, list[tuple[str, str, list[tuple[str, tuple[str, ...]]]]]] = {
@@ -330,7 +331,15 @@ def _scaling(items: dict[str, dict]) -> list[dict]:
 
 def build_report(prom, req: ReportRequest, settings: Mapping, k: int,
                  now: float | None = None) -> dict:
-    """Query Prometheus for every section of the report type and return the report."""
+    """Query Prometheus (or the long-term tier the range needs) and return the report."""
+    with ReadRouter.recording() as seen:
+        report = _build_report(prom, req, settings, k, now)
+    report["metadata"]["source"] = source_note(seen)
+    return report
+
+
+def _build_report(prom, req: ReportRequest, settings: Mapping, k: int,
+                  now: float | None) -> dict:
     began = time.perf_counter()
     defs = catalogue()
     step = req.step
