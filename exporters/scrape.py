@@ -16,7 +16,9 @@ class ScrapeCollector:
 
     A collector that raises contributes none of its series to that scrape (a half
     scrape would look like disappearing series), its success is 0 and its
-    duration is still exported.
+    duration is still exported. A collector that computes in the background and serves
+    the result on each scrape reports that computation instead: it has a
+    `last_run() -> (success, seconds)` method, and its `collect()` yields what is left.
     """
 
     def __init__(self, collectors: Iterable[tuple[str, object]],
@@ -28,11 +30,12 @@ class ScrapeCollector:
         """One scrape: every enabled collector's families, then the scrape meta-series."""
         success = GaugeMetricFamily(
             "pulse_scrape_collector_success",
-            "Whether a collector succeeded in this scrape (1) or failed (0).",
-            labels=["collector"])
+            "Whether a collector's last run (this scrape, or its background refresh) "
+            "succeeded (1) or failed (0).", labels=["collector"])
         duration = GaugeMetricFamily(
             "pulse_scrape_collector_duration_seconds",
-            "How long a collector took in this scrape.", labels=["collector"])
+            "How long a collector's last run (this scrape, or its background refresh) took.",
+            labels=["collector"])
         for name, collector in self.collectors:
             start = self.perf_counter()
             try:
@@ -41,7 +44,11 @@ class ScrapeCollector:
             except Exception:  # noqa: BLE001 - any collector failure must not fail the scrape
                 log.exception("collector %s failed", name)
                 families, ok = [], 0.0
-            duration.add_metric([name], self.perf_counter() - start)
+            took = self.perf_counter() - start
+            last_run = getattr(collector, "last_run", None)
+            if last_run is not None and ok:
+                ok, took = last_run()
+            duration.add_metric([name], took)
             success.add_metric([name], ok)
             yield from families
         yield success

@@ -297,6 +297,21 @@ class PrometheusServer:
             return (value,) if value is not None and predicate(value) else None
         return wait_until(check, timeout, message=f"a value of {expr!r}")[0]
 
+    def wait_for_samples(self, selector: str, since: float, count: int,
+                         timeout: float = 60.0) -> float:
+        """Wait until every series of selector has `count` samples scraped after `since`.
+
+        The observable replacement for "sleep long enough for a few scrapes": return the
+        time at which they were there.
+        """
+        def check():
+            now = time.time()
+            window = f"{max(1, int((now - since) * 1000))}ms"
+            result = self.query(f"count_over_time({selector}[{window}])", now)
+            got = [float(r["value"][1]) for r in result]
+            return now if got and min(got) >= count else None
+        return wait_until(check, timeout, message=f"{count} scrapes of {selector} after {since}")
+
     def wait_for_targets_up(self, jobs: Iterable[str] | None = None,
                             timeout: float = 30.0) -> list[dict]:
         """Wait until every target (or those of the given jobs) reports health 'up'."""

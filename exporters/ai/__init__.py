@@ -10,9 +10,10 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, Histogram
 
 from exporters.ai.api import bp, register_error_handlers
-from exporters.ai.collectors import CollectorSet, DriftCollector, EvaluationsCollector
+from exporters.ai.collectors import DriftCollector, EvaluationsCollector
 from exporters.ai.inference import inference_histogram
 from exporters.ai.store import AiStore
+from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
@@ -21,7 +22,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 # Every collector of this exporter, switchable under exporters.ai.collectors.
 COLLECTORS = {
-    "evaluations": lambda ctx: EvaluationsCollector(ctx.store, ctx.clock),
+    "evaluations": lambda ctx: EvaluationsCollector(ctx.store),
     "drift": lambda ctx: DriftCollector(ctx.store, ctx.min_observations, ctx.clock),
 }
 
@@ -51,8 +52,8 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None,
     ctx = AiContext(store=store, inference=inference_histogram(registry),
                     min_observations=drift.min_observations, max_models=section.max_models,
                     max_features=drift.max_features_per_model, clock=clock)
-    enabled = [make(ctx) for name, make in COLLECTORS.items() if section.collectors[name]]
-    registry.register(CollectorSet(enabled))
+    registry.register(ScrapeCollector((name, make(ctx)) for name, make in COLLECTORS.items()
+                                      if section.collectors[name]))
     app = Flask(__name__)
     app.config["PULSE"] = cfg
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

@@ -1,29 +1,25 @@
-"""Collectors of the AI exporter: evaluations and drift, each switchable in the config."""
+"""Collectors of the AI exporter: evaluations and drift, each switchable in the config.
+
+They run through the one scrape wrapper (`exporters.scrape`), which names them.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from exporters.ai.psi import compare
 from exporters.ai.store import AiStore
 from exporters.ai.validate import EVAL_METRICS
 
-log = logging.getLogger(__name__)
-
 
 class EvaluationsCollector:
     """ai_model_<metric>_ratio{model,model_version} and friends from the latest evaluations."""
 
-    name = "evaluations"
-
-    def __init__(self, store: AiStore, clock: Callable[[], float] = time.time):
+    def __init__(self, store: AiStore):
         self.store = store
-        self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         """One gauge per evaluation metric, plus sample size, time and model info."""
@@ -50,8 +46,6 @@ class EvaluationsCollector:
 
 class DriftCollector:
     """ai_model_drift_psi{model,feature} over the window, with reference age and counts."""
-
-    name = "drift"
 
     def __init__(self, store: AiStore, min_observations: int,
                  clock: Callable[[], float] = time.time):
@@ -86,33 +80,3 @@ class DriftCollector:
             age.add_metric(key, max(now - ref["registeredAt"], 0.0))
             registered.add_metric(key, ref["registeredAt"])
         yield from (psi, observed, age, registered)
-
-
-class CollectorSet(Collector):
-    """Runs the enabled collectors; a failing one never fails the scrape."""
-
-    def __init__(self, collectors):
-        self.collectors = list(collectors)
-
-    def collect(self) -> Iterator[Metric]:
-        """Every enabled collector's families, then success and duration per collector."""
-        success = GaugeMetricFamily("pulse_scrape_collector_success",
-                                    "1 when the collector succeeded on this scrape.",
-                                    labels=["collector"])
-        duration = GaugeMetricFamily("pulse_scrape_collector_duration_seconds",
-                                     "How long the collector took on this scrape.",
-                                     labels=["collector"])
-        for collector in self.collectors:
-            start = time.perf_counter()
-            try:
-                families = list(collector.collect())
-            except Exception:
-                log.exception("collector %s failed", collector.name)
-                families, ok = [], 0
-            else:
-                ok = 1
-            yield from families
-            success.add_metric([collector.name], ok)
-            duration.add_metric([collector.name], time.perf_counter() - start)
-        yield success
-        yield duration

@@ -9,7 +9,6 @@ by `EventsCollector` from the restored state, so they survive restarts exactly.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from flask import Flask, request
@@ -24,6 +23,7 @@ from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
 from exporters.events.profiles import profile_sink
 from exporters.events.store import EventStore
+from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
@@ -38,57 +38,36 @@ class EventsCollector:
 
     def __init__(self, store: EventStore):
         self.store = store
-        # Other collectors of this process (profiles) report their health in the same families.
-        self.others: list = []
 
     def collect(self):
-        """Fresh metric families each scrape; a failure sets the success gauge to 0."""
-        started = time.perf_counter()
-        success = 1.0
-        families = []
-        try:
-            counters, hists = self.store.read_metrics()
-            for d, series in counters:
-                fam = CounterMetricFamily(d.name, d.help, labels=d.labels)
-                seen = set()
-                for labels, value in series:
-                    fam.add_metric(labels, value)
-                    seen.add(labels)
-                # Known label values start at 0 (exported only, never stored).
-                for labels in d.initial:
-                    if labels not in seen:
-                        fam.add_metric(labels, 0.0)
-                families.append(fam)
-            for d, series in hists:
-                fam = HistogramMetricFamily(d.name, d.help, labels=d.labels)
-                for labels, cells in series:
-                    cumulative, running = [], 0.0
-                    for bound, count in zip(d.buckets, cells, strict=False):
-                        running += count
-                        cumulative.append((_le(bound), running))
-                    running += cells[len(d.buckets)]
-                    cumulative.append(("+Inf", running))
-                    fam.add_metric(labels, cumulative, cells[-1])
-                families.append(fam)
-            dead = GaugeMetricFamily("pulse_events_dead_letters",
-                                     "Rejected events currently kept in the dead-letter store.")
-            dead.add_metric([], len(self.store.dead_letters))
-            families.append(dead)
-        except Exception:  # noqa: BLE001 - a failing collector never fails the scrape
-            families, success = [], 0.0
-        yield from families
-        ok = GaugeMetricFamily("pulse_scrape_collector_success",
-                               "1 when the collector produced its metrics.", labels=["collector"])
-        ok.add_metric(["events"], success)
-        took = GaugeMetricFamily("pulse_scrape_collector_duration_seconds",
-                                 "Time the collector took.", labels=["collector"])
-        took.add_metric(["events"], time.perf_counter() - started)
-        for other in self.others:
-            name, other_ok, other_took = other.status()
-            ok.add_metric([name], other_ok)
-            took.add_metric([name], other_took)
-        yield ok
-        yield took
+        """Fresh metric families each scrape (run through `exporters.scrape`)."""
+        counters, hists = self.store.read_metrics()
+        for d, series in counters:
+            fam = CounterMetricFamily(d.name, d.help, labels=d.labels)
+            seen = set()
+            for labels, value in series:
+                fam.add_metric(labels, value)
+                seen.add(labels)
+            # Known label values start at 0 (exported only, never stored).
+            for labels in d.initial:
+                if labels not in seen:
+                    fam.add_metric(labels, 0.0)
+            yield fam
+        for d, series in hists:
+            fam = HistogramMetricFamily(d.name, d.help, labels=d.labels)
+            for labels, cells in series:
+                cumulative, running = [], 0.0
+                for bound, count in zip(d.buckets, cells, strict=False):
+                    running += count
+                    cumulative.append((_le(bound), running))
+                running += cells[len(d.buckets)]
+                cumulative.append(("+Inf", running))
+                fam.add_metric(labels, cumulative, cells[-1])
+            yield fam
+        dead = GaugeMetricFamily("pulse_events_dead_letters",
+                                 "Rejected events currently kept in the dead-letter store.")
+        dead.add_metric([], len(self.store.dead_letters))
+        yield dead
 
 
 def _le(bound: float) -> str:
@@ -144,8 +123,7 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
                       ["reason"], registry=registry)
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
                     count_request_rejection=lambda code: refused.labels(code).inc())
-    collector = EventsCollector(store)
-    registry.register(collector)
+    collectors = [("events", EventsCollector(store))]
 
     app = Flask(__name__)
     app.config["PULSE"] = cfg
@@ -153,9 +131,10 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     if section.profiles.enabled and "salt" not in cfg.privacy:
         log.warning("per-user profiling is off: privacy.salt is not set")
     elif section.profiles.enabled:
-        sink = profile_sink(cfg, registry)
-        collector.others.append(sink.collector)
-        app.extensions["pulse.events"].add_sink(sink)
+        sink = profile_sink(cfg)
+        collectors.append(("profiles", sink.collector))
+        intake.add_sink(sink)
+    registry.register(ScrapeCollector(collectors))
     add_standard_routes(app, registry, COMPONENT)
 
     @app.get("/api/analytics/events/rejected")

@@ -1,7 +1,8 @@
 """One example event per rule of the default mapping (docs/events.md shows the same ones).
 
 `example_event(rule, **overrides)` returns a fresh, valid AnalyticsEvent feeding that rule; the
-demo simulator, the tests and bench/ingest.py build their traffic from these shapes.
+tests and bench/ingest.py build their traffic from these shapes (the demo simulator builds its
+own events from its population model).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import orjson
 
 from exporters.events.fastcheck import compile_predicate
 from exporters.events.mapping import Mapping
-from exporters.events.store import EventStore, StoreError, Submission
+from exporters.events.store import Batch, Committed, EventStore, StoreError
 
 log = logging.getLogger(__name__)
 EVENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "analytics-event.schema.json"
@@ -88,13 +88,18 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def checksum_matches(event: Any, checksum: str) -> bool:
-    """True when checksum is the SHA-256 of the event's canonical JSON.
+def checksum_matches(event: Any, checksum: str, canonical: bytes | None = None) -> bool:
+    """True when checksum is the SHA-256 of the event's canonical JSON (given, or computed).
 
     Numbers are accepted in both common spellings (JavaScript's JSON.stringify, which orjson
     follows, and Python's json.dumps, which writes 1e-05 for 0.00001).
     """
-    if hashlib.sha256(canonical_json(event)).hexdigest() == checksum:
+    if canonical is None:
+        try:
+            canonical = canonical_json(event)
+        except (TypeError, orjson.JSONEncodeError):
+            canonical = b""
+    if canonical and hashlib.sha256(canonical).hexdigest() == checksum:
         return True
     text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest() == checksum
@@ -160,23 +165,23 @@ class Intake:
         try:
             body = self._read_body(environ)
             doc = self._decode(body)
-            sub, events = self.process(kind, doc, len(body))
+            batch, events = self.process(kind, doc, len(body))
         except RequestError as exc:
             self._count_request_rejection(exc.code)
             return ("413 Payload Too Large" if exc.status == 413 else "400 Bad Request",
                     exc.body())
         try:
-            self.store.commit(sub)
+            committed = self.store.commit(batch)
         except StoreError as exc:
-            log.error("batch %s not acknowledged: %s", sub.batch_id, exc)
+            log.error("batch %s not acknowledged: %s", batch.batch_id, exc)
             self._count_request_rejection("unavailable")
             return "503 Service Unavailable", RequestError(
                 503, "unavailable", "the event log could not be written; retry with the same "
                 "batchId").body()
-        if self.sinks and sub.new_indexes:
-            self._feed_sinks(sub, events)
+        if self.sinks and committed.counted:
+            self._feed_sinks(batch.batch_id, committed, events)
         self._observe_duration(time.perf_counter() - started)
-        return "200 OK", sub.result or b"{}"
+        return "200 OK", committed.body
 
     def _read_body(self, environ: dict) -> bytes:
         ctype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
@@ -249,8 +254,8 @@ class Intake:
     # ---- the batch --------------------------------------------------------------------------
 
     def process(self, kind: str, doc: Any, body_len: int | None = None
-                ) -> tuple[Submission, list]:
-        """Check a decoded request and build its submission (nothing is committed here)."""
+                ) -> tuple[Batch, list]:
+        """Check a decoded request and build its batch (nothing is committed here)."""
         if not isinstance(doc, dict):
             raise RequestError(400, "invalid_request", "the body must be a JSON object")
         events = doc.get("events")
@@ -317,15 +322,23 @@ class Intake:
                         f"events[{index}].properties nest deeper than max_properties_depth="
                         f"{limits.max_properties_depth}", f"events[{index}].properties",
                         "max_properties_depth")
+            # Serialised at most once: the checksum's canonical form measures the size too
+            # (sorting the keys does not change the length).
+            canonical = None
+            if checksums is not None:
+                try:
+                    canonical = canonical_json(event)
+                except (TypeError, orjson.JSONEncodeError):
+                    canonical = b""
             if check_size:
-                size = _size(event)
+                size = len(canonical) if canonical else _size(event)
                 if size > limits.max_event_bytes:
                     raise RequestError(
                         413, "event_too_large",
                         f"events[{index}] is {size} bytes, over max_event_bytes="
                         f"{limits.max_event_bytes}", f"events[{index}]", "max_event_bytes")
             error = None
-            if checksums is not None and not checksum_matches(event, checksums[index]):
+            if checksums is not None and not checksum_matches(event, checksums[index], canonical):
                 reason = "checksum_mismatch"
                 error = ("event", "checksum_mismatch",
                          "checksums[i] is not the SHA-256 of the event's canonical JSON")
@@ -347,12 +360,13 @@ class Intake:
             accepted_raw.append(event)
         response = {"accepted": len(accepted_events), "rejected": len(events) -
                     len(accepted_events), "errors": errors, "batchId": batch_id}
-        sub = Submission(batch_id=batch_id, response=response, events=accepted_events,
-                         rejected=rejected, dead_letters=dead, received=len(events))
-        return sub, accepted_raw
+        batch = Batch(batch_id=batch_id, response=orjson.dumps(response),
+                      events=tuple(accepted_events), rejected=tuple(rejected.items()),
+                      dead_letters=tuple(dead), received=len(events))
+        return batch, accepted_raw
 
-    def _feed_sinks(self, sub: Submission, events: list[dict]) -> None:
-        fresh = [events[i] for i in sub.new_indexes or ()]
+    def _feed_sinks(self, batch_id: str, committed: Committed, events: list[dict]) -> None:
+        fresh = [events[i] for i in committed.counted]
         profiled = None
         for sink in self.sinks:
             chosen = fresh
@@ -363,9 +377,9 @@ class Intake:
             if not chosen:
                 continue
             try:
-                sink.consume(chosen, sub.batch_id)
+                sink.consume(chosen, batch_id)
             except Exception:  # noqa: BLE001 - a sink never breaks the acknowledgement
-                log.exception("sink %s failed on batch %s", type(sink).__name__, sub.batch_id)
+                log.exception("sink %s failed on batch %s", type(sink).__name__, batch_id)
 
 
 def _size(event: Any) -> int:

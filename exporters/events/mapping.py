@@ -44,6 +44,17 @@ class MetricDef:
     # Label sets exported as 0 before their first event (see `known_series`).
     initial: tuple[tuple[str, ...], ...] = ()
 
+    def capped(self, labels: tuple[str, ...], series: int) -> tuple[str, ...]:
+        """The labels a new series is counted under when the metric already has `series`.
+
+        Within max_series, its own; beyond, the all-`other` overflow series (one place of
+        the cap is kept for it), so one noisy label cannot grow memory or Prometheus.
+        """
+        folded = (OTHER,) * len(labels)
+        if labels != folded and series >= self.max_series - 1:
+            return folded
+        return labels
+
 
 @dataclass
 class Rule:

@@ -3,7 +3,8 @@
 `ProfileSink.consume` is called by the intake after a batch is durable in the event log and
 before the answer is sent (events with canProfile true only). It projects the events (no
 I/O) and hands them to one writer thread that applies everything pending in one SQLite
-transaction (group commit) and returns once it is committed, so:
+transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`)
+and returns once it is committed, so:
 
 - every acknowledged event is in the profile store exactly once: the commit precedes the
   acknowledgement, the intake never re-delivers an id it counted, and counters also check
@@ -25,6 +26,7 @@ import time
 
 from prometheus_client.core import GaugeMetricFamily
 
+from exporters.events.groupcommit import GroupClosed, GroupCommit
 from pulse.config import Config, parse_duration
 from pulse.profiles import aggregates
 from pulse.profiles.store import ProfileStore, connect, db_path
@@ -40,53 +42,32 @@ class ProfileSink:
 
     def __init__(self, store: ProfileStore):
         self.store = store
-        self._pending: list[tuple[list, threading.Event, list]] = []
-        self._cv = threading.Condition()
-        self._closing = False
         self.committed = 0
-        self._writer = threading.Thread(target=self._run, name="profiles-writer", daemon=True)
-        self._writer.start()
+        self._writer = GroupCommit(self._commit, "profiles-writer")
 
     def consume(self, events: list[dict], batch_id: str) -> None:
         """Project a batch, queue it, and wait until its profile changes are committed."""
         observations = self.store.project(events)
         if not observations:
             return
-        done, outcome = threading.Event(), []
-        with self._cv:
-            if self._closing:
-                return
-            self._pending.append((observations, done, outcome))
-            self._cv.notify()
-        if not done.wait(COMMIT_TIMEOUT):
+        try:
+            self._writer.submit(observations, COMMIT_TIMEOUT)
+        except GroupClosed:
+            return
+        except TimeoutError:
             log.error("profiles of batch %s not committed within %ss", batch_id, COMMIT_TIMEOUT)
-        elif outcome and outcome[0] is not None:
-            log.error("profiles of batch %s not written: %s", batch_id, outcome[0])
+        except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
+            log.error("profiles of batch %s not written: %s", batch_id, exc)
 
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._pending and not self._closing:
-                    self._cv.wait()
-                if not self._pending:
-                    return
-                group, self._pending = self._pending, []
-            error = None
-            try:
-                self.store.apply([obs for observations, _, _ in group for obs in observations])
-                self.committed += len(group)
-            except Exception as exc:  # noqa: BLE001 - every waiter learns it failed
-                error = exc
-            for _, done, outcome in group:
-                outcome.append(error)
-                done.set()
+    def _commit(self, group: list[list]) -> list[None]:
+        """Apply every queued batch's observations in one transaction."""
+        self.store.apply([obs for observations in group for obs in observations])
+        self.committed += len(group)
+        return [None] * len(group)
 
     def close(self) -> None:
         """Finish pending writes and stop the writer."""
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-        self._writer.join(30)
+        self._writer.close()
 
 
 class ProfilesCollector:
@@ -147,7 +128,7 @@ class ProfilesCollector:
             self.refresh()
 
     def collect(self):
-        """The aggregates of the last refresh (health: `status()`, in the events families)."""
+        """The aggregates of the last refresh (its health: `last_run()`)."""
         for fam in self.families:
             out = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
             for labels, value in fam.samples:
@@ -158,9 +139,9 @@ class ProfilesCollector:
         at.add_metric([], self.refreshed_at)
         yield at
 
-    def status(self) -> tuple[str, float, float]:
-        """(collector name, success, seconds of the last refresh) for the events collector."""
-        return "profiles", self.success, self.duration
+    def last_run(self) -> tuple[float, float]:
+        """(success, seconds) of the last refresh: what the scrape wrapper reports for it."""
+        return self.success, self.duration
 
     def close(self) -> None:
         """Stop the refresh thread."""
@@ -169,8 +150,8 @@ class ProfilesCollector:
             self._thread.join(30)
 
 
-def profile_sink(cfg: Config, registry, clock=time.time) -> ProfileSink:
-    """The sink for an intake and, registered in its registry, the aggregates collector."""
+def profile_sink(cfg: Config, clock=time.time) -> ProfileSink:
+    """The sink for an intake, with the aggregates collector (started) as `sink.collector`."""
     section = cfg.exporters.events.profiles
     path = db_path(cfg.data_dir)
     store = ProfileStore(path, cfg.privacy.salt, funnels=section.funnels.to_dict(),
@@ -192,7 +173,6 @@ def profile_sink(cfg: Config, registry, clock=time.time) -> ProfileSink:
         max_coaches=section.max_coaches, clock=clock,
         purge=purge,
         retention_interval_seconds=parse_duration(section.retention_interval))
-    registry.register(collector.start())
     sink = ProfileSink(store)
-    sink.collector = collector
+    sink.collector = collector.start()
     return sink

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import psutil as _psutil
 from flask import Flask
@@ -31,19 +32,39 @@ from pulse.service import add_standard_routes
 
 COMPONENT = "exporters.infrastructure"
 
-# The collector table: name -> (enabled by default, class). Every name here is a
-# key of `collectors` in infrastructure.schema.json and a --collector.<name> flag.
-COLLECTORS: dict[str, tuple[bool, type]] = {
-    "cpu": (True, CpuCollector),
-    "loadavg": (True, LoadavgCollector),
-    "meminfo": (True, MeminfoCollector),
-    "filesystem": (True, FilesystemCollector),
-    "diskstats": (True, DiskstatsCollector),
-    "netdev": (True, NetdevCollector),
-    "stat": (True, StatCollector),
-    "time": (True, TimeCollector),
-    "uname": (True, UnameCollector),
-    "processes": (True, ProcessesCollector),  # reads proc_root, not psutil
+@dataclass(frozen=True)
+class Sources:
+    """Everything the host collectors read from (real by default, fakes in tests)."""
+
+    psutil: object
+    clock: Callable[[], float]
+    statvfs: Callable
+    proc_root: str
+    uname: Callable
+    settings: Mapping  # the exporters.infrastructure section
+
+
+def _settings(src: Sources, name: str) -> Mapping:
+    return src.settings.get(name, {})
+
+
+# The collector table: name -> (enabled by default, factory given the sources). Each collector
+# is built with only what it reads. Every name here is a key of `collectors` in
+# infrastructure.schema.json and a --collector.<name> flag.
+COLLECTORS: dict[str, tuple[bool, Callable[[Sources], object]]] = {
+    "cpu": (True, lambda src: CpuCollector(src.psutil)),
+    "loadavg": (True, lambda src: LoadavgCollector(src.psutil)),
+    "meminfo": (True, lambda src: MeminfoCollector(src.psutil)),
+    "filesystem": (True, lambda src: FilesystemCollector(src.psutil, src.statvfs,
+                                                         _settings(src, "filesystem"))),
+    "diskstats": (True, lambda src: DiskstatsCollector(src.psutil, _settings(src, "diskstats"))),
+    "netdev": (True, lambda src: NetdevCollector(src.psutil, _settings(src, "netdev"))),
+    "stat": (True, lambda src: StatCollector(src.psutil)),
+    "time": (True, lambda src: TimeCollector(src.clock)),
+    "uname": (True, lambda src: UnameCollector(src.uname, src.proc_root)),
+    # Process groups read proc_root, not psutil.
+    "processes": (True, lambda src: ProcessesCollector(src.proc_root,
+                                                       _settings(src, "processes"))),
 }
 
 
@@ -57,14 +78,10 @@ def enabled_collectors(section: Mapping, overrides: Mapping[str, bool] | None = 
 def build_collectors(section: Mapping, overrides: Mapping[str, bool] | None = None, *,
                      psutil=_psutil, clock=time.time, statvfs=os.statvfs,
                      proc_root: str = "/proc", uname=os.uname) -> ScrapeCollector:
-    """The scrape collector over every enabled collector, each given its sources."""
-    chosen = []
-    for name in enabled_collectors(section, overrides):
-        cls = COLLECTORS[name][1]
-        chosen.append((name, cls(psutil=psutil, clock=clock, statvfs=statvfs,
-                                 proc_root=proc_root, uname=uname,
-                                 settings=section.get(name, {}))))
-    return ScrapeCollector(chosen)
+    """The scrape collector over every enabled collector, each given its own sources."""
+    src = Sources(psutil, clock, statvfs, proc_root, uname, section)
+    return ScrapeCollector((name, COLLECTORS[name][1](src))
+                           for name in enabled_collectors(section, overrides))
 
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,

@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 class TimeCollector:
     """node_time_seconds from the injected wall clock."""
 
-    def __init__(self, clock, **_):
+    def __init__(self, clock):
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:

@@ -34,7 +34,7 @@ def parse_cpu_times(per_cpu: Sequence) -> list[Metric]:
 class CpuCollector:
     """node_cpu_seconds_total{cpu,mode} from psutil."""
 
-    def __init__(self, psutil, **_):
+    def __init__(self, psutil):
         self.psutil = psutil
 
     def collect(self) -> Iterator[Metric]:

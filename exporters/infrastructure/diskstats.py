@@ -48,7 +48,7 @@ def parse_diskstats(per_disk: Mapping, device_exclude: str) -> list[Metric]:
 class DiskstatsCollector:
     """node_disk_*_total{device} from psutil."""
 
-    def __init__(self, psutil, settings=None, **_):
+    def __init__(self, psutil, settings=None):
         self.psutil = psutil
         self.device_exclude = (settings or {}).get("device_exclude", DEFAULT_DEVICE_EXCLUDE)
 

@@ -65,7 +65,7 @@ def parse_filesystems(mounts: Sequence[tuple]) -> list[Metric]:
 class FilesystemCollector:
     """node_filesystem_*{device,fstype,mountpoint} from psutil partitions and statvfs."""
 
-    def __init__(self, psutil, statvfs: Callable, settings=None, **_):
+    def __init__(self, psutil, statvfs: Callable, settings=None):
         self.psutil = psutil
         self.statvfs = statvfs
         settings = settings or {}

@@ -16,7 +16,7 @@ def parse_load(load: tuple[float, float, float]) -> list[Metric]:
 class LoadavgCollector:
     """node_load1, node_load5, node_load15."""
 
-    def __init__(self, psutil, **_):
+    def __init__(self, psutil):
         self.psutil = psutil
 
     def collect(self) -> Iterator[Metric]:

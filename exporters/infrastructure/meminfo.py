@@ -30,7 +30,7 @@ def parse_memory(virtual, swap) -> list[Metric]:
 class MeminfoCollector:
     """node_memory_*_bytes from psutil."""
 
-    def __init__(self, psutil, **_):
+    def __init__(self, psutil):
         self.psutil = psutil
 
     def collect(self) -> Iterator[Metric]:

@@ -45,7 +45,7 @@ def parse_netdev(per_nic: Mapping, stats: Mapping, device_exclude: str) -> list[
 class NetdevCollector:
     """node_network_*{device} from psutil."""
 
-    def __init__(self, psutil, settings=None, **_):
+    def __init__(self, psutil, settings=None):
         self.psutil = psutil
         self.device_exclude = (settings or {}).get("device_exclude", "")
 

@@ -161,7 +161,7 @@ class ProcessesCollector:
     """
 
     def __init__(self, proc_root: str | os.PathLike = "/proc", settings=None,
-                 clock_ticks: int | None = None, page_size: int | None = None, **_):
+                 clock_ticks: int | None = None, page_size: int | None = None):
         self.root = Path(proc_root)
         self.groups = groups_from_config((settings or {}).get("groups", ()))
         self.ticks = clock_ticks or os.sysconf("SC_CLK_TCK")

@@ -22,7 +22,7 @@ def parse_stat(boot_time: float, cpu_stats) -> list[Metric]:
 class StatCollector:
     """Kernel and system statistics psutil exposes."""
 
-    def __init__(self, psutil, **_):
+    def __init__(self, psutil):
         self.psutil = psutil
 
     def collect(self) -> Iterator[Metric]:

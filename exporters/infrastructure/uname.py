@@ -23,7 +23,7 @@ def parse_uname(uname, domainname: str) -> Metric:
 class UnameCollector:
     """node_uname_info{domainname,machine,nodename,release,sysname,version} = 1."""
 
-    def __init__(self, uname: Callable = os.uname, proc_root: str | os.PathLike = "/proc", **_):
+    def __init__(self, uname: Callable = os.uname, proc_root: str | os.PathLike = "/proc"):
         self.uname = uname
         self.domain_file = Path(proc_root) / "sys" / "kernel" / "domainname"
 

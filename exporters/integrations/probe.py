@@ -8,6 +8,7 @@ exactly one reason from a bounded set.
 from __future__ import annotations
 
 import http.client
+import logging
 import re
 import socket
 import ssl
@@ -16,6 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 REASONS = ("timeout", "dns", "connect", "tls", "status", "body", "other")
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
@@ -91,6 +94,9 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.perf_counter,
     except ProbeFailure as exc:
         ok, reason = False, exc.reason
     except Exception:  # noqa: BLE001 - an unforeseen failure is still a failed probe
+        # The reason label only says "other": the log keeps what happened (the host only,
+        # a URL may carry credentials).
+        log.exception("probe of %s failed unexpectedly", urlsplit(spec.url).hostname)
         ok, reason = False, "other"
     return ProbeResult(ok, reason, clock() - start, phases, state["status"], state["expiry"],
                        wall())

@@ -1,26 +1,28 @@
 """Demo-style history for report tests and bench/reports.py, backfilled into a real Prometheus.
 
-Raw series (the catalogue of docs/architecture.md) are written as OpenMetrics and turned
-into blocks with `promtool tsdb create-blocks-from openmetrics`; Prometheus starts on
-them; the recording rules (PULSE_RULES_DIR, default rules/) are backfilled over the same
-history with `promtool tsdb create-blocks-from rules`; Prometheus restarts with both.
+Raw series (names and label values checked against the code by tests/synthetic.py) are
+written as OpenMetrics and turned into blocks with `promtool tsdb create-blocks-from
+openmetrics`; Prometheus starts on them; the recording rules (PULSE_RULES_DIR, default
+rules/) are backfilled over the same history with `promtool tsdb create-blocks-from rules`;
+Prometheus restarts with both.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.harness import ROOT, PrometheusServer, require_binary
+from tests import synthetic
+from tests.harness import PrometheusServer, require_binary
+from tests.synthetic import format_labels as _labels
+from tests.synthetic import rule_files
 
-JOB = {"job": "events", "instance": "127.0.0.1:9701"}
-INFRA = {"job": "infrastructure", "instance": "127.0.0.1:9702"}
+JOB = synthetic.instance("events")
+INFRA = synthetic.instance("infrastructure")
 # (metric, labels, per-minute increase at the start; counters grow 30 % over the history)
 COUNTERS = [
     ("fitness_users_signed_up_total", {"platform": "ios"}, 3.0),
@@ -95,17 +97,11 @@ GAUGES = [
 ]
 
 
-def rules_dir() -> Path:
-    """The recording rules to backfill: $PULSE_RULES_DIR, default the repository's rules/."""
-    path = Path(os.environ.get("PULSE_RULES_DIR") or ROOT / "rules")
-    if not sorted(path.glob("*.rules.yml")):
-        pytest.fail(f"no *.rules.yml in {path}: set PULSE_RULES_DIR to a directory of "
-                    "recording rules (default: the repository's rules/)", pytrace=False)
-    return path
-
-
-def _labels(labels: dict) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+# A label the code never emits fails here, naming it (the reports would be proven on fiction).
+for _name, _lbl, *_ in COUNTERS:
+    synthetic.series(_name, "events", **_lbl)
+for _name, _lbl, _, _base in GAUGES:
+    synthetic.series(_name, _base["job"], **_lbl)
 
 
 def openmetrics(start: float, end: float, step: int) -> str:
@@ -145,7 +141,7 @@ def openmetrics(start: float, end: float, step: int) -> str:
         lbl = _labels({**base, **labels})
         lines += [f"{name}{lbl} {value} {t:.0f}" for t in times]
     # An integrations target that went down an hour before the end: a stale source.
-    lbl = _labels({"job": "integrations", "instance": "127.0.0.1:9703"})
+    lbl = _labels(synthetic.instance("integrations"))
     lines += [f"up{lbl} {1 if t < end - 3600 else 0} {t:.0f}" for t in times]
     _sort_families(lines)
     return "\n".join(lines) + "\n# EOF\n"
@@ -205,7 +201,7 @@ def recording_rules(outdir: Path, only: set[str]) -> list[Path]:
     """
     outdir.mkdir(parents=True, exist_ok=True)
     out = []
-    for path in sorted(rules_dir().glob("*.rules.yml")):
+    for path in rule_files():
         groups = []
         for group in yaml.safe_load(path.read_text())["groups"]:
             rules = [r for r in group["rules"] if r.get("record") in only]

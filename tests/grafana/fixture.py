@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import math
-import os
 import random
 import shutil
 import subprocess
@@ -23,42 +22,34 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import ROOT, PrometheusServer, require_binary
+from tests import synthetic
+from tests.harness import PrometheusServer, require_binary
+from tests.synthetic import mapping_values, recording_rules, rule_files
 
 STEP = 60  # seconds between samples: the fixture's "scrape interval"
 HOURS = 4
-PLATFORMS = {"ios": 1.0, "android": 1.2, "web": 0.5}
-WORKOUT_TYPES = {"strength": 0.8, "cardio": 0.7, "yoga": 0.85, "hiit": 0.6}
-FEATURES = ["workout_plan", "nutrition_log", "ai_coach", "progress_photos", "marketplace"]
-FUNNELS = {"onboarding": ["signup", "profile_completed", "goal_set", "first_workout"],
-           "subscription": ["paywall_viewed", "trial_started", "subscribed"]}
+# Label values are the code's (tests/synthetic.py); only the weights are the fixture's.
+PLATFORMS = dict(zip(mapping_values("fitness_sessions_total", "platform"), (1.0, 1.2, 0.5),
+                     strict=True))
+WORKOUT_TYPES = dict(zip(mapping_values("fitness_workouts_started_total", "workout_type"),
+                         (0.8, 0.7, 0.6, 0.85), strict=False))
+FEATURES = mapping_values("fitness_feature_used_total", "feature")[:5]
+MEALS = mapping_values("fitness_nutrition_logs_total", "meal")
+FUNNELS = synthetic.DEFAULT_FUNNELS
+EXERCISES = mapping_values("fitness_exercise_completions_total", "exercise_type")[:4]
+GOALS = mapping_values("fitness_goals_achieved_total", "goal_category")[:3]
+STREAMS = dict(zip(mapping_values("business_revenue_total", "stream"), (0.3, 0.1),
+                   strict=True))
 ROUTES = ["/api/workouts", "/api/workouts/{id}", "/api/nutrition", "/api/recommendations",
           "/api/users/me"]
 MODELS = {"workout-recommender": ("v3", 0.82), "nutrition-recommender": ("v2", 0.78),
           "recovery-recommender": ("v1", 0.71)}
 INTEGRATIONS = ["stripe", "sendgrid", "apple_health", "google_fit", "openai"]
 COACHES = ["coach-1", "coach-2", "coach-3"]
-JOBS = {"prometheus": 9090, "alertmanager": 9093, "events": 9701, "infrastructure": 9702,
-        "integrations": 9703, "ai": 9704, "bridge": 8080, "demo": 8090}
+JOBS = synthetic.jobs()
 STOPPED_MODEL, STOPPED_AGO = "recovery-recommender", 90 * 60
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 SCORE_BUCKETS = [1, 2, 3, 4, 5]
-
-
-def rules_dir() -> Path:
-    """The rule files to load: PULSE_RULES_DIR (local runs before the merge) or rules/."""
-    return Path(os.environ.get("PULSE_RULES_DIR") or ROOT / "rules")
-
-
-def rule_files(directory: Path | None = None) -> list[Path]:
-    """Every *.rules.yml / *.yml rule file directly in the rules directory."""
-    directory = directory or rules_dir()
-    return sorted(p for p in directory.glob("*.yml") if p.is_file()) if directory.is_dir() \
-        else []
-
-
-def _labels(labels: dict[str, str]) -> str:
-    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
 
 class Recorder:
@@ -70,7 +61,7 @@ class Recorder:
         self.families: dict[str, list[tuple[dict, list[float | None]]]] = {}
 
     def _add(self, name: str, job: str, labels: dict, values: list) -> None:
-        full = {**labels, "job": job, "instance": f"127.0.0.1:{JOBS[job]}"}
+        full = synthetic.series(name, job, **labels)
         self.families.setdefault(name, []).append((full, values))
 
     def wave(self, i: int, period_h: float = 24.0) -> float:
@@ -127,7 +118,7 @@ class Recorder:
         for name, series in sorted(self.families.items()):
             yield f"# TYPE {name} unknown\n"
             for labels, values in series:
-                lab = _labels(labels)
+                lab = synthetic.format_labels(labels)
                 for t, v in zip(self.ts, values, strict=True):
                     if v is not None:
                         yield f"{name}{lab} {v} {t}\n"
@@ -144,7 +135,9 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
         r.counter("fitness_sessions_total", ev, {"platform": p}, 2.0 * weight)
         r.histogram("fitness_session_duration_seconds", ev, {"platform": p}, 0.5 * weight,
                     600, [60, 300, 600, 1200, 1800, 3600, 7200])
-        r.counter("fitness_nutrition_logs_total", ev, {"platform": p}, 0.4 * weight)
+        for meal in MEALS:
+            r.counter("fitness_nutrition_logs_total", ev, {"platform": p, "meal": meal},
+                      0.1 * weight)
         for wt, completion in WORKOUT_TYPES.items():
             r.counter("fitness_workouts_started_total", ev,
                       {"platform": p, "workout_type": wt}, 0.3 * weight)
@@ -164,10 +157,10 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
         for k, step in enumerate(funnel_steps):
             r.counter("fitness_funnel_step_total", ev, {"funnel": funnel, "step": step},
                       0.2 * (0.7 ** k))
-    for et in ("squat", "deadlift", "running", "plank"):
+    for et in EXERCISES:
         r.counter("fitness_exercise_completions_total", ev, {"exercise_type": et}, 1.0)
         r.counter("fitness_injuries_reported_total", ev, {"exercise_type": et}, 0.002)
-    for gc in ("weight_loss", "strength", "endurance"):
+    for gc in GOALS:
         r.counter("fitness_goals_achieved_total", ev, {"goal_category": gc}, 0.02)
     for window, users in (("1d", 4200), ("7d", 9800), ("30d", 21000)):
         r.gauge("fitness_active_users", ev, {"window": window, "platform": "all"}, users, 0.02)
@@ -200,7 +193,7 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
                                                            "result": "success"}, 0.5)
         r.counter("integration_wearable_syncs_total", ev, {"vendor": vendor,
                                                            "result": "failure"}, 0.02)
-    for stream, per_s in (("subscription", 0.3), ("marketplace", 0.1), ("ads", 0.02)):
+    for stream, per_s in STREAMS.items():
         r.counter("business_revenue_total", ev, {"stream": stream, "currency": "USD"}, per_s)
     for plan, per_s in (("monthly", 0.01), ("annual", 0.004)):
         r.counter("business_subscriptions_started_total", ev, {"plan": plan}, per_s)
@@ -271,12 +264,11 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
         r.counter(f"node_network_{direction}_bytes_total", infra, {"device": "eth0"}, 2e5)
     r.gauge("node_load1", infra, {}, 0.8, 0.3)
     r.counter("pulse_events_received_total", ev, {}, 40.0)
-    for reason in ("no_consent", "invalid_schema", "too_large"):
+    for reason in synthetic.REJECT_REASONS:
         r.counter("pulse_events_rejected_total", ev, {"reason": reason}, 0.2)
     r.gauge("pulse_events_dead_letters", ev, {}, 12.0, 0.0)
     r.histogram("pulse_ingest_batch_duration_seconds", ev, {}, 0.5, 0.002, LATENCY_BUCKETS)
-    for job, collectors in (("infrastructure", ("cpu", "memory", "filesystem", "network")),
-                            ("integrations", ("probes",)), ("ai", ("evaluations", "drift"))):
+    for job, collectors in synthetic.collectors().items():
         for c in collectors:
             r.gauge("pulse_scrape_collector_success", job, {"collector": c}, 1.0, 0.0)
     for result, per_s in (("success", 0.01), ("failure", 0.0005)):
@@ -384,20 +376,6 @@ def shared_fixture_prometheus(workdir: Path, hours: float = HOURS
     prom = PrometheusServer(workdir, rule_files=rules, scrape_interval="15s",
                             evaluation_interval="1s")
     return prom.start(timeout=90), end
-
-
-def recording_rules(paths: list[Path]) -> dict[str, dict]:
-    """Recorded name -> {group name, interval, rules recording it} over the rule files."""
-    found: dict[str, dict] = {}
-    for path in paths:
-        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
-            for rule in group.get("rules", []):
-                if "record" in rule:
-                    entry = found.setdefault(rule["record"], {
-                        "name": f"{path.stem}/{group['name']}",
-                        "interval": group.get("interval"), "rules": []})
-                    entry["rules"].append(rule)
-    return found
 
 
 def needed_rules(records: dict[str, dict]) -> dict[str, dict]:

@@ -9,8 +9,9 @@ import yaml
 
 from pulse.dashboards import check, default_range, load_all, metric_names, queries
 from pulse.launcher.cli import main
-from tests.grafana.fixture import STEP, rule_files, rules_dir, shared_fixture_prometheus
+from tests.grafana.fixture import STEP, shared_fixture_prometheus
 from tests.harness import wait_until
+from tests.synthetic import rule_files
 
 pytestmark = pytest.mark.integration
 DOCS = load_all()
@@ -56,18 +57,15 @@ def test_every_catalogue_query_returns_series(fixture_prom):
 
 def test_every_query_on_rules_returns_series(fixture_prom):
     prom, end = fixture_prom
-    if not rule_files():
-        pytest.skip(f"no rule files in {rules_dir()} yet (the rules issue fills rules/; "
-                    "before its merge run with PULSE_RULES_DIR=<its rules dir>)")
     records, alerts = rule_names()
     wanted = {n for name, doc in DOCS.items() for q in queries(name, doc)
               for n in metric_names(q.expr) if ":" in n}
     assert wanted <= records, f"recording rules the dashboards read but no file defines: " \
                               f"{sorted(wanted - records)}"
-    if alerts:
-        # ALERTS exists only once Prometheus has evaluated the alerting rules live.
-        wait_until(lambda: prom.query('ALERTS{alertstate="firing"}'), 60,
-                   message="a firing alert (Watchdog)")
+    assert alerts, "the rule files define no alert (Watchdog at least)"
+    # ALERTS exists only once Prometheus has evaluated the alerting rules live.
+    wait_until(lambda: prom.query('ALERTS{alertstate="firing"}'), 60,
+               message="a firing alert (Watchdog)")
     now = time.time()
     outcomes = [o for o in check(prom.url, now - 3600, now, step=STEP, scrape_s=STEP)
                 if needs_rules(o.query.expr)]
@@ -82,16 +80,13 @@ def test_template_variables_have_values(fixture_prom):
         for var in doc["templating"]["list"][1:]:
             metric, label = re.fullmatch(r"label_values\((\S+), (\w+)\)",
                                          var["query"]).groups()
-            if ":" in metric and not rule_files():
-                continue
             assert prom.query(f"count by ({label}) ({metric})"), (name, var["name"])
 
 
 def test_rule_backfill_covers_the_range(fixture_prom):
     prom, end = fixture_prom
     records, _ = rule_names()
-    if not records:
-        pytest.skip(f"no recording rules in {rules_dir()} yet")
+    assert records, "the rule files record nothing"
     used = sorted(n for name, doc in DOCS.items() for q in queries(name, doc)
                   for n in metric_names(q.expr) if n in records)
     for name in used:
@@ -101,13 +96,10 @@ def test_rule_backfill_covers_the_range(fixture_prom):
 
 def test_cli_check_passes_on_fixture(fixture_prom, capsys):
     prom, _ = fixture_prom
-    # Without rule files only the coach dashboard reads no recording rule.
-    only = [] if rule_files() else ["--dashboard", "coach"]
-    if rule_files() and rule_names()[1]:
-        wait_until(lambda: prom.query('ALERTS{alertstate="firing"}'), 60,
-                   message="a firing alert (Watchdog)")
+    wait_until(lambda: prom.query('ALERTS{alertstate="firing"}'), 60,
+               message="a firing alert (Watchdog)")
     assert main(["dashboards", "check", "--prometheus", prom.url, "--scrape-interval",
-                 f"{STEP}s", *only, "-v"]) == 0
+                 f"{STEP}s", "-v"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"(\d+)/\1 queries returned data", out), out
 

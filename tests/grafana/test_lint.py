@@ -119,11 +119,10 @@ def test_executive_headlines_show_change_against_previous_period():
 
 def test_panels_read_recording_rules_where_one_exists():
     from pulse.dashboards import metric_names
-    from tests.grafana.fixture import recording_rules, rule_files, rules_dir
+    from tests.synthetic import recording_rules, rules_dir
 
-    rules = recording_rules(rule_files())
-    if not rules:
-        pytest.skip(f"no recording rules in {rules_dir()} yet")
+    rules = recording_rules()
+    assert rules, f"no recording rules in {rules_dir()}"
     read_by_rules = {m for entry in rules.values() for rule in entry["rules"]
                      for m in metric_names(rule["expr"])}
     raw_rates = re.compile(r"\b(?:rate|irate)\s*\(\s*([a-zA-Z_][\w]*)\s*[\[{]")

@@ -6,7 +6,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -55,10 +54,14 @@ def test_up_brings_every_target_up_and_ctrl_c_leaves_nothing(pulse_config):
         up.proc.wait(30)
     assert up.proc.returncode == 0, up.log()
     assert "every component stopped" in up.log()
-    time.sleep(0.2)
-    left = [n for n, pid in children.items() if psutil.pid_exists(pid)
-            and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-    assert left == []
+
+    def left() -> list[str]:
+        return [n for n, pid in children.items() if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+    # The launcher has returned; its children are reaped by init an instant later.
+    harness.wait_until(lambda: not left(), 10, message="every child process gone")
+    assert left() == []
     assert not (data_dir / "pulse.pid").exists()
 
 

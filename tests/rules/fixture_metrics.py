@@ -1,7 +1,8 @@
 """A scrape target serving every catalogue metric the rules read.
 
 Counters grow at a fixed rate from the moment the server starts, so rates, ratios and
-quantiles computed by the rules have known values in a live Prometheus.
+quantiles computed by the rules have known values in a live Prometheus. Names and label
+values are the code's: every series is checked by tests/synthetic.py when the module loads.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.synthetic import format_labels, series
 
 # (name, labels, per-second rate)
 COUNTERS: list[tuple[str, dict, float]] = [
@@ -19,11 +22,11 @@ COUNTERS: list[tuple[str, dict, float]] = [
     ("fitness_sessions_total", {"platform": "android"}, 4),
     ("fitness_workouts_started_total", {"platform": "ios", "workout_type": "strength"}, 2),
     ("fitness_workouts_completed_total", {"platform": "ios", "workout_type": "strength"}, 1.5),
-    ("fitness_nutrition_logs_total", {"platform": "ios"}, 1),
-    ("fitness_feature_used_total", {"feature": "coach_chat", "platform": "ios"}, 1),
+    ("fitness_nutrition_logs_total", {"platform": "ios", "meal": "lunch"}, 1),
+    ("fitness_feature_used_total", {"feature": "ai_coach", "platform": "ios"}, 1),
     ("fitness_funnel_step_total", {"funnel": "onboarding", "step": "profile"}, 1),
     ("fitness_users_signed_up_total", {"platform": "web"}, 0.5),
-    ("fitness_goals_achieved_total", {"goal_category": "strength"}, 0.2),
+    ("fitness_goals_achieved_total", {"goal_category": "muscle_gain"}, 0.2),
     ("fitness_exercise_completions_total", {"exercise_type": "squat"}, 3),
     ("fitness_injuries_reported_total", {"exercise_type": "squat"}, 0.01),
     ("business_revenue_total", {"stream": "subscription", "currency": "USD"}, 10),
@@ -105,28 +108,28 @@ HISTOGRAMS: list[tuple[str, dict, float, dict, float]] = [
 ]
 
 
-def _labels(labels: dict) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+# A label the code never emits fails here, naming it (the alerts would be proven on fiction).
+for _name, _labels, *_rest in (*COUNTERS, *GAUGES, *HISTOGRAMS):
+    series(_name, **_labels)
+series("integration_tls_cert_expiry_timestamp_seconds", integration="stripe")
 
 
 def exposition(elapsed: float, now: float) -> str:
     """The text exposition after `elapsed` seconds (counters start at 0)."""
     lines = []
     for name, labels, rate in COUNTERS:
-        lines.append(f"{name}{_labels(labels)} {rate * elapsed}")
+        lines.append(f"{name}{format_labels(labels)} {rate * elapsed}")
     for name, labels, value in GAUGES:
-        lines.append(f"{name}{_labels(labels)} {value}")
+        lines.append(f"{name}{format_labels(labels)} {value}")
     lines.append('integration_tls_cert_expiry_timestamp_seconds{integration="stripe"} '
                  f"{now + 30 * 86400}")
     for name, labels, rate, buckets, mean in HISTOGRAMS:
         count = rate * elapsed
         for le, share in buckets.items():
-            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {share * count}")
-        lines.append(f"{name}_bucket{_labels({**labels, 'le': '+Inf'})} {count}")
-        lines.append(f"{name}_count{_labels(labels)} {count}")
-        lines.append(f"{name}_sum{_labels(labels)} {mean * count}")
+            lines.append(f"{name}_bucket{format_labels({**labels, 'le': le})} {share * count}")
+        lines.append(f"{name}_bucket{format_labels({**labels, 'le': '+Inf'})} {count}")
+        lines.append(f"{name}_count{format_labels(labels)} {count}")
+        lines.append(f"{name}_sum{format_labels(labels)} {mean * count}")
     return "\n".join(lines) + "\n"
 
 

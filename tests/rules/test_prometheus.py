@@ -93,7 +93,11 @@ def test_alerts_fire_from_live_data(stack):
     prom, _ = stack
     prom.wait_for_alert("Watchdog", labels={"severity": "none"})
     prom.wait_for_alert("AlertmanagerDown", labels={"job": "alertmanager"})
-    down = prom.wait_for_alert("PulseBridgeDown", labels={"job": "bridge"})
+    # The absent() branch also fires until the first scrape; wait for the up == 0 one.
+    down = harness.wait_until(lambda: next(
+        (a for a in prom.alerts() if a["labels"].get("alertname") == "PulseBridgeDown"
+         and a["state"] == "firing" and "instance" in a["labels"]), None),
+        60, message="PulseBridgeDown firing from up == 0")
     assert down["labels"]["instance"].startswith("127.0.0.1:")
     latency = prom.wait_for_alert("ApiLatencyP95High",
                                   labels={"severity": "warning", "http_route": "/api/workouts"})

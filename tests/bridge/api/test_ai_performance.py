@@ -243,12 +243,13 @@ def test_falling_acceptance_is_seen_and_retraining_recommended(tmp_path, prometh
                     feedback.labels(model).observe(4 if model == "nutrition" else 3)
                 time.sleep(0.1)
         feeder = threading.Thread(target=feed, daemon=True)
+        # Each phase lasts until Prometheus holds 8 scrapes of it (1 s apart), so the 6 s
+        # windows at t1 and t2 lie wholly inside one phase.
+        phase1 = time.time()
         feeder.start()
-        time.sleep(8)
-        t1 = time.time()
+        t1 = prom.wait_for_samples('ai_recommendations_total{outcome="accepted"}', phase1, 8)
         mix["workout_gen"] = (12, 5, 3)  # 60 % accepted from now on
-        time.sleep(8)
-        t2 = time.time()
+        t2 = prom.wait_for_samples('ai_recommendations_total{outcome="accepted"}', t1, 8)
         # Let the last scrape of phase 2 land before querying at t2.
         wait_until(lambda: prom.query("ai_recommendations_total", time.time() - 1.5) and
                    time.time() > t2 + 2, timeout=30)

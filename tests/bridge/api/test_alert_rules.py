@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -253,12 +252,20 @@ while True:
 
 def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
     pending = 0
+
+    def versions() -> int:
+        with sqlite3.connect(stack.data_dir / "bridge" / "rules.sqlite", timeout=10) as db:
+            return db.execute("SELECT count(*) FROM versions").fetchone()[0]
+
     for round_ in range(3):
+        written = versions()
         proc = subprocess.Popen([sys.executable, "-c", KILLER, str(stack.data_dir),
                                  stack.prometheus.url], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        time.sleep(0.3 + 0.37 * round_)
+        # Kill it in the middle of its writes, later in each round (more versions first).
+        wanted = written + 2 + 3 * round_
+        wait_until(lambda n=wanted: versions() >= n, 30, message="the killer's writes")
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=10)
         with sqlite3.connect(stack.data_dir / "bridge" / "rules.sqlite") as db:

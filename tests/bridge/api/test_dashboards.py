@@ -5,19 +5,13 @@ import pytest
 
 from bridge import create_app
 from bridge.openapi import document
-from pulse.dashboards import load_all, metric_names, panels
+from pulse.dashboards import load_all, panels
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
-from tests.grafana.fixture import STEP, STOPPED_MODEL, rule_files, shared_fixture_prometheus
+from tests.grafana.fixture import STEP, STOPPED_MODEL, shared_fixture_prometheus
 
 pytestmark = pytest.mark.integration
 URL = "/api/analytics/dashboards"
-
-
-def needs_rules(panel: dict) -> bool:
-    """True when a panel reads a recording rule or ALERTS."""
-    return any(":" in n or n == "ALERTS" for t in panel["targets"]
-               for n in metric_names(t["expr"]))
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +49,10 @@ def test_executive_dashboard_with_data_and_quality(api):
     quality = {q["widgetId"]: q for q in body["dataQuality"]["widgets"]}
     for panel in panels(doc):
         q = quality[f"panel-{panel['id']}"]
-        if rule_files() or not needs_rules(panel):
-            assert q["hasData"] and q["status"] == "ok", (panel["title"], q)
-            assert q["seriesPresentRatio"] == 1.0
-            assert q["newestSampleAgeSeconds"] < 600
-    if rule_files():
-        assert body["dataQuality"]["status"] == "complete"
+        assert q["hasData"] and q["status"] == "ok", (panel["title"], q)
+        assert q["seriesPresentRatio"] == 1.0
+        assert q["newestSampleAgeSeconds"] < 600
+    assert body["dataQuality"]["status"] == "complete"
 
 
 def test_every_dashboard_answers(api):
@@ -70,8 +62,7 @@ def test_every_dashboard_answers(api):
         assert resp.json["dashboard"]["id"] == doc["uid"]
         with_data = {d["widgetId"] for d in resp.json["data"] if d["series"]}
         for panel in panels(doc):
-            if rule_files() or not needs_rules(panel):
-                assert f"panel-{panel['id']}" in with_data, (name, panel["title"])
+            assert f"panel-{panel['id']}" in with_data, (name, panel["title"])
 
 
 def test_a_stopped_source_shows_as_partial(api):

@@ -23,8 +23,8 @@ from pulse.profiles.aggregates import compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
-from tests.bridge.reportdata import rules_dir
 from tests.harness import require_binary
+from tests.synthetic import rule_files
 
 NOW = 1_800_000_000.0
 # Raw series the catalogue may read besides recording rules (docs/architecture.md); the
@@ -94,7 +94,7 @@ def test_catalogue_reads_recording_rules(tmp_path):
     """Each series a metric reads is a recording rule of rules/, a listed raw metric or a
     gauge the profiles exporter exports."""
     recorded = set()
-    for path in rules_dir().glob("*.rules.yml"):
+    for path in rule_files():
         for group in yaml.safe_load(path.read_text())["groups"]:
             recorded |= {r["record"] for r in group["rules"] if "record" in r}
     profiles = profile_families(tmp_path)

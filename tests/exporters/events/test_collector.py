@@ -7,6 +7,7 @@ import subprocess
 from exporters.events import EventsCollector
 from exporters.events.examples import EXAMPLES, example_event
 from exporters.events.mapping import DEFAULT_MAPPING
+from exporters.scrape import ScrapeCollector
 from tests import harness
 
 SELF = {"pulse_events_received", "pulse_events_accepted", "pulse_events_duplicates",
@@ -40,8 +41,8 @@ def test_a_failing_state_sets_collector_success_to_zero():
         def read_metrics(self):
             raise OSError("disk gone")
 
-    samples = {s.name: s.value for fam in EventsCollector(Broken()).collect()
-               for s in fam.samples}
+    scrape = ScrapeCollector([("events", EventsCollector(Broken()))])
+    samples = {s.name: s.value for fam in scrape.collect() for s in fam.samples}
     assert samples["pulse_scrape_collector_success"] == 0
     assert "pulse_scrape_collector_duration_seconds" in samples
 

@@ -100,13 +100,13 @@ def test_the_series_cap_folds_new_label_sets_into_other(intake):
     doc = default_doc()
     doc["metrics"]["ai_experiment_exposures_total"]["max_series"] = 3
     intake.intake.mapping = Mapping(doc, PII)
-    intake.intake.store.defs["ai_experiment_exposures_total"] = (
+    intake.intake.store.state.defs["ai_experiment_exposures_total"] = (
         intake.intake.mapping.metrics["ai_experiment_exposures_total"])
     events = [example_event("experiment_exposure",
                             properties={"experiment": f"exp-{i}", "variant": "a"})
               for i in range(6)]
     assert intake.post(events).get_json()["accepted"] == 6
-    series = dict(intake.intake.store.counters["ai_experiment_exposures_total"])
+    series = dict(intake.intake.store.state.counters["ai_experiment_exposures_total"])
     assert len(series) == 3
     assert series[("other", "other")] == 4  # exp-2 .. exp-5
     # A known label set keeps counting after the cap is reached.

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bridge import create_app as create_bridge
+from exporters.scrape import ScrapeCollector
 from pulse.config import validate
 from pulse.profiles import ProfileStore, db_path
 from tests import harness
@@ -150,5 +151,9 @@ def test_a_failing_refresh_reports_zero_and_no_stale_numbers(tmp_path):
     from exporters.events.profiles import ProfilesCollector
     broken = ProfilesCollector(tmp_path, k=K, funnels={}, refresh_seconds=60)  # a directory
     broken.refresh()
-    assert broken.status()[:2] == ("profiles", 0.0)
+    assert broken.last_run()[0] == 0.0
     assert [f.name for f in broken.collect()] == ["pulse_profiles_refresh_timestamp_seconds"]
+    # Through the one scrape wrapper, as the intake serves it.
+    samples = {(s.name, s.labels.get("collector")): s.value
+               for fam in ScrapeCollector([("profiles", broken)]).collect() for s in fam.samples}
+    assert samples[("pulse_scrape_collector_success", "profiles")] == 0.0

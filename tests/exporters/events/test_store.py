@@ -60,7 +60,7 @@ def test_a_torn_record_at_the_tail_is_cleared(tmp_path):
     app = Intake(tmp_path / "data")
     app.post(mixed_events(10), batchId="whole")
     before = exposition(app)
-    end = app.intake.store._log_size
+    end = app.intake.store.log.size
     app.close()
     log = next((tmp_path / "data" / "events").glob("log-*.wal"))
     with open(log, "r+b") as handle:  # a crash in the middle of an unacknowledged write
@@ -92,7 +92,7 @@ def test_a_second_process_on_the_same_data_dir_is_refused(tmp_path):
 
 
 def test_the_event_id_window_is_bounded():
-    from exporters.events.store import IdWindow
+    from exporters.events.state import IdWindow
     window = IdWindow(10)
     for key in range(100):
         window.add(key)
@@ -100,15 +100,12 @@ def test_the_event_id_window_is_bounded():
 
 
 def test_a_record_that_cannot_be_written_fails_alone(tmp_path):
-    from exporters.events.store import Submission
+    from exporters.events.store import Batch
     store = EventStore(tmp_path / "events", {})
-    bad = Submission("bad", {"batchId": "\ud800"}, [(1, [])], {}, [], 1)
-    good = Submission("good", {"batchId": "good"}, [(2, [])], {}, [], 1)
-    with store._cv:  # both in one group
-        store._pending += [bad, good]
-        store._cv.notify()
-    assert bad.done.wait(30) and good.done.wait(30)
-    assert bad.error is not None and bad.record is None
-    assert good.error is None and good.result is not None
+    bad = Batch("bad", b'{"batchId":"bad"}', ((1, ()),), (), ({"batchId": "\ud800"},), 1)
+    good = Batch("good", b'{"batchId":"good"}', ((2, ()),), (), (), 1)
+    bad_outcome, good_outcome = store.commit_group([bad, good])  # both in one group
+    assert isinstance(bad_outcome, Exception)
+    assert not isinstance(good_outcome, Exception) and good_outcome.body == b'{"batchId":"good"}'
     assert store.counter_value("pulse_events_accepted_total") == 1
     store.close()
