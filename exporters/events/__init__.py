@@ -19,6 +19,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from exporters.events.experiments import experiment_sink
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
 from exporters.events.profiles import profile_sink
@@ -134,6 +135,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         sink = profile_sink(cfg)
         collectors.append(("profiles", sink.collector))
         intake.add_sink(sink)
+    if "salt" in cfg.privacy:
+        # Experiments count units, not events: the per-unit rows need the pseudonym's salt.
+        intake.add_sink(experiment_sink(cfg))
+    else:
+        log.warning("experiment results per unit are off: privacy.salt is not set")
     registry.register(ScrapeCollector(collectors))
     add_standard_routes(app, registry, COMPONENT)
 
