@@ -71,7 +71,7 @@ def _mase_scale(y: np.ndarray, m: int | None) -> float:
 
 def backtest(y: np.ndarray, m: int | None, h: int) -> dict:
     """Rolling-origin errors of the model and the baseline over the last FOLDS windows."""
-    min_train = max(2 * m + 2 if m else 0, 10)
+    min_train = 2 * m if m else 10
     model_err, base_err, actual = [], [], []
     origins = [y.size - h * (i + 1) for i in range(FOLDS)]
     origins = [o for o in origins if o >= min_train]
