@@ -157,7 +157,11 @@ def _capacity(items: dict[str, dict], req: ReportRequest, threshold: float) -> l
     out = []
     for metric in ("cpu_utilisation", "memory_utilisation"):
         item = items.get(metric)
-        for s in (item or {}).get("series", []):
+        if not item or not item["series"]:
+            out.append({"metric": metric, "series": None, "threshold": threshold,
+                        "days": None, "note": "no utilisation data: no capacity forecast"})
+            continue
+        for s in item["series"]:
             f = forecast_series(s["values"], item["timestamps"], req.step, CAPACITY_HORIZON)
             row = {"metric": metric, "series": s["name"], "method": f["method"],
                    "beatsBaseline": f.get("beatsBaseline"), "forecastNote": f["note"]}

@@ -134,7 +134,7 @@ def _extras(report: dict, sid: str) -> list:
         rows = [["Metric", "Series", "Threshold", "Days", "95 % interval"]]
         for r in report["capacityPlanning"]:
             early, late = r.get("earliestDays"), r.get("latestDays")
-            rows.append([r["metric"], r["series"], fmt(r["threshold"], "ratio"),
+            rows.append([r["metric"], r["series"] or "-", fmt(r["threshold"], "ratio"),
                          "n/a" if r["days"] is None else f"{r['days']:.1f}",
                          "n/a" if early is None else
                          f"{early:.1f} to {'beyond' if late is None else f'{late:.1f}'}"])
