@@ -172,6 +172,20 @@ def _extras(ws, report: dict, section_id: str) -> None:
             _row(ws, [r["metric"], r["series"], r["threshold"], r["days"],
                       r.get("earliestDays"), r.get("latestDays"), r["note"]])
         _row(ws, [])
+    if section_id in ("retention", "subscriptions") and report.get("churnModel"):
+        m = report["churnModel"]
+        if m["status"] != "ok":
+            _row(ws, ["churn model", m["note"]], bold=True)
+        else:
+            h = m["heldOut"]
+            _row(ws, ["churn model", m["method"], "held-out AUC", h["auc"], "Brier score",
+                      h["brierScore"], "held-out users", m["heldOutUsers"]], bold=True)
+            _row(ws, ["plan", "engagement", "users", "mean churn probability",
+                      "expected churners"], bold=True)
+            for seg in m["segments"]:
+                _row(ws, [seg["plan"], seg["engagement"], seg["users"],
+                          seg["meanChurnProbability"], seg["expectedChurners"]])
+        _row(ws, [])
     if section_id == "incidents":
         _row(ws, ["alertname", "severity", "alert series"], bold=True)
         for r in report.get("incidents") or []:

@@ -139,9 +139,28 @@ def _extras(report: dict, sid: str) -> list:
                          "n/a" if early is None else
                          f"{early:.1f} to {'beyond' if late is None else f'{late:.1f}'}"])
         out.append(_table(rows))
+    if sid in ("retention", "subscriptions") and report.get("churnModel"):
+        out += _churn(report["churnModel"])
     if sid == "unit_economics" and report.get("ltv"):
         ltv = report["ltv"]
         out.append(_p(f"Lifetime value: {fmt(ltv['value'], 'currency')} ({ltv['formula']})."))
+    return out
+
+
+def _churn(m: dict) -> list:
+    out = [_p("Churn prediction", "Heading3")]
+    if m["status"] != "ok":
+        return out + [_p(f"No churn model: {m['note']}.")]
+    h = m["heldOut"]
+    out.append(_p(f"{m['method']}; churn = {m['label']}. Held-out users "
+                  f"{m['heldOutUsers']}: AUC {h['auc']:.3f}, Brier score "
+                  f"{h['brierScore']:.3f} (base rate {h['baseRate']:.1%})."))
+    rows = [["Plan", "Engagement", "Users", "Mean churn probability", "Expected churners"]]
+    for s in m["segments"]:
+        rows.append([s["plan"], s["engagement"], fmt(s["users"], "count"),
+                     fmt(s["meanChurnProbability"], "ratio"),
+                     fmt(s["expectedChurners"], "count")])
+    out.append(_table(rows))
     return out
 
 
