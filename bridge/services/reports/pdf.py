@@ -10,7 +10,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import (
-    Image,
     PageBreak,
     Paragraph,
     SimpleDocTemplate,
@@ -19,7 +18,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from bridge.services.reports.charts import chart_png, forecast_png
+from bridge.services.reports.charts import chart, forecast_chart
 from bridge.services.reports.text import fmt, fmt_change
 
 STYLES = getSampleStyleSheet()
@@ -78,7 +77,7 @@ def _headlines(report: dict) -> list:
 
 def _item(item: dict) -> list:
     out = [_p(f"{item['metric']}: {item['title']}", "Heading3")]
-    out.append(Image(io.BytesIO(chart_png(item)), width=16 * cm, height=16 * cm * 2.6 / 7))
+    out.append(chart(item))
     if item["series"]:
         has_prev = "previous" in item["series"][0]
         header = ["Series", f"Value ({item['aggregation']})"]
@@ -191,8 +190,7 @@ def _forecasts(report: dict) -> list:
     for f in report["forecasts"]:
         out.append(_p(f"{f['metric']}: {f['note']}."))
         if f["points"] and f["metric"] in items:
-            out.append(Image(io.BytesIO(forecast_png(items[f["metric"]], f)),
-                             width=16 * cm, height=16 * cm * 2.6 / 7))
+            out.append(forecast_chart(items[f["metric"]], f))
     return out
 
 
