@@ -254,3 +254,20 @@ def test_concurrent_reports(app, fake):
         assert status == 200
         text = PdfReader(io.BytesIO(data)).pages[0].extract_text()
         assert f"{rtype.capitalize()} report" in text
+
+
+@pytest.mark.parametrize("span, pattern", [
+    (3600, r"^(\w{3} \d{2} )?\d{2}:\d{2}$"), (2 * 86400, r"^(\w{3} \d{2} )?\d{2}:\d{2}$"),
+    (30 * 86400, r"^\w{3} \d{2}$"), (365 * 86400, r"^\w{3} \d{4}$")])
+def test_time_axes_are_readable_from_an_hour_to_a_year(span, pattern):
+    import re
+
+    from bridge.services.reports.charts import time_ticks
+    end = 1_790_000_000.0
+    ticks = time_ticks(end - span, end)
+    assert 3 <= len(ticks) <= 7, ticks
+    assert all(end - span <= t <= end for t, _ in ticks)
+    assert all(re.match(pattern, label) for _, label in ticks), ticks
+    # The date is named on the first tick of a sub-day axis.
+    if span <= 2 * 86400:
+        assert re.match(r"^\w{3} \d{2} ", ticks[0][1])
