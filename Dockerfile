@@ -15,6 +15,9 @@ COPY alertmanager ./alertmanager
 COPY docs ./docs
 RUN pip install --no-cache-dir -e . && useradd --system --uid 10001 pulse \
     && mkdir -p /data && chown pulse /data
+# The bridge renders every page from alertmanager/templates with amtool (one template
+# source); the Alertmanager image the stack runs ships it.
+COPY --from=prom/alertmanager:v0.27.0 /bin/amtool /usr/local/bin/amtool
 COPY deploy/compose/pulse.yml /etc/pulse/pulse.yml
 USER pulse
 VOLUME ["/data"]

@@ -11,8 +11,12 @@
                  without the HTTP hop to it)
 
 Prints medians of interleaved runs and the ratios api/floor (target <= 1.3) and
-api-expr/(floor+promtool), then the throughput of sequential creates.
-Run: .venv/bin/python bench/rules_api.py [--runs 25]
+api-expr/(floor+promtool), then the throughput of sequential creates; then 40 creates from
+8 concurrent clients (the bridge commits concurrent changes in batches, one reload each)
+against 40 sequential API creates (target >= 4x) and the sequential floor of one file + one
+reload each (target >= 3x); then the floor and the API side by side with 200 and 1,000
+groups loaded (the reload's cost grows with the rule set).
+Run: .venv/bin/python bench/rules_api.py [--runs 25] [--scale 200,1000]
 """
 
 from __future__ import annotations
@@ -97,11 +101,50 @@ def api_once(bridge_url: str, i: int, expr: bool) -> float:
     return elapsed
 
 
+def concurrent(args, prom_url: str, rules_dir: Path, bridge_url: str) -> None:
+    """40 creates from 8 clients vs 40 sequential creates vs the sequential floor."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = args.concurrent
+    start = time.perf_counter()
+    for i in range(n):
+        floor_once(prom_url, rules_dir, 60_000 + i, False)
+    floor_rate = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(n):
+        api_once(bridge_url, 70_000 + i, False)
+    seq_rate = n / (time.perf_counter() - start)
+    def batches() -> tuple[float, float]:
+        text = requests.get(f"{bridge_url}/metrics", timeout=10).text
+        values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("pulse_bridge_rule_batch_changes_")}
+        return (values.get("pulse_bridge_rule_batch_changes_sum", 0),
+                values.get("pulse_bridge_rule_batch_changes_count", 0))
+
+    before = batches()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(lambda i: api_once(bridge_url, 80_000 + i, False), range(n)))
+    conc_rate = n / (time.perf_counter() - start)
+    after = batches()
+    reloads = after[1] - before[1]
+    print(f"{n} creates from {args.clients} concurrent clients: {conc_rate:.1f} rules/s; "
+          f"sequential API {seq_rate:.1f} rules/s (ratio {conc_rate / seq_rate:.2f}x, target "
+          f">= 4); sequential floor {floor_rate:.1f} files/s (ratio "
+          f"{conc_rate / floor_rate:.2f}x, target >= 3); {reloads:g} batches, "
+          f"{(after[0] - before[0]) / max(reloads, 1):.1f} changes per reload")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=25)
     parser.add_argument("--static-groups", type=int, default=60)
     parser.add_argument("--throughput", type=int, default=30)
+    parser.add_argument("--concurrent", type=int, default=40)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--scale", default="200,1000",
+                        help="loaded group counts for the reload-cost comparison")
+    parser.add_argument("--scale-runs", type=int, default=5)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmpdir:
@@ -178,6 +221,16 @@ def main() -> None:
             rate = args.throughput / elapsed
             print(f"sequential creates: {args.throughput} in {elapsed:.2f} s = {rate:.1f} rules/s "
                   f"(floor {floor_rate:.1f} files/s, ratio {rate / floor_rate:.2f})")
+            concurrent(args, prom.url, rules_dir, bridge_url)
+            for count in [int(c) for c in args.scale.split(",") if c]:
+                static_groups(tmp / "static", count)
+                prom.reload()
+                runs = args.scale_runs
+                fl = [floor_once(prom.url, rules_dir, 30_000 + count + i, False)
+                      for i in range(runs)]
+                ap = [api_once(bridge_url, 40_000 + count + i, False) for i in range(runs)]
+                print(f"with {len(prom.rule_groups())} groups loaded ({runs} runs): floor "
+                      f"{ms(fl):7.1f} ms, api {ms(ap):7.1f} ms, ratio {ms(ap) / ms(fl):.2f}x")
         finally:
             if bridge is not None:
                 bridge.stop()

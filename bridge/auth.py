@@ -1,7 +1,9 @@
-"""Bearer tokens, roles and permissions (one table), and the audit log of every request."""
+"""Tokens (bearer or Basic-auth password), roles and permissions, and the audit log."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -51,6 +53,8 @@ class Principal:
     name: str
     role: str
     coach_id: str | None = None
+    # Ruler tenants this token may use (None: all).
+    tenants: frozenset[str] | None = None
 
     def can(self, permission: str) -> bool:
         """True when the role grants the permission."""
@@ -76,7 +80,9 @@ class TokenStore:
             if t.get("expires"):
                 expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
             self._by_hash[hash_token(t["token"])] = (
-                Principal(t["name"], t["role"], t.get("coach_id")), expires)
+                Principal(t["name"], t["role"], t.get("coach_id"),
+                          frozenset(t["tenants"]) if t.get("tenants") is not None else None),
+                expires)
 
     def authenticate(self, token: str, now: float | None = None) -> Principal | None:
         """The principal of a valid, unexpired token, or None."""
@@ -139,7 +145,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def audit(response):
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/prometheus/")):
             principal = g.get("principal")
             app.extensions["pulse.audit"].append({
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -154,22 +160,62 @@ def init_app(app: Flask) -> None:
         return response
 
 
+def _credentials() -> str | None:
+    """The token of a bearer header, or the password of a Basic one (mimirtool's --key);
+    the Basic user is kept in g.basic_user (it may name the tenant)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            user, sep, password = base64.b64decode(value.strip(), validate=True) \
+                .decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        if sep and password:
+            g.basic_user = user
+            return password
+    return None
+
+
 def current_principal() -> Principal:
-    """Authenticate the request's bearer token (401 when missing, invalid or expired)."""
+    """Authenticate the request's bearer token, or Basic auth with the token as password
+    (401 when missing, invalid or expired)."""
     if "principal" in g:
         return g.principal
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = _credentials()
+    if token is None:
         g.auth_failure = "anonymous"
         raise ApiError(401, "unauthorized", "a bearer token is required "
-                       "(Authorization: Bearer <token>)")
-    principal = current_app.extensions["pulse.tokens"].authenticate(token.strip())
+                       "(Authorization: Bearer <token>, or Basic auth with the token as "
+                       "password)")
+    principal = current_app.extensions["pulse.tokens"].authenticate(token)
     if principal is None:
         g.auth_failure = "invalid-token"
         raise ApiError(401, "unauthorized", "the token is not valid or has expired")
     g.principal = principal
     return principal
+
+
+def current_tenant() -> str:
+    """The ruler tenant of the request: X-Scope-OrgID, else the Basic-auth user, else
+    `default`; 403 naming it when the token is limited to other tenants."""
+    from bridge.services.ruler import DEFAULT_TENANT, check_tenant
+
+    principal = current_principal()
+    header = request.headers.get("X-Scope-OrgID")
+    if header is not None:
+        tenant = check_tenant(header.strip())
+    elif g.get("basic_user"):
+        tenant = check_tenant(g.basic_user)
+    else:
+        tenant = DEFAULT_TENANT
+    if principal.tenants is not None and tenant not in principal.tenants:
+        raise ApiError(403, "forbidden", f"this token may not use tenant {tenant!r}",
+                       [{"field": "X-Scope-OrgID", "problem": f"tenant {tenant!r} not allowed "
+                         "for this token (bridge.tokens[].tenants)"}])
+    return tenant
 
 
 def require(permission: str) -> Callable:

@@ -7,9 +7,10 @@ is the whole mapping.
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from bridge.services.errors import (
@@ -71,16 +72,44 @@ def error_body(code: str, message: str, details: list[dict] | None = None) -> di
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
+def mimir_error(status: int, code: str, message: str, details: list[dict]) -> Response | None:
+    """The answer Mimir gives on its routes: plain text on the ruler configuration API (the
+    problems joined by ", ", each naming its field), Prometheus's JSON error on its read API
+    and for a bad org id; None off those routes."""
+    if request.path.startswith("/prometheus/api/") or (
+            request.path.startswith("/prometheus/") and message == "no valid org id found"):
+        kind = "bad_data" if status == 400 else code
+        return Response(json.dumps({"status": "error", "data": None, "errorType": kind,
+                                    "error": "; ".join([message] + [
+                                        f"{d['field']}: {d['problem']}" for d in details])}),
+                        status=status, mimetype="application/json")
+    if request.path.startswith("/prometheus/config/"):
+        # Mimir's 404s are the bare sentence; a 400 lists every field at fault.
+        problems = ", ".join(f"{d['field']}: {d['problem']}" for d in details) \
+            if status != 404 else ""
+        text = f"{message}: {problems}" if problems else message
+        return Response(text + "\n", status=status, mimetype="text/plain")
+    return None
+
+
+def _answer(status: int, code: str, message: str, details: list[dict]):
+    mimir = mimir_error(status, code, message, details)
+    if mimir is not None:
+        return mimir
+    return jsonify(error_body(code, message, details)), status
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Answer ApiError, domain errors, Prometheus failures, HTTP errors, the unexpected: JSON."""
+    """Answer ApiError, domain errors, Prometheus failures, HTTP errors, the unexpected: JSON
+    (on Mimir's routes, as Mimir answers)."""
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
-        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
+        return _answer(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        return jsonify(error_body(exc.code, exc.message, exc.details)), http_status(exc)
+        return _answer(http_status(exc), exc.code, exc.message, exc.details)
 
     @app.errorhandler(PromError)
     def prom_error(exc: PromError):
@@ -89,7 +118,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error_body(code, exc.description or exc.name)), exc.code
+        return _answer(exc.code or 500, code, exc.description or exc.name, [])
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

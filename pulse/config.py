@@ -174,6 +174,18 @@ def _error_path(error) -> str:
 
 def _describe(error) -> list[tuple[str, str]]:
     path = _error_path(error)
+    if error.validator == "oneOf" and error.context:
+        # Report the problems of the alternative whose shape matched (its errors lie
+        # below the value), not that the value fits none of them.
+        branches: dict[int, list] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        matched = [errs for errs in branches.values() if all(e.relative_path for e in errs)]
+        if len(matched) == 1:
+            return [d for sub in matched[0] for d in _describe(sub)]
+        return [(path, "expected one of: " + "; ".join(
+            "{" + ", ".join(s["required"]) + ": ...}" if s.get("required") else
+            f"a {s.get('type', 'value')}" for s in error.validator_value))]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
         extra = [k for k in error.instance if k not in allowed]
@@ -187,8 +199,9 @@ def _describe(error) -> list[tuple[str, str]]:
         return [(path, f"expected {error.validator_value}, got {type(error.instance).__name__}"
                  f" ({error.instance!r})")]
     if error.validator == "pattern":
-        return [(path, f"{error.instance!r} does not match the expected form "
-                 f"{error.validator_value!r}")]
+        # x-form: the form in words (host:port) where the regular expression says little.
+        form = error.schema.get("x-form", error.validator_value)
+        return [(path, f"{error.instance!r} does not match the expected form {form!r}")]
     return [(path, error.message)]
 
 
@@ -261,6 +274,19 @@ def parse_duration(text: str) -> float:
     if not text or DURATION_PART.sub("", text):
         raise ValueError(f"not a duration: {text!r}")
     return sum(int(n) * DURATION_UNITS[u] for n, u in DURATION_PART.findall(text))
+
+
+def prometheus_urls(cfg: Config) -> list[str]:
+    """Every Prometheus replica's URL: prometheus.urls, else url and the replicas after it."""
+    prom = cfg.prometheus
+    if prom.get("urls"):
+        return list(prom.urls)
+    base = prom.url.rstrip("/")
+    if prom.get("replicas", 1) <= 1:
+        return [base]
+    host, port = url_host_port(base)
+    scheme = base.split("://", 1)[0]
+    return [f"{scheme}://{host}:{port + i}" for i in range(prom.replicas)]
 
 
 def split_listen(listen: str) -> tuple[str, int]:

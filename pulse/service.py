@@ -80,12 +80,20 @@ def serve(app, listen: str, component: str, threads: int = 8) -> None:
 
 
 def config_secrets(cfg: Config) -> list[str]:
-    """Every secret value in a configuration: tokens, channel URLs, the privacy salt."""
+    """Every secret value in a configuration: tokens, channel URLs, the privacy salt, the
+    credentials of remote write and of the platform's scrape jobs."""
     values = [t.token for t in cfg.bridge.tokens]
-    values += [url for urls in cfg.bridge.channels.values() for url in urls]
+    for entries in cfg.bridge.channels.values():
+        for entry in entries:  # an apprise URL or {pagerduty|opsgenie: {routing_key|api_key}}
+            values += [entry] if isinstance(entry, str) else [
+                v for spec in entry.values() for k, v in spec.items() if k != "url"]
     values += [rw.get("bearer_token") for rw in cfg.prometheus.remote_write]
+    for job in cfg.prometheus.scrape:
+        values.append(job.get("bearer_token"))
+        values.append((job.get("basic_auth") or {}).get("password"))
     values.append(cfg.privacy.get("salt"))
     values.append(cfg.bridge.get("webhook_token"))
+    values += [s.write_key for s in cfg.exporters.events.get("sources", ())]
     return [v for v in values if v]
 
 

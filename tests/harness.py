@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -199,7 +200,8 @@ class PrometheusServer:
     def __init__(self, workdir: Path, *, scrape_interval: str = "1s",
                  evaluation_interval: str = "1s", rule_files: Iterable[str | Path] = (),
                  targets: dict[str, list[str]] | None = None,
-                 alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = ()):
+                 alertmanagers: Iterable[str] = (), extra_args: Iterable[str] = (),
+                 scrape_configs: Iterable[dict] = ()):
         self.binary = require_binary("prometheus")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +213,8 @@ class PrometheusServer:
         self.targets = dict(targets or {})
         self.alertmanagers = list(alertmanagers)
         self.extra_args = list(extra_args)
+        # Whole scrape configs beside `targets` (e.g. pulse.launcher.scrape's).
+        self.scrape_configs = list(scrape_configs)
         self.config_path = self.workdir / "prometheus.yml"
         self.process: Process | None = None
 
@@ -223,7 +227,7 @@ class PrometheusServer:
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": list(addrs)}]}
                 for job, addrs in self.targets.items()
-            ],
+            ] + self.scrape_configs,
         }
         if self.alertmanagers:
             doc["alerting"] = {"alertmanagers": [{"static_configs": [
@@ -346,9 +350,14 @@ class PrometheusServer:
 
 
 class AlertmanagerServer:
-    """A real Alertmanager (clustering off) on a free port with a given configuration."""
+    """A real Alertmanager on a free port with a given configuration.
 
-    def __init__(self, workdir: Path, config: dict | str):
+    Clustering is off unless `gossip_port` is given; `peers` are the other peers'
+    gossip addresses (alertmanager_cluster builds a whole cluster).
+    """
+
+    def __init__(self, workdir: Path, config: dict | str, gossip_port: int | None = None,
+                 peers: Iterable[str] = (), peer_timeout: str = "2s"):
         self.binary = require_binary("prometheus-alertmanager")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -356,6 +365,9 @@ class AlertmanagerServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = self.workdir / "alertmanager.yml"
         self.process: Process | None = None
+        self.gossip_port = gossip_port
+        self.peers = list(peers)
+        self.peer_timeout = peer_timeout
         self.write_config(config)
 
     def write_config(self, config: dict | str) -> None:
@@ -365,11 +377,19 @@ class AlertmanagerServer:
 
     def start(self, timeout: float = 30.0) -> AlertmanagerServer:
         """Start Alertmanager and wait until it is ready."""
-        argv = alertmanager_argv(self.config_path, self.workdir / "data",
-                                 f"127.0.0.1:{self.port}", binary=self.binary)
+        argv = alertmanager_argv(
+            self.config_path, self.workdir / "data", f"127.0.0.1:{self.port}",
+            binary=self.binary, external_url=f"http://127.0.0.1:{self.port}",
+            gossip=None if self.gossip_port is None else f"127.0.0.1:{self.gossip_port}",
+            peers=self.peers, peer_timeout=self.peer_timeout)
         self.process = _start_owned(argv, self.workdir / "alertmanager.log", self, timeout,
                                     "/api/v2/status")
         return self
+
+    def cluster_peers(self) -> int:
+        """How many peers this Alertmanager sees in its cluster (itself included)."""
+        status = requests.get(f"{self.url}/api/v2/status", timeout=5).json()
+        return len((status.get("cluster") or {}).get("peers") or [])
 
     def stop(self) -> None:
         """Stop Alertmanager."""
@@ -391,6 +411,16 @@ class AlertmanagerServer:
         """Push alerts straight to Alertmanager (as Prometheus would)."""
         resp = requests.post(f"{self.url}/api/v2/alerts", json=alerts, timeout=10)
         assert resp.status_code == 200, resp.text
+
+
+def alertmanager_cluster(workdir: Path, config: dict | str, size: int = 3,
+                         peer_timeout: str = "2s") -> list[AlertmanagerServer]:
+    """`size` Alertmanagers gossiping on loopback (not started), each with its own storage."""
+    gossip = [free_port() for _ in range(size)]
+    return [AlertmanagerServer(Path(workdir) / f"am{i}", config, gossip[i],
+                               [f"127.0.0.1:{g}" for j, g in enumerate(gossip) if j != i],
+                               peer_timeout)
+            for i in range(size)]
 
 
 class WebhookSink:
@@ -533,3 +563,23 @@ def start_service(module: str, config_path: Path, env: dict[str, str], listen: s
     proc = Process(service_argv(module, config_path, tuple(args)), log_path, env=env, cwd=ROOT)
     proc.wait_http(f"http://{listen}/-/ready", timeout)
     return proc
+
+
+SCHEMATHESIS_CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+                       "response_schema_conformance")
+
+
+def run_schemathesis(url: str, workdir: Path, authorization: str, *, max_examples: int,
+                     phases: str, timeout: float = 400) -> None:
+    """schemathesis against a live OpenAPI document: no 5xx, every answer as documented.
+
+    The whole report is written to workdir/schemathesis.txt; a failure shows its tail."""
+    argv = [sys.executable, "-m", "schemathesis.cli", "run", url,
+            "-H", f"Authorization: {authorization}", "--checks", SCHEMATHESIS_CHECKS,
+            "--max-examples", str(max_examples), "--request-timeout", "30", "--workers", "1",
+            "--phases", phases, "--seed", "1", "--no-color"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    out = proc.stdout + proc.stderr
+    report = workdir / "schemathesis.txt"
+    report.write_text(out)
+    assert proc.returncode == 0, f"full report: {report}\n" + out[-6000:]

@@ -75,3 +75,25 @@ def test_grafana_is_provisioned_with_datasource_and_dashboards():
     assert ds["datasources"][0]["uid"] == "pulse-prometheus"
     prov = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/pulse.yml").read_text())
     assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_ha_option_runs_the_launchers_cluster_and_prometheus_sends_to_every_peer():
+    from pulse.launcher.render import alertmanager_peers, compose_host
+    from pulse.launcher.supervisor import peer_argv
+
+    ha = load_config(ROOT / "deploy/compose/ha/pulse.yml", env=ENV)
+    override = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())
+    peers = alertmanager_peers(ha)
+    hosts = [compose_host("alertmanager", p.index) for p in peers]
+    assert len(peers) == 3
+    for peer, host in zip(peers, hosts, strict=True):
+        assert override["services"][host]["command"] == peer_argv(
+            ha, peer, "/etc/alertmanager/alertmanager.yml", "/alertmanager",
+            listen_host="0.0.0.0", peer_hosts=hosts)[1:]  # the image's entrypoint
+    prom = ROOT / "deploy/compose/ha/prometheus.yml"
+    assert prom.read_text() == dump(prometheus_config(ha, demo=True, compose=True)), \
+        "regenerate with: pulse render --config deploy/compose/ha/pulse.yml --compose " \
+        "deploy/compose/ha (then delete its alertmanager.yml: the stack's one is used)"
+    doc = yaml.safe_load(prom.read_text())
+    assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093", "alertmanager-2:9095", "alertmanager-3:9097"]

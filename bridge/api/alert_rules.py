@@ -21,7 +21,7 @@ from bridge.services.rule_compiler import (
     validate_request,
 )
 from bridge.services.rule_store import RuleStore, Version, promtool_check
-from pulse.config import split_listen
+from pulse.links import links
 from pulse.promapi import PromError
 
 bp = Blueprint("rules", __name__, url_prefix="/api/analytics")
@@ -34,11 +34,10 @@ def store() -> RuleStore:
     return service(current_app, RULES)
 
 
-def bridge_base() -> str:
-    """The bridge's own base URL (for the default runbook_url of API rules)."""
-    host, port = split_listen(current_app.config["PULSE"].bridge.listen)
-    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return f"http://{host}:{port}"
+def link_bases() -> tuple[str, str | None]:
+    """(bridge, grafana) external bases for the links of API rules (pulse.links)."""
+    bases = links(current_app.config["PULSE"])
+    return bases.bridge, bases.grafana
 
 
 def json_body() -> Any:
@@ -91,9 +90,18 @@ def rule_body(v: Version, loaded: dict | None = None) -> dict:
         "createdBy": v.meta.get("createdBy", v.who), "updatedBy": v.who, "updatedAt": v.time,
         "silences": v.meta.get("silences", []),
     }
+    if v.request is not None:
+        body["routing"] = routing(v.request)
     if loaded:
         body["loaded"] = loaded
     return body
+
+
+def routing(req: dict) -> str:
+    """How Alertmanager routes the rule's alerts, in words."""
+    if req.get("notificationChannels"):
+        return "channels: " + ", ".join(req["notificationChannels"])
+    return f"no notificationChannels: routed by its team label (team={req.get('team', 'oncall')})"
 
 
 def _channels() -> set[str]:
@@ -107,7 +115,7 @@ def _prepare(rule_id: str) -> tuple[dict, dict, str]:
         raise ApiError(403, "forbidden", f"role {current_principal().role!r} lacks the "
                        "permission 'rules:expr' (raw PromQL)",
                        [{"field": "expr", "problem": "rules:expr required"}])
-    group = compile_rule(rule_id, req, bridge_base())
+    group = compile_rule(rule_id, req, *link_bases())
     return req, group, render_groups([group])
 
 

@@ -4,7 +4,8 @@ status: critical when Prometheus is unreachable or a critical incident is active
 degraded when a scrape target is down, Alertmanager is not ready or the last
 configuration reload failed; healthy otherwise. `metrics` is the seed's
 SystemMetrics computed by one PromQL query; a figure Prometheus has no data for
-is null (never invented).
+is null (never invented). `metricSources` says where the derived figures (active
+users, concurrent sessions, scaling events) come from.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, current_app
 
-from bridge.services import ALERTMANAGER, PROMETHEUS, incidents, service
+from bridge.services import ALERTMANAGER, PROMETHEUS, RULES, incidents, service
 from pulse.promapi import PromError
 
 bp = Blueprint("health", __name__, url_prefix="/api/analytics")
@@ -28,9 +29,11 @@ METRIC_QUERIES: dict[str, dict[str, str | None]] = {
         "p95ResponseTime": f"histogram_quantile(0.95, sum by (le) (rate({_HTTP}_bucket[5m])))",
         "errorRate": f'sum(rate({_HTTP}_count{{http_response_status_code=~"5.."}}[5m])) '
                      f"/ sum(rate({_HTTP}_count[5m]))",
-        # No catalogue metric counts distinct users or live sessions: null, not a guess.
-        "activeUsers": None,
-        "concurrentSessions": None,
+        "activeUsers": 'sum(fitness_active_users{window="1d", platform="all"})',
+        # Little's law: sessions in progress = start rate x mean session length.
+        "concurrentSessions": "sum(rate(fitness_sessions_total[15m])) * "
+                              "(sum(rate(fitness_session_duration_seconds_sum[1h])) "
+                              "/ sum(rate(fitness_session_duration_seconds_count[1h])))",
         "databaseQueryCount": "sum(increase(app_db_query_duration_seconds_count[1h]))",
         "cacheHitRate": 'sum(rate(app_cache_requests_total{result="hit"}[5m])) '
                         "/ sum(rate(app_cache_requests_total[5m]))",
@@ -44,7 +47,9 @@ METRIC_QUERIES: dict[str, dict[str, str | None]] = {
         "networkIngress": "sum(rate(node_network_receive_bytes_total[5m]))",
         "networkEgress": "sum(rate(node_network_transmit_bytes_total[5m]))",
         "storageUsed": "sum(node_filesystem_size_bytes) - sum(node_filesystem_avail_bytes)",
-        "scalingEvents": None,
+        # Instances added or removed: changes in each job's number of targets (healthy or
+        # not: a target that fails is an outage, not scaling).
+        "scalingEvents": "sum(changes((count by (job) (up))[1h:]))",
     },
     "integrations": {
         "probesTotal": "count(integration_probe_success)",
@@ -61,6 +66,20 @@ METRIC_QUERIES: dict[str, dict[str, str | None]] = {
                                "/ sum(rate(pulse_events_received_total[5m]))",
         "notificationFailures": 'sum(increase(pulse_notifications_total{result="failure"}[1h]))',
     },
+}
+
+
+# Where the figures that are not plain HTTP or host metrics come from (metricSources).
+SOURCES = {
+    "application.activeUsers":
+        'fitness_active_users{window="1d",platform="all"}: distinct users active in the '
+        "trailing day, counted by the events intake's profiles (catalogue: active_users)",
+    "application.concurrentSessions":
+        "estimated from the events intake: rate(fitness_sessions_total[15m]) times the mean "
+        "of fitness_session_duration_seconds over 1h (Little's law)",
+    "infrastructure.scalingEvents":
+        "Prometheus's own up series: changes over the last hour in the number of scrape "
+        "targets per job (instances added or removed by discovery or configuration)",
 }
 
 
@@ -152,4 +171,8 @@ def health():
     else:
         status = "healthy"
     metrics = system_metrics(prom if prom_ok else None)
-    return {"status": status, "components": comps, "metrics": metrics, "incidents": incidents}
+    replicas = service(current_app, RULES).replica_status()
+    if status == "healthy" and any("error" in r for r in replicas):
+        status = "degraded"
+    return {"status": status, "components": comps, "metrics": metrics, "incidents": incidents,
+            "ruleReplicas": replicas, "metricSources": SOURCES}

@@ -13,6 +13,7 @@ from flask import Flask
 PROMETHEUS = "pulse.prometheus"        # pulse.promapi.PrometheusClient
 ALERTMANAGER = "pulse.alertmanager"    # pulse.promapi.AlertmanagerClient
 RULES = "pulse.rulestore"              # rule_store.RuleStore (rules API and ruler API)
+RULER = "pulse.ruler"                  # ruler.Ruler (tenants' namespaces over RULES)
 INCIDENTS = "pulse.incidents"          # incidents.IncidentStore
 DELIVERY = "pulse.delivery"            # delivery.Delivery (webhook, test notifications)
 EXPERIMENTS = "pulse.experiments"      # experiments.ExperimentStore
@@ -37,7 +38,7 @@ def now(app: Flask) -> float:
 def init_app(app: Flask) -> None:
     """Build every service of the bridge once, in dependency order."""
     # Imported here: the service modules import this package's keys.
-    from bridge.services import delivery, experiments, incidents, reports, rule_store
+    from bridge.services import delivery, experiments, incidents, reports, rule_store, ruler
     from pulse.promapi import AlertmanagerClient, PrometheusClient
 
     cfg = app.config["PULSE"]
@@ -45,6 +46,7 @@ def init_app(app: Flask) -> None:
     app.extensions[ALERTMANAGER] = AlertmanagerClient(cfg.alertmanager.url)
     incidents.init_app(app)
     rule_store.init_app(app)
+    ruler.init_app(app)
     delivery.init_app(app)
     experiments.init_app(app)
     reports.init_app(app)

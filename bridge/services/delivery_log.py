@@ -8,6 +8,14 @@ target succeeded it is marked done; an identical notification within
 `replay_window` is a retry after a lost answer and is not sent again, a later
 one is Alertmanager's repeat and is delivered.
 
+Across Alertmanager peers: each peer of a cluster sends its own webhook, and
+a peer whose view is a little behind can send a firing after another peer's
+resolve, or the resolve again. So the log also remembers, per group (receiver
++ groupKey), which alerts (fingerprint@startsAt) went out firing and resolved:
+an alert already delivered resolved is stale when it comes back firing (left
+out), and a notification that brings nothing new (every alert already
+delivered resolved, or firing within replay_window) is a duplicate.
+
 Every change is one appended, fsynced JSON line, so what was acknowledged
 survives kill -9; the log is compacted (temp + rename) when it grows.
 """
@@ -35,6 +43,17 @@ def notification_key(payload: Mapping) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def alert_id(alert: Mapping) -> str:
+    """One occurrence of one alert: its fingerprint and start time."""
+    return f"{alert.get('fingerprint', '')}@{alert.get('startsAt', '')}"
+
+
+def group_id(payload: Mapping) -> str:
+    """A notification's group as the delivery log knows it: receiver and groupKey."""
+    text = f"{payload.get('receiver', '')}\n{payload.get('groupKey', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 class DeliveryState:
     """Targets that succeeded per notification key, persisted as an append-only log."""
 
@@ -49,6 +68,8 @@ class DeliveryState:
         self._key_locks: dict[str, threading.Lock] = {}
         self._sent: dict[str, dict[str, float]] = {}   # key -> target id -> time
         self._done: dict[str, float] = {}               # key -> time all succeeded
+        # group -> alert id -> (status delivered last, when)
+        self._groups: dict[str, dict[str, tuple[str, float]]] = {}
         self._appended = 0
         self._load()
         self._compact()
@@ -67,6 +88,10 @@ class DeliveryState:
 
     def _apply(self, rec: dict) -> None:
         key, t = rec.get("k"), float(rec.get("t", 0))
+        if rec.get("g"):
+            alerts = self._groups.setdefault(rec["g"], {})
+            for aid, status in (rec.get("a") or {}).items():
+                alerts[aid] = (status, t)
         if not key:
             return
         if rec.get("done"):
@@ -80,6 +105,11 @@ class DeliveryState:
             del self._done[key]
         for key in [k for k, s in self._sent.items() if now - max(s.values()) > self.pending_ttl]:
             del self._sent[key]
+        for group, alerts in list(self._groups.items()):
+            for aid in [a for a, (_, t) in alerts.items() if now - t > self.pending_ttl]:
+                del alerts[aid]
+            if not alerts:
+                del self._groups[group]
 
     def _compact(self) -> None:
         with self._lock:
@@ -87,6 +117,9 @@ class DeliveryState:
             lines = [json.dumps({"k": k, "done": True, "t": t}) for k, t in self._done.items()]
             lines += [json.dumps({"k": k, "target": tid, "t": t})
                       for k, sent in self._sent.items() for tid, t in sent.items()]
+            lines += [json.dumps({"g": g, "a": {aid: status}, "t": t})
+                      for g, alerts in self._groups.items()
+                      for aid, (status, t) in alerts.items()]
             write_atomic(self.path, "".join(line + "\n" for line in lines), mode=0o600)
             self._appended = 0
 
@@ -110,6 +143,35 @@ class DeliveryState:
             t = self._done.get(key)
             return t is not None and now - t <= self.replay_window
 
+    def sort_alerts(self, group: str, alerts: Iterable[Mapping],
+                    now: float | None = None) -> tuple[list[Mapping], bool]:
+        """(the alerts minus stale firings, whether any of them is news to the group).
+
+        Stale: firing, but already delivered resolved (a lagging peer). News: not
+        delivered with this status before (a firing: not within replay_window, so
+        Alertmanager's repeats are news and another peer's copy is not).
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            known = dict(self._groups.get(group, {}))
+        kept, news = [], False
+        for alert in alerts:
+            status = alert.get("status")
+            last = known.get(alert_id(alert))
+            if last and last[0] == "resolved":
+                if status == "firing":
+                    continue
+            elif not last or last[0] != status or (
+                    status == "firing" and now - last[1] > self.replay_window):
+                news = True
+            kept.append(alert)
+        return kept, news
+
+    def paged(self, group: str) -> bool:
+        """True when a firing of this group was delivered before (the incident is open)."""
+        with self._lock:
+            return any(s == "firing" for s, _ in self._groups.get(group, {}).values())
+
     def succeeded(self, key: str) -> set[str]:
         """Target ids that already got this (partly delivered) notification."""
         with self._lock:
@@ -122,11 +184,20 @@ class DeliveryState:
             self._append({"k": key, "target": target, "t": now})
             self._sent.setdefault(key, {})[target] = now
 
-    def record_done(self, key: str) -> None:
-        """Every target got it: forget the per-target state, remember it for replay_window."""
+    def record_done(self, key: str, group: str | None = None,
+                    alerts: Iterable[Mapping] = ()) -> None:
+        """Every target got it: forget the per-target state, remember it for replay_window,
+        and the status each of the group's alerts was delivered with (one fsynced line)."""
         now = time.time()
+        statuses = {alert_id(a): a.get("status", "") for a in alerts}
         with self._lock:
-            self._append({"k": key, "done": True, "t": now})
+            rec: dict = {"k": key, "done": True, "t": now}
+            if group:
+                rec.update(g=group, a=statuses)
+                mine = self._groups.setdefault(group, {})
+                for aid, status in statuses.items():
+                    mine[aid] = (status, now)
+            self._append(rec)
             self._done[key] = now
             self._sent.pop(key, None)
             self._key_locks.pop(key, None)

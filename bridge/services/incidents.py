@@ -17,6 +17,7 @@ from pathlib import Path
 from flask import Flask
 
 from bridge.services import INCIDENTS, service
+from bridge.services.delivery_log import alert_id
 from pulse.fileio import write_atomic
 
 KEEP_RESOLVED = 200
@@ -28,8 +29,7 @@ def _now() -> str:
 
 def incident_id(alert: Mapping) -> str:
     """One incident per alert occurrence: its fingerprint and start time."""
-    text = f"{alert.get('fingerprint', '')}@{alert.get('startsAt', '')}"
-    return "inc-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return "inc-" + hashlib.sha256(alert_id(alert).encode()).hexdigest()[:12]
 
 
 class IncidentStore:

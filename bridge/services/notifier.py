@@ -1,9 +1,11 @@
-"""Alertmanager notifications -> apprise channels: which channels, what text, how it is sent.
+"""Alertmanager notifications -> channels: which channels and targets, how apprise sends one.
 
-Pure functions decide (channels_for, render, notify_type); `Notifier.send` does
-the I/O through apprise. Channel URLs are secrets: they are only ever handed to
-apprise, never logged or returned; a URL is named by its channel and a short
-hash (`target_id`).
+Pure functions decide (channels_for, targets_for, notify_type); `Notifier.send`
+does the I/O through apprise. The text comes from the templates
+(bridge/services/templates.py). A channel's entries are apprise URLs and
+incident-tool entries (pagerduty, opsgenie: bridge/services/pagers.py). URLs and
+keys are secrets: never logged or returned; a target is named by its channel
+and a short hash (`target_id`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from bridge.services.templates import truncate
 
 with warnings.catch_warnings():
     # apprise imports the deprecated imghdr module; that warning only is silenced.
@@ -29,8 +33,8 @@ logging.getLogger("apprise").setLevel(logging.WARNING)
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 DEFAULT_RECEIVER = "default"
-# Locating labels shown on the "Where:" line; the rest are routing labels.
-ROUTING_LABELS = frozenset({"alertname", "severity", "team", "channels"})
+PAGER_URLS = {"pagerduty": "https://events.pagerduty.com/v2/enqueue",
+              "opsgenie": "https://api.opsgenie.com"}
 SEVERITY_TYPES = {
     "critical": NotifyType.FAILURE,
     "warning": NotifyType.WARNING,
@@ -41,19 +45,43 @@ SEVERITY_TYPES = {
 
 @dataclass(frozen=True)
 class Target:
-    """One apprise URL of one channel; `id` names it without revealing the URL."""
+    """One entry of one channel; `id` names it without revealing its URL or key.
+
+    kind is "apprise" (url is the apprise URL) or an incident tool ("pagerduty",
+    "opsgenie": url is its endpoint, secret its routing or API key).
+    """
 
     channel: str
     id: str
     url: str
+    kind: str = "apprise"
+    secret: str = ""
 
-    def __repr__(self) -> str:  # never show the URL, even in a traceback
+    def __repr__(self) -> str:  # never show the URL or key, even in a traceback
         return f"Target({self.channel!r}, {self.id!r})"
 
 
 def target_id(channel: str, url: str) -> str:
     """A stable, non-secret name for one URL of a channel."""
     return f"{channel}#{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+
+
+def entry_target(channel: str, entry) -> Target:
+    """The target of one channel entry: an apprise URL or {pagerduty|opsgenie: {...}}."""
+    if isinstance(entry, str):
+        return Target(channel, target_id(channel, entry), entry)
+    (kind, spec), = entry.items()
+    secret = spec.get("routing_key") if kind == "pagerduty" else spec.get("api_key")
+    url = spec.get("url") or PAGER_URLS[kind]
+    return Target(channel, target_id(channel, f"{kind}|{url}|{secret}"), url, kind, secret)
+
+
+def entry_secrets(entry) -> list[str]:
+    """The parts of a channel entry that are credentials, for log redaction."""
+    if isinstance(entry, str):
+        return url_secrets(entry)
+    (kind, spec), = entry.items()
+    return [v for v in (spec.get("routing_key"), spec.get("api_key")) if v]
 
 
 def channels_for(receiver: str, alerts: Sequence[Mapping], channels: Mapping[str, Sequence[str]],
@@ -87,9 +115,9 @@ def channels_for(receiver: str, alerts: Sequence[Mapping], channels: Mapping[str
     return known, unknown
 
 
-def targets_for(names: Sequence[str], channels: Mapping[str, Sequence[str]]) -> list[Target]:
-    """Every apprise URL of the named channels."""
-    return [Target(name, target_id(name, url), url) for name in names for url in channels[name]]
+def targets_for(names: Sequence[str], channels: Mapping[str, Sequence]) -> list[Target]:
+    """Every target (apprise URL or incident tool) of the named channels."""
+    return [entry_target(name, entry) for name in names for entry in channels[name]]
 
 
 def notify_type(status: str, alerts: Sequence[Mapping]) -> NotifyType:
@@ -102,50 +130,8 @@ def notify_type(status: str, alerts: Sequence[Mapping]) -> NotifyType:
     return min(found, key=order.index)
 
 
-def _alert_text(alert: Mapping) -> str:
-    labels = alert.get("labels") or {}
-    ann = alert.get("annotations") or {}
-    where = " ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ROUTING_LABELS)
-    lines = [ann.get("summary") or labels.get("alertname", "alert")]
-    if where:
-        lines.append(f"Where: {where}")
-    if ann.get("value"):
-        lines.append(f"Value: {ann['value']}")
-    if ann.get("description"):
-        lines.append(ann["description"])
-    since = f"Since: {alert.get('startsAt', '')}"
-    if alert.get("status") == "resolved":
-        since += f", resolved {alert.get('endsAt', '')}"
-    lines.append(since)
-    if ann.get("runbook_url"):
-        lines.append(f"Runbook: {ann['runbook_url']}")
-    if ann.get("dashboard_url"):
-        lines.append(f"Dashboard: {ann['dashboard_url']}")
-    return "\n".join(lines)
-
-
-def render(payload: Mapping) -> tuple[str, str]:
-    """(title, body) of a webhook payload: the layout of alertmanager/templates/pulse.tmpl."""
-    alerts = payload.get("alerts") or []
-    firing = [a for a in alerts if a.get("status") == "firing"]
-    resolved = [a for a in alerts if a.get("status") == "resolved"]
-    common = payload.get("commonLabels") or {}
-    group = payload.get("groupLabels") or {}
-    name = common.get("alertname") or group.get("alertname") or "alerts"
-    status = payload.get("status", "firing")
-    title = f"[{status.upper()}{f':{len(firing)}' if status == 'firing' else ''}] {name}"
-    if common.get("severity"):
-        title += f" ({common['severity']})"
-    parts = []
-    if firing:
-        parts.append("Firing:\n" + "\n\n".join(_alert_text(a) for a in firing))
-    if resolved:
-        parts.append("Resolved:\n" + "\n\n".join(_alert_text(a) for a in resolved))
-    return title, "\n\n".join(parts)
-
-
 class Notifier:
-    """Sends one message to one apprise target; long messages are split to the service's limit."""
+    """Sends one message to one apprise target, truncated (with a note) to the service's limit."""
 
     def __init__(self, timeout: float = 10.0):
         self.timeout = timeout
@@ -165,10 +151,9 @@ class Notifier:
         plugin = apprise.Apprise.instantiate(target.url, suppress_exceptions=True)
         if not plugin:
             return None
-        # Never reject a message for its length: split it to the service's limit, unless
-        # the URL chose its own overflow mode (?overflow=truncate).
-        if "overflow=" not in target.url:
-            plugin.overflow_mode = OverflowMode.SPLIT
+        # One notification is one message: never split it (a split page is several
+        # pages); the body is cut with a note in send(), apprise cuts what remains.
+        plugin.overflow_mode = OverflowMode.TRUNCATE
         for attr in ("socket_connect_timeout", "socket_read_timeout"):
             if hasattr(plugin, attr):
                 setattr(plugin, attr, self.timeout)
@@ -181,6 +166,7 @@ class Notifier:
             log.error("channel %s: an apprise URL (%s) cannot be parsed", target.channel,
                       target.id)
             return False
+        body = fit(plugin, title, body)
         try:
             with lock:
                 ok = bool(plugin.notify(body=body, title=title, notify_type=kind))
@@ -191,6 +177,16 @@ class Notifier:
         if not ok:
             log.warning("channel %s (%s): delivery failed", target.channel, target.id)
         return ok
+
+
+def fit(plugin, title: str, body: str) -> str:
+    """The body cut (with a note) to what the service takes beside the title."""
+    limit = int(getattr(plugin, "body_maxlen", 0) or 0)
+    if limit <= 0:
+        return body
+    if not int(getattr(plugin, "title_maxlen", 0) or 0):
+        limit -= len(title) + 2  # apprise puts the title into the body ("title\r\nbody")
+    return truncate(body, max(limit, 1))
 
 
 def url_secrets(url: str) -> list[str]:
@@ -212,3 +208,8 @@ def url_secrets(url: str) -> list[str]:
     parts += [unquote(seg) for seg in split.path.split("/") if len(seg) >= 8]
     parts += [v for _, v in parse_qsl(split.query) if len(v) >= 8]
     return parts
+
+
+def valid_url(url: str) -> bool:
+    """True when apprise understands the URL (`pulse check-config` checks every channel)."""
+    return bool(apprise.Apprise.instantiate(url, suppress_exceptions=True))

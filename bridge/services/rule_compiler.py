@@ -19,13 +19,29 @@ import yaml
 
 from bridge.services.errors import Invalid
 from bridge.validation import validator
+from pulse.config import parse_duration
+from pulse.links import SOURCE_BRIDGE, SOURCE_GRAFANA
 
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-DURATION = re.compile(r"^(0|[1-9][0-9]*(ms|s|m|h|d|w|y))$")
-GRAFANA_BASE = "http://127.0.0.1:3000/d/"
+# Prometheus's duration grammar (prometheus/common ParseDuration): 0, or integer units in the
+# fixed order y w d h m s ms, each at most once (0s, 0m, 1h30m, 2w, 1500ms; not 1.5h, 2h1d, 10).
+_UNITS = ("y", "w", "d", "h", "m", "s", "ms")
+DURATION = re.compile(r"^(0|" + "|".join(
+    f"[0-9]+{u}" + "".join(f"([0-9]+{v})?" for v in _UNITS[i + 1:])
+    for i, u in enumerate(_UNITS)) + r")$")
 # What the compiler owns: a request may not filter or group on these.
 RESERVED_LABELS = frozenset({"__name__", "le", "severity", "team", "rule_id", "channels"})
+# Labels the bridge writes onto every rule of a ruler namespace: a group may not set them.
+TENANT_LABEL = "tenant"
+# Rule-group keys of newer Prometheus or of Mimir that Prometheus 2.42 refuses to load.
+UNSUPPORTED_GROUP_KEYS = {
+    "query_offset": "needs Prometheus 2.53 or later",
+    "evaluation_delay": "a Mimir extension that Prometheus does not load",
+    "remote_write": "a Mimir extension (ruler remote write) that Prometheus does not load",
+    "source_tenants": "federated rule groups are a Mimir extension Pulse does not run",
+    "align_evaluation_time_on_interval": "a Mimir extension Prometheus does not load",
+}
 
 # libyaml's emitter when present (same output, ~10x faster than the pure-Python one).
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -57,9 +73,18 @@ def _apply_defaults(body: dict) -> dict:
     return req
 
 
+def duration_seconds(text: str) -> float:
+    """Seconds in a Prometheus duration (DURATION grammar; '0' is zero)."""
+    if not isinstance(text, str) or not DURATION.match(text):
+        raise ValueError(f"not a valid duration string: {text!r}")
+    return 0.0 if text == "0" else parse_duration(text)
+
+
 def _semantic_problems(req: dict, channels: set[str] | None) -> list[dict]:
     problems = []
     cond = req["condition"]
+    if duration_seconds(cond["window"]) == 0:
+        problems.append({"field": "condition.window", "problem": "a range must not be zero"})
     seen = set()
     for i, t in enumerate(req["thresholds"]):
         try:
@@ -236,8 +261,13 @@ def group_name(rule_id: str) -> str:
     return f"pulse-api-{rule_id}"
 
 
-def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8080") -> dict:
-    """A validated request (see validate_request) -> one Prometheus rule group (a dict)."""
+def compile_rule(rule_id: str, req: dict, bridge_base: str = SOURCE_BRIDGE,
+                 grafana_base: str | None = SOURCE_GRAFANA) -> dict:
+    """A validated request (see validate_request) -> one Prometheus rule group (a dict).
+
+    The links are built on the stack's external bases (pulse.links); with no Grafana
+    (grafana_base None) the rule carries no dashboard link.
+    """
     channels = ",".join(req["notificationChannels"])
     runbook = req.get("runbookUrl") or f"{bridge_base}/api/analytics/alerts/rules/{rule_id}"
     what = f"{req['metric']}" if "metric" in req else "the expression"
@@ -248,17 +278,20 @@ def compile_rule(rule_id: str, req: dict, bridge_base: str = "http://127.0.0.1:8
             "alert": _check_name(req["name"], LABEL_NAME, "alert name"),
             "expr": alert_expr(req, t),
         }
-        if req["condition"]["for"] != "0":
+        if duration_seconds(req["condition"]["for"]) > 0:
             rule["for"] = req["condition"]["for"]
-        rule["labels"] = {"severity": t["severity"], "team": req["team"],
-                          "rule_id": rule_id, "channels": channels}
+        rule["labels"] = {"severity": t["severity"], "team": req["team"], "rule_id": rule_id}
+        if channels:
+            # No channels: Alertmanager routes the alert by its team label alone.
+            rule["labels"]["channels"] = channels
         op, value = req["condition"]["operator"], _format_value(t["value"])
         rule["annotations"] = {
             "summary": template_literal(f"{req['name']}: {what} {op} {value} ({t['severity']})."),
             "description": template_literal(req["description"]) + _locate(req),
             "runbook_url": runbook,
-            "dashboard_url": GRAFANA_BASE + req["dashboardUid"],
         }
+        if grafana_base:
+            rule["annotations"]["dashboard_url"] = f"{grafana_base}/d/{req['dashboardUid']}"
         rules.append(rule)
     return {"name": group_name(rule_id), "rules": rules}
 
@@ -270,56 +303,99 @@ def render_groups(groups: list[dict]) -> str:
                               allow_unicode=False, width=1_000_000)
 
 
-def check_group_in_process(group: Any, where: str = "group") -> list[dict]:
-    """Structural and PromQL checks of one rule group (what promtool would refuse, mostly)."""
+def _duration_problem(value: Any, field: str) -> list[dict]:
+    if isinstance(value, str) and value == "":
+        return [{"field": field, "problem": "empty duration string"}]
+    if not (isinstance(value, str) and DURATION.match(value)):
+        return [{"field": field, "problem": f"not a valid duration string: {value!r} (Prometheus "
+                 "durations: 0, or integer units in the order y w d h m s ms, as 1h30m)"}]
+    return []
+
+
+def _label_map_problems(value: Any, field: str) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        return [{"field": field, "problem": "a mapping of label names to strings"}]
+    out = []
+    for k, v in value.items():
+        if not (isinstance(k, str) and LABEL_NAME.match(k)):
+            out.append({"field": f"{field}.{k}", "problem": "not a valid label name"})
+        elif not isinstance(v, str | int | float | bool) or v is None:
+            out.append({"field": f"{field}.{k}", "problem": "the value must be a string"})
+    return out
+
+
+def check_group_in_process(group: Any, where: str = "group",
+                           keep_firing_for: bool = True) -> list[dict]:
+    """Structural and PromQL checks of one rule group (what Prometheus 2.42 would refuse,
+    templates aside: promtool checks those); keep_firing_for: the running Prometheus has it."""
     problems: list[dict] = []
     if not isinstance(group, dict):
         return [{"field": where, "problem": "a rule group is a mapping"}]
-    unknown = set(group) - {"name", "interval", "rules", "limit"}
+    for key in sorted(set(group) & set(UNSUPPORTED_GROUP_KEYS)):
+        problems.append({"field": f"{where}.{key}", "problem": UNSUPPORTED_GROUP_KEYS[key]})
+    unknown = set(group) - {"name", "interval", "rules", "limit"} - set(UNSUPPORTED_GROUP_KEYS)
     if unknown:
         problems.append({"field": where, "problem": f"unknown keys {sorted(unknown)}"})
     if not isinstance(group.get("name"), str) or not group.get("name"):
         problems.append({"field": f"{where}.name", "problem": "a non-empty string is required"})
-    if "interval" in group and not (isinstance(group["interval"], str)
-                                    and DURATION.match(group["interval"])):
-        problems.append({"field": f"{where}.interval", "problem": "not a duration"})
+    if "interval" in group:
+        problems += _duration_problem(group["interval"], f"{where}.interval")
+    if "limit" in group and not (isinstance(group["limit"], int)
+                                 and not isinstance(group["limit"], bool)
+                                 and 0 <= group["limit"] < 2**31):
+        problems.append({"field": f"{where}.limit", "problem": "a whole number >= 0"})
     rules = group.get("rules")
+    if rules is None:
+        return problems  # rules: null (or absent) loads as a group with no rules
     if not isinstance(rules, list):
         problems.append({"field": f"{where}.rules", "problem": "a list of rules is required"})
         return problems
     for i, rule in enumerate(rules):
-        at = f"{where}.rules[{i}]"
-        if not isinstance(rule, dict):
-            problems.append({"field": at, "problem": "a rule is a mapping"})
-            continue
-        unknown = set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels",
-                               "annotations"}
-        if unknown:
-            problems.append({"field": at, "problem": f"unknown keys {sorted(unknown)}"})
-        if ("alert" in rule) == ("record" in rule):
-            problems.append({"field": at, "problem": "exactly one of alert or record"})
-        if "record" in rule and not (isinstance(rule["record"], str)
-                                     and METRIC_NAME.match(rule["record"])):
+        problems += _rule_problems(rule, f"{where}.rules[{i}]", keep_firing_for)
+    return problems
+
+
+def _rule_problems(rule: Any, at: str, keep_firing_for: bool) -> list[dict]:
+    if not isinstance(rule, dict):
+        return [{"field": at, "problem": "a rule is a mapping"}]
+    problems: list[dict] = []
+    unknown = set(rule) - {"alert", "record", "expr", "for", "keep_firing_for", "labels",
+                           "annotations"}
+    if unknown:
+        problems.append({"field": at, "problem": f"unknown keys {sorted(unknown)}"})
+    if ("alert" in rule) == ("record" in rule):
+        problems.append({"field": at, "problem": "exactly one of alert or record"})
+    if "record" in rule:
+        if not (isinstance(rule["record"], str) and METRIC_NAME.match(rule["record"])):
             problems.append({"field": f"{at}.record", "problem": "not a valid metric name"})
-        if "alert" in rule and not (isinstance(rule["alert"], str) and rule["alert"]):
-            problems.append({"field": f"{at}.alert", "problem": "a non-empty string is required"})
-        if "record" in rule and ("for" in rule or "annotations" in rule):
-            problems.append({"field": at, "problem": "a recording rule has no for/annotations"})
-        if "for" in rule and not (isinstance(rule["for"], str) and DURATION.match(rule["for"])):
-            problems.append({"field": f"{at}.for", "problem": "not a duration"})
-        expr = rule.get("expr")
-        if not isinstance(expr, str) or not expr.strip():
-            problems.append({"field": f"{at}.expr", "problem": "a PromQL string is required"})
-        else:
-            try:
-                promql_parser.parse(expr)
-            except (ValueError, RuntimeError) as exc:
-                problems.append({"field": f"{at}.expr", "problem": f"invalid PromQL: {exc}"})
-        for key in ("labels", "annotations"):
-            value = rule.get(key, {})
-            if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and LABEL_NAME.match(k) and isinstance(v, str)
-                    for k, v in value.items()):
+        for key in ("for", "keep_firing_for", "annotations"):
+            if key in rule:
                 problems.append({"field": f"{at}.{key}",
-                                 "problem": "a mapping of label names to strings"})
+                                 "problem": f"invalid field {key!r} in recording rule"})
+    if "alert" in rule and not (isinstance(rule["alert"], str) and rule["alert"]):
+        problems.append({"field": f"{at}.alert", "problem": "a non-empty string is required"})
+    if "alert" in rule:
+        if "for" in rule:
+            problems += _duration_problem(rule["for"], f"{at}.for")
+        if "keep_firing_for" in rule:
+            if not keep_firing_for:
+                problems.append({"field": f"{at}.keep_firing_for", "problem": "the running "
+                                 "Prometheus does not support keep_firing_for (2.42 or later)"})
+            else:
+                problems += _duration_problem(rule["keep_firing_for"], f"{at}.keep_firing_for")
+    expr = rule.get("expr")
+    if not isinstance(expr, str) or not expr.strip():
+        problems.append({"field": f"{at}.expr", "problem": "a PromQL string is required"})
+    else:
+        try:
+            promql_parser.parse(expr)
+        except (ValueError, RuntimeError) as exc:
+            problems.append({"field": f"{at}.expr", "problem": f"invalid PromQL: {exc}"})
+    for key in ("labels", "annotations"):
+        problems += _label_map_problems(rule.get(key), f"{at}.{key}")
+    if isinstance(rule.get("labels"), dict) and TENANT_LABEL in rule["labels"]:
+        problems.append({"field": f"{at}.labels.{TENANT_LABEL}", "problem": "reserved: the "
+                         "bridge sets it to the tenant that owns the rule"})
     return problems

@@ -1,7 +1,9 @@
 """The events intake (`python -m exporters.events`): analytics events in, Prometheus metrics out.
 
 POST /api/analytics/events and /api/analytics/events/batch take batches of AnalyticsEvent
-(docs/events.md), acknowledge them only once durable (exporters/events/store.py), and the
+(docs/events.md), the Segment-compatible /v1/* endpoints take Segment messages (translated by
+exporters/events/segment.py, routed by exporters/events/gateway.py); both acknowledge them
+only once durable (exporters/events/store.py), and the
 metrics the mapping (exporters/events/mapping.yml) derives from them are exposed on /metrics
 by `EventsCollector` from the restored state, so they survive restarts exactly.
 """
@@ -20,9 +22,13 @@ from prometheus_client.core import (
 )
 
 from exporters.events.experiments import experiment_sink
+from exporters.events.gateway import IngestMiddleware
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
+from exporters.events.openapi import document
 from exporters.events.profiles import profile_sink
+from exporters.events.segment import Translator, load_table
+from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
@@ -30,8 +36,6 @@ from pulse.service import add_standard_routes
 
 log = logging.getLogger(__name__)
 COMPONENT = "exporters.events"
-INGEST_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
-JSON = [("Content-Type", "application/json")]
 
 
 class EventsCollector:
@@ -75,28 +79,6 @@ def _le(bound: float) -> str:
     return str(int(bound)) + ".0" if float(bound).is_integer() else repr(float(bound))
 
 
-class IngestMiddleware:
-    """Routes the two ingest POSTs straight to the intake; everything else goes to Flask."""
-
-    def __init__(self, app, intake: Intake):
-        self.app = app
-        self.intake = intake
-
-    def __call__(self, environ, start_response):
-        kind = INGEST_PATHS.get(environ.get("PATH_INFO", ""))
-        if kind is None:
-            return self.app(environ, start_response)
-        if environ.get("REQUEST_METHOD") != "POST":
-            body = (b'{"error":{"code":"method_not_allowed","message":"use POST",'
-                    b'"details":[{"field":"method","problem":"only POST is allowed"}]}}')
-            start_response("405 Method Not Allowed",
-                           JSON + [("Allow", "POST"), ("Content-Length", str(len(body)))])
-            return [body]
-        status, body = self.intake.handle(kind, environ)
-        start_response(status, JSON + [("Content-Length", str(len(body)))])
-        return [body]
-
-
 def limits_of(section) -> Limits:
     """The request limits of an `exporters.events` config section."""
     return Limits(max_body_bytes=section.max_body_bytes,
@@ -114,7 +96,8 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         Path(cfg.data_dir) / "events", mapping.metrics,
         batch_window_seconds=parse_duration(section.idempotency_window),
         max_batches=section.idempotency_max_batches, event_id_window=section.event_id_window,
-        dead_letter_max=section.dead_letter_max, checkpoint_bytes=section.checkpoint_bytes)
+        dead_letter_max=section.dead_letter_max, checkpoint_bytes=section.checkpoint_bytes,
+        free_space_floor=section.free_space_floor, max_commit_queue=section.max_commit_queue)
     duration = Histogram("pulse_ingest_batch_duration_seconds",
                          "Time to validate, map and durably commit one accepted request.",
                          buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),
@@ -122,8 +105,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     refused = Counter("pulse_ingest_requests_rejected_total",
                       "Whole requests refused (malformed, over a limit, log unavailable).",
                       ["reason"], registry=registry)
+    table = load_table(section.segment_translation or None)
     intake = Intake(store, mapping, limits_of(section), observe_duration=duration.observe,
-                    count_request_rejection=lambda code: refused.labels(code).inc())
+                    count_request_rejection=lambda code: refused.labels(code).inc(),
+                    late_after=parse_duration(section.late_after),
+                    categories=frozenset(r.category for r in table.others.values()))
     collectors = [("events", EventsCollector(store))]
 
     app = Flask(__name__)
@@ -143,6 +129,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
     registry.register(ScrapeCollector(collectors))
     add_standard_routes(app, registry, COMPONENT)
 
+    @app.get("/api/openapi.json")
+    def openapi():
+        """The intake's OpenAPI document (seed endpoints and /v1/*)."""
+        return document()
+
     @app.get("/api/analytics/events/rejected")
     def rejected():
         """The newest dead letters (rejected events with their reason), newest first."""
@@ -155,5 +146,6 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None) -> Flask:
         items = store.rejected(int(raw))
         return {"rejected": items, "count": len(items), "kept": len(store.dead_letters)}
 
-    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake)
+    translator = Translator(table, section.consent_field)
+    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator)
     return app

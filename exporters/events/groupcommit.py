@@ -61,6 +61,10 @@ class GroupCommit(Generic[T, R]):
             raise waiter.outcome
         return waiter.outcome
 
+    def queued(self) -> int:
+        """Items waiting for the next commit (the one being committed not included)."""
+        return len(self._pending)
+
     def _run(self) -> None:
         while True:
             with self._cv:

@@ -1,8 +1,9 @@
 """The two ingest endpoints: decode, check limits, consent, checksums and schema, map, commit.
 
 `Intake.handle(kind, environ)` is a plain function of the WSGI environ returning
-(status, body bytes); the WSGI middleware in `exporters.events` routes the two POST paths to it
-without Flask's per-request overhead (this is the hot path: see bench/ingest.py).
+(status, body bytes, headers); the WSGI middleware in `exporters.events.gateway` routes the two
+POST paths to it, and the Segment-compatible ones to `_build` and `commit`, without Flask's
+per-request overhead (this is the hot path: see bench/ingest.py).
 """
 
 from __future__ import annotations
@@ -19,17 +20,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import fastjsonschema
+import jsonschema_rs
 import orjson
 
-from exporters.events.fastcheck import compile_predicate
-from exporters.events.mapping import Mapping
-from exporters.events.store import Batch, Committed, EventStore, StoreError
+from exporters.events.mapping import OTHER, Mapping
+from exporters.events.segment import Refused
+from exporters.events.store import Batch, Committed, EventStore, NoRoom, StoreError
+from pulse.rfc3339 import parse_time
 
 log = logging.getLogger(__name__)
 EVENT_SCHEMA = Path(__file__).resolve().parent / "schemas" / "analytics-event.schema.json"
 DEAD_LETTER_EVENT_BYTES = 4096
 BATCH_ID_MAX = 128
+CONTENT_TYPES = ("application/json", "text/plain")
+UNMAPPED, LATENESS, LATE = ("pulse_events_unmapped_total", "pulse_event_lateness_seconds",
+                            "pulse_events_late_total")
 CODES = {"required": "missing_field", "type": "invalid_type", "enum": "invalid_value",
          "format": "invalid_format", "additionalProperties": "unknown_field",
          "minLength": "invalid_value", "maxLength": "invalid_value", "pattern": "invalid_value"}
@@ -116,25 +121,23 @@ def _depth(value: Any, limit: int, level: int = 1) -> bool:
     return False
 
 
-def _schema_error(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str, str]:
-    path = [str(p) for p in exc.path[1:]]
-    if exc.rule == "required" and isinstance(exc.value, dict):
-        missing = [k for k in exc.rule_definition if k not in exc.value]
-        if missing:
-            path.append(missing[0])
-    if exc.rule == "additionalProperties" and isinstance(exc.value, dict):
-        allowed = set(exc.definition.get("properties", {}))
-        extra = [k for k in exc.value if k not in allowed]
-        if extra:
-            path.append(str(extra[0]))
+def _schema_error(exc: jsonschema_rs.ValidationError) -> tuple[str, str, str]:
+    """(field, code, message) of the first schema violation of an event."""
+    kind = exc.kind
+    name = kind.name
+    path = [str(p) for p in exc.instance_path]
+    if name == "required":
+        path.append(str(kind.property))
+    elif name == "additionalProperties" and kind.unexpected:
+        path.append(str(kind.unexpected[0]))
     field = ".".join(path) or "event"
-    if exc.rule == "required":
+    if name == "required":
         message = f"{field} is required"
-    elif exc.rule == "additionalProperties":
+    elif name == "additionalProperties":
         message = f"{field} is not a field of this object"
     else:
-        message = exc.message.replace("data.", "", 1).replace("data ", "event ", 1)
-    return field, CODES.get(exc.rule, "invalid_value"), message
+        message = f"{field}: {exc.message}"
+    return field, CODES.get(name, "invalid_value"), message
 
 
 class Intake:
@@ -142,13 +145,18 @@ class Intake:
 
     def __init__(self, store: EventStore, mapping: Mapping, limits: Limits,
                  observe_duration: Callable[[float], None] | None = None,
-                 count_request_rejection: Callable[[str], None] | None = None):
+                 count_request_rejection: Callable[[str], None] | None = None,
+                 late_after: float = 3600.0, categories: frozenset[str] = frozenset()):
         self.store = store
+        self.late_after = late_after
+        # The label values pulse_events_unmapped_total may take (bounded): other for the rest.
+        self.categories = categories | {c for c, _ in mapping.index}
         self.mapping = mapping
         self.limits = limits
         schema = json.loads(EVENT_SCHEMA.read_text())
-        self.validate = fastjsonschema.compile(schema)
-        self.is_valid = compile_predicate(schema) or (lambda event: False)
+        # One compiled validator of the published schema (draft 7, formats checked): it
+        # answers and explains in one pass.
+        self.validate = jsonschema_rs.validator_for(schema, validate_formats=True).validate
         self.sinks: list[Sink] = []
         self._observe_duration = observe_duration or (lambda s: None)
         self._count_request_rejection = count_request_rejection or (lambda r: None)
@@ -159,37 +167,53 @@ class Intake:
 
     # ---- HTTP -------------------------------------------------------------------------------
 
-    def handle(self, kind: str, environ: dict) -> tuple[str, bytes]:
-        """Answer POST /api/analytics/events (kind 'events') or /events/batch (kind 'batch')."""
+    def handle(self, kind: str, environ: dict, admit: Callable[[int], None] | None = None
+               ) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """Answer POST /api/analytics/events (kind 'events') or /events/batch (kind 'batch'):
+        (status, body, extra headers). `admit(n)` is asked before n events are looked at
+        (the source's rate limit) and may raise to refuse the request."""
         started = time.perf_counter()
         try:
             body = self._read_body(environ)
             doc = self._decode(body)
+            if admit is not None:
+                events = doc.get("events") if isinstance(doc, dict) else None
+                admit(len(events) if isinstance(events, list) else 1)
             batch, events = self.process(kind, doc, len(body))
         except RequestError as exc:
             self._count_request_rejection(exc.code)
-            return ("413 Payload Too Large" if exc.status == 413 else "400 Bad Request",
-                    exc.body())
+            return exc.status, exc.body(), []
+        status, answer, wait = self.commit(batch, events, started)
+        return status, answer, [("Retry-After", str(wait))] if wait else []
+
+    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes, int]:
+        """Make a built batch durable and feed the sinks: (200, the answer, 0) once it is,
+        else (503, the error, Retry-After seconds): nothing acknowledged."""
         try:
             committed = self.store.commit(batch)
+        except NoRoom as exc:
+            # Backpressure, not loss: nothing was queued, the client keeps the batch.
+            self._count_request_rejection(exc.reason)
+            return 503, RequestError(503, exc.reason, str(exc)).body(), exc.retry_after
         except StoreError as exc:
             log.error("batch %s not acknowledged: %s", batch.batch_id, exc)
             self._count_request_rejection("unavailable")
-            return "503 Service Unavailable", RequestError(
+            return 503, RequestError(
                 503, "unavailable", "the event log could not be written; retry with the same "
-                "batchId").body()
+                "batchId").body(), 1
         if self.sinks and committed.counted:
             self._feed_sinks(batch.batch_id, committed, events)
         self._observe_duration(time.perf_counter() - started)
-        return "200 OK", committed.body
+        return 200, committed.body, 0
 
-    def _read_body(self, environ: dict) -> bytes:
+    def _read_body(self, environ: dict, limit: int | None = None) -> bytes:
         ctype = (environ.get("CONTENT_TYPE") or "").split(";", 1)[0].strip().lower()
-        if ctype != "application/json":
+        # text/plain: what navigator.sendBeacon sends for a string (no CORS preflight).
+        if ctype not in CONTENT_TYPES:
             raise RequestError(400, "unsupported_content_type",
-                               f"Content-Type must be application/json, not {ctype or 'empty'}",
-                               "Content-Type")
-        limit = self.limits.max_body_bytes
+                               "Content-Type must be application/json or text/plain, not "
+                               f"{ctype or 'empty'}", "Content-Type")
+        limit = limit or self.limits.max_body_bytes
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -302,7 +326,9 @@ class Intake:
         errors: list[dict] = []
         dead: list[dict] = []
         rejected = {"invalid": 0, "checksum_mismatch": 0, "no_consent": 0}
-        validate, is_valid, observe = self.validate, self.is_valid, self.mapping.observe
+        validate, observe = self.validate, self.mapping.observe
+        categories, late_after = self.categories, self.late_after
+        received = datetime.now(UTC)
         now = None
         for index, event in enumerate(events):
             if event.__class__ is dict:
@@ -338,25 +364,41 @@ class Intake:
                         f"events[{index}] is {size} bytes, over max_event_bytes="
                         f"{limits.max_event_bytes}", f"events[{index}]", "max_event_bytes")
             error = None
-            if checksums is not None and not checksum_matches(event, checksums[index], canonical):
+            if event.__class__ is Refused:
+                reason = "invalid"
+                error, event = (event.field, event.code, event.message), event.raw
+            elif checksums is not None and not checksum_matches(
+                    event, checksums[index], canonical):
                 reason = "checksum_mismatch"
                 error = ("event", "checksum_mismatch",
                          "checksums[i] is not the SHA-256 of the event's canonical JSON")
-            elif not is_valid(event):
-                reason = "invalid"
+            else:
                 try:
-                    validate(event)  # the authority, and the error's field and code
-                except fastjsonschema.JsonSchemaValueException as exc:
+                    validate(event)
+                except jsonschema_rs.ValidationError as exc:
+                    reason = "invalid"
                     error = _schema_error(exc)
             if error is not None:
                 rejected[reason] += 1
                 item = {"index": index, "field": error[0], "code": error[1], "message": error[2]}
                 errors.append(item)
                 if now is None:
-                    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+                    now = received.isoformat(timespec="milliseconds")
                 dead.append(_dead_letter(now, batch_id, index, reason, item, event))
                 continue
-            accepted_events.append((event_id_hash(event["id"]), observe(event)))
+            fed = observe(event)
+            if not fed:
+                category = event["category"]
+                fed = [(UNMAPPED, (event["eventType"],
+                                   category if category in categories else OTHER), 1.0)]
+            stamp = parse_time(event["timestamp"])
+            if stamp is not None:
+                platform = (event["deviceInfo"]["platform"],)
+                late = (received - stamp).total_seconds()
+                fed.append((LATENESS, platform, late if late > 0 else 0.0))
+                if late > late_after:
+                    fed.append((LATE, platform, 1.0))
+            accepted_events.append((event_id_hash(event["id"]), fed))
             accepted_raw.append(event)
         response = {"accepted": len(accepted_events), "rejected": len(events) -
                     len(accepted_events), "errors": errors, "batchId": batch_id}

@@ -34,6 +34,16 @@ SELF_METRICS = (
               "Valid events whose id was seen before; acknowledged but not counted again.", ()),
     MetricDef("pulse_events_rejected_total", "counter",
               "Events rejected, by reason (invalid, checksum_mismatch, no_consent).", ("reason",)),
+    MetricDef("pulse_event_lateness_seconds", "histogram",
+              "Receive time minus event time of counted events (0 for a clock ahead).",
+              ("platform",), buckets=(1, 10, 60, 300, 900, 3600, 6 * 3600, 86400, 3 * 86400,
+                                      7 * 86400)),
+    MetricDef("pulse_events_late_total", "counter",
+              "Counted events received more than late_after after they happened.",
+              ("platform",), initial=(("ios",), ("android",), ("web",))),
+    MetricDef("pulse_events_unmapped_total", "counter",
+              "Counted events that fed no metric of the mapping, by eventType and category "
+              "(a category no rule or translation knows is other).", ("eventType", "category")),
 )
 
 

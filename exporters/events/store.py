@@ -12,6 +12,7 @@ are never counted twice.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from exporters.events.groupcommit import GroupClosed, GroupCommit
@@ -26,11 +27,21 @@ from exporters.events.state import (
 from exporters.events.wal import EventLog, LogError
 
 log = logging.getLogger(__name__)
-__all__ = ["REJECT_REASONS", "SELF_METRICS", "Batch", "Committed", "EventStore", "StoreError"]
+__all__ = ["REJECT_REASONS", "SELF_METRICS", "Batch", "Committed", "EventStore", "NoRoom",
+           "StoreError"]
 
 
 class StoreError(Exception):
     """The durable record could not be written: nothing was acknowledged."""
+
+
+class NoRoom(StoreError):
+    """Backpressure: the log's disk is under its free-space floor or the commit queue is at its
+    bound. Nothing was queued; the client should retry after `retry_after` seconds."""
+
+    def __init__(self, reason: str, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.reason, self.retry_after = reason, retry_after
 
 
 class EventStore:
@@ -39,7 +50,11 @@ class EventStore:
     def __init__(self, directory: Path, metrics: dict[str, MetricDef], *,
                  batch_window_seconds: float = 86400.0, max_batches: int = 100_000,
                  event_id_window: int = 500_000, dead_letter_max: int = 1000,
-                 checkpoint_bytes: int = 8 << 20):
+                 checkpoint_bytes: int = 8 << 20, free_space_floor: int = 0,
+                 max_commit_queue: int = 0):
+        self.directory = Path(directory)
+        self.free_space_floor = free_space_floor
+        self.max_commit_queue = max_commit_queue
         self.state = MetricState(metrics, batch_window_seconds=batch_window_seconds,
                                  max_batches=max_batches, event_id_window=event_id_window,
                                  dead_letter_max=dead_letter_max)
@@ -53,8 +68,29 @@ class EventStore:
         self.dead_letters = self.state.dead_letters
         self._writer = GroupCommit(self.commit_group, "events-wal")
 
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the log's filesystem."""
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize
+
+    def check_room(self) -> None:
+        """Raise NoRoom when a batch now could not be kept (or would wait behind too many)."""
+        if self.max_commit_queue and self._writer.queued() >= self.max_commit_queue:
+            raise NoRoom("queue_full", f"{self._writer.queued()} batches are waiting for the "
+                         f"log (max_commit_queue={self.max_commit_queue}); retry later")
+        if self.free_space_floor:
+            try:
+                free = self.free_bytes()
+            except OSError as exc:
+                raise NoRoom("disk_full", f"the log's disk cannot be examined: {exc}") from None
+            if free < self.free_space_floor:
+                raise NoRoom("disk_full", f"the log's disk has {free} bytes free, under "
+                             f"free_space_floor={self.free_space_floor}; retry later", 5)
+
     def commit(self, batch: Batch, timeout: float = 60.0) -> Committed:
-        """Queue a batch and wait until it is durable (or known to be a retry)."""
+        """Queue a batch and wait until it is durable (or known to be a retry); NoRoom when
+        the disk is under its floor or the queue at its bound (nothing queued then)."""
+        self.check_room()
         try:
             return self._writer.submit(batch, timeout)
         except GroupClosed:

@@ -5,7 +5,8 @@ from grafana.lib import dashboard, stat, steps, table, target, timeseries
 dashboard = dashboard(
     uid="pulse-self",
     title="Pulse / Pulse itself",
-    description="Is the analytics pipeline healthy: events in and rejected, dead letters, "
+    description="Is the analytics pipeline healthy: events in, rejected, late and unmapped, "
+    "dead letters, "
     "scrape and collector health, bridge rule reloads and notification delivery.",
     audience="admin",
     time_from="now-6h",
@@ -28,6 +29,18 @@ dashboard = dashboard(
              [target('sum(increase(pulse_events_rejected_total{reason!="no_consent"}'
                      '[$__range]))', "dead letters")],
              thresholds=steps(("green", 0), ("orange", 1))),
+        stat("Arrived late", "Share of the events counted over the range that arrived more "
+             "than late_after (default 1 h) after they happened (a phone offline, a queue "
+             "held back); they are counted at their own time.", "percentunit",
+             [target("sum(increase(pulse_events_late_total[$__range])) / "
+                     "sum(increase(pulse_events_accepted_total[$__range]))", "late")],
+             thresholds=steps(("green", 0), ("orange", 0.05), ("red", 0.2))),
+        timeseries("Unmapped events", "Counted events that fed no metric of the mapping, per "
+                   "second by eventType and category: a missing mapping rule or translation "
+                   "(category other: one no rule names).", "cps",
+                   [target("sum by (eventType, category) "
+                           "(rate(pulse_events_unmapped_total[$__rate_interval]))",
+                           "{{eventType}} {{category}}")]),
         timeseries("Events received and rejected", "Events per second accepted, and rejected "
                    "by reason.", "cps",
                    [target("sum(job:pulse_events_received:rate5m)", "received"),

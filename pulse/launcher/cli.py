@@ -15,7 +15,7 @@ from pulse.config import Config, ConfigError, expand_env, load_config
 from pulse.launcher.secrets import ensure_generated
 from pulse.log import register_secrets, setup
 from pulse.paths import DEFAULT_CONFIG
-from pulse.service import load_or_exit
+from pulse.service import config_secrets, load_or_exit
 
 
 def _config_path(arg: str | None) -> Path:
@@ -51,26 +51,67 @@ def cmd_check_config(args) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    problems = _check_referenced_files(cfg)
+    problems = _check_referenced_files(cfg) + _check_channels(cfg)
     if problems:
-        print("\n".join(problems), file=sys.stderr)
+        print(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems), file=sys.stderr)
         return 1
     print(f"{path}: valid")
     return 0
 
 
 def _check_referenced_files(cfg) -> list[str]:
-    """Files the configuration points at (the events mapping) are checked like the config."""
+    """Files the configuration points at (the events mapping, scrape TLS files and file_sd
+    directories) and scrape job names are checked like the config."""
     from exporters.events.mapping import MappingError, load_mapping
 
+    found = _scrape_problems(cfg)
     events = cfg.exporters.events
     if not events.enabled:
-        return []
+        return found
     try:
         load_mapping(events.get("mapping") or None, cfg.privacy.pii_patterns.values())
     except MappingError as exc:
-        return [f"exporters.events.mapping: {exc}"]
-    return []
+        found.append(f"  exporters.events.mapping: {exc}")
+    return found
+
+
+def _scrape_problems(cfg) -> list[str]:
+    from pulse.launcher.scrape import problems
+
+    return [f"  {path}: {message}" for path, message in problems(cfg)]
+
+
+def _refuse_bad_scrape(cfg, command: str) -> bool:
+    """Print the scrape problems of cfg (before any Prometheus sees them); True if any."""
+    found = _scrape_problems(cfg)
+    if found:
+        print(f"pulse {command}: {len(found)} problem(s) in prometheus.scrape\n"
+              + "\n".join(found), file=sys.stderr)
+    return bool(found)
+
+
+def _check_channels(cfg) -> list[str]:
+    """Every channel entry is usable (apprise understands the URL, an incident tool has its
+    key) and the page templates render; names the entry, never its URL or key."""
+    from bridge.services.notifier import valid_url
+    from bridge.services.templates import Renderer
+    from pulse.links import links
+
+    problems = []
+    for name, entries in cfg.bridge.channels.items():
+        for i, entry in enumerate(entries):
+            where = f"bridge.channels.{name}[{i}]"
+            if isinstance(entry, str):
+                if not valid_url(entry):
+                    problems.append(f"{where}: apprise does not understand this URL")
+            elif "pagerduty" in entry and len(entry.pagerduty.routing_key) != 32:
+                problems.append(f"{where}.pagerduty.routing_key: a PagerDuty Events API v2 "
+                                f"routing key has 32 characters, this one has "
+                                f"{len(entry.pagerduty.routing_key)}")
+    problem = Renderer(links(cfg).alertmanager).check()
+    if problem:
+        problems.append(f"alertmanager/templates: the page templates do not render: {problem}")
+    return problems
 
 
 def cmd_up(args) -> int:
@@ -80,7 +121,10 @@ def cmd_up(args) -> int:
     path = _config_path(args.config)
     cfg = _load(path)
     setup("pulse", cfg.log_level)
-    register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT")])
+    register_secrets([os.environ.get("PULSE_ADMIN_TOKEN"), os.environ.get("PULSE_PRIVACY_SALT"),
+                      *config_secrets(cfg)])
+    if _refuse_bad_scrape(cfg, "up"):
+        return 2
     if args.detach:
         return _up_detached(cfg, args, path)
     if args.demo:
@@ -162,6 +206,10 @@ def cmd_render(args) -> int:
 
     path = _config_path(args.config)
     cfg = _load(path) if not args.compose else load_or_exit(path, _render_env())
+    if _refuse_bad_scrape(cfg, "render"):
+        return 2
+    if args.systemd:
+        return _render_systemd(cfg, path, Path(args.systemd))
     if args.compose:
         out = Path(args.compose)
         write_atomic(out / "prometheus.yml", dump(prometheus_config(cfg, demo=True,
@@ -171,6 +219,21 @@ def cmd_render(args) -> int:
     else:
         for name, written in render_configs(cfg, args.demo).items():
             print(f"{name}: {written}")
+    return 0
+
+
+def _render_systemd(cfg, path: Path, out: Path) -> int:
+    """Write the systemd units into out and the generated secrets' environment file."""
+    from pulse.fileio import write_atomic
+    from pulse.launcher.systemd import OPERATOR_ENV, TARGET, units, write_generated_env
+
+    for name, text in units(cfg, path).items():
+        write_atomic(out / name, text)
+        print(f"wrote {out / name}")
+    print(f"wrote {write_generated_env(cfg)} (generated secrets, 0600)")
+    print(f"secrets that pulse.yml references go in {OPERATOR_ENV} (0600). Then:\n"
+          f"  sudo cp {out}/pulse*.service {out}/{TARGET} /etc/systemd/system/\n"
+          f"  sudo systemctl daemon-reload && sudo systemctl enable --now {TARGET}")
     return 0
 
 
@@ -299,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config")
     p.add_argument("--demo", action="store_true")
     p.add_argument("--compose", metavar="DIR", help="render for docker-compose into DIR")
+    p.add_argument("--systemd", metavar="DIR",
+                   help="write systemd units of the stack into DIR (docs/production.md)")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("dashboards", help="work with the Grafana dashboards")

@@ -6,23 +6,26 @@ rules on the same clock: every range and every `for` is divided by the time
 scale (a recording rule named `..._1h` then covers one simulated hour), with a
 floor of a few scrapes so rates stay defined. Alertmanager's business-hours
 muting is dropped and its group timers shortened, and the fake payment provider
-becomes a probe target. `pulse up` without --demo loads rules/ unchanged.
+becomes a probe target. `pulse up` without --demo loads rules/ as they are, with
+only this stack's links filled in (pulse.links).
 """
 
 from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from pulse.config import parse_duration
+from pulse.fileio import write_atomic
 from pulse.paths import RULES_DIR
 
 DEMO_SCRAPE_INTERVAL = "5s"
 RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)(:[^\]]*)?\]")
-FOR = re.compile(r"(\bfor:\s*)((?:\d+(?:ms|s|m|h|d|w|y))+)")
+FOR = re.compile(r"(\b(?:keep_firing_)?for:\s*)((?:\d+(?:ms|s|m|h|d|w|y))+)")
 OFFSET = re.compile(r"(\boffset\s+)((?:\d+(?:ms|s|m|h|d|w|y))+)")
 
 
@@ -46,9 +49,10 @@ def compress_rules(text: str, range_scale: float, for_scale: float | None = None
 
 
 def write_rules(out_dir: Path, scale: float, rules_dir: Path = RULES_DIR,
-                min_for: float = 30) -> Path:
-    """Write demo-time copies of rules_dir/*.rules.yml into out_dir; return out_dir.
+                min_for: float = 30, fill: Callable[[str], str] | None = None) -> Path:
+    """Write copies of rules_dir/*.rules.yml into out_dir, on demo time when scale > 1.
 
+    fill: what else to change in each file (pulse.links fills the link bases).
     `for` keeps a floor of 30 s: long enough that nothing pages while the stack's first
     scrapes come in, short enough that every scenario pages within minutes.
     """
@@ -56,10 +60,15 @@ def write_rules(out_dir: Path, scale: float, rules_dir: Path = RULES_DIR,
     for old in out_dir.glob("*.rules.yml"):
         old.unlink()
     for path in sorted(rules_dir.glob("*.rules.yml")):
-        header = (f"# Demo time ({scale:g}x) copy of rules/{path.name}, written by "
-                  "`pulse up --demo`; edit the source.\n")
-        text = compress_rules(path.read_text(), scale, min_for=min_for)
-        (out_dir / path.name).write_text(header + text)
+        text = fill(path.read_text()) if fill else path.read_text()
+        if scale > 1:
+            header = (f"# Demo time ({scale:g}x) copy of rules/{path.name}, written by "
+                      "`pulse up --demo`; edit the source.\n")
+            text = compress_rules(text, scale, min_for=min_for)
+        else:
+            header = (f"# Copy of rules/{path.name} with this stack's links, written by "
+                      "`pulse up`/`pulse render`; edit the source.\n")
+        write_atomic(out_dir / path.name, header + text)
     return out_dir
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 import yaml
 
 from pulse.config import Config, split_listen, url_host_port
-from pulse.paths import ALERTMANAGER_DIR, RULES_DIR, bridge_rules_dir
+from pulse.launcher.scrape import scrape_configs
+from pulse.links import SOURCE_BRIDGE, local_url
+from pulse.paths import ALERTMANAGER_DIR, bridge_rules_dir
 
 # The bridge address the committed alertmanager/alertmanager.yml points at;
 # rendering rewrites it to the configured (or compose) bridge address.
-DEFAULT_BRIDGE_BASE = "http://127.0.0.1:8080"
+DEFAULT_BRIDGE_BASE = SOURCE_BRIDGE
 
 # Compose service name of every scrape job (and of Prometheus/Alertmanager).
 COMPOSE_HOSTS = {
@@ -29,6 +31,11 @@ COMPOSE_HOSTS = {
     "bridge": "bridge",
     "demo": "demo-app",
 }
+
+
+def compose_host(job: str, index: int = 0) -> str:
+    """The compose service of a job's index-th process (alertmanager-2, -3 for peers)."""
+    return COMPOSE_HOSTS[job] if index == 0 else f"{COMPOSE_HOSTS[job]}-{index + 1}"
 
 
 @dataclass(frozen=True)
@@ -46,13 +53,38 @@ class Target:
         return f"{self.host}:{self.port}"
 
 
+@dataclass(frozen=True)
+class Peer:
+    """One Alertmanager of the cluster: web port (url's + 2i) and gossip port (the next)."""
+
+    index: int
+    host: str
+    port: int
+
+    @property
+    def gossip_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def name(self) -> str:
+        return "alertmanager" if self.index == 0 else f"alertmanager-{self.index + 1}"
+
+
+def alertmanager_peers(cfg: Config) -> list[Peer]:
+    """The Alertmanager peers `pulse up` runs (alertmanager.replicas; ports in DESIGN.md)."""
+    host, port = url_host_port(cfg.alertmanager.url)
+    return [Peer(i, host, port + 2 * i) for i in range(cfg.alertmanager.get("replicas", 1))]
+
+
 def targets(cfg: Config, demo: bool = False) -> list[Target]:
     """Every scrape job of the stack, in start order."""
     out = []
     host, port = url_host_port(cfg.prometheus.url)
     out.append(Target("prometheus", host, port, "prometheus.url"))
-    host, port = url_host_port(cfg.alertmanager.url)
-    out.append(Target("alertmanager", host, port, "alertmanager.url"))
+    for i, peer in enumerate(alertmanager_peers(cfg)):
+        out.append(Target("alertmanager", peer.host, peer.port,
+                          "alertmanager.url" if i == 0
+                          else f"alertmanager.replicas (peer {i + 1})"))
     for name, section in cfg.exporters.items():
         if section.enabled:
             host, port = split_listen(section.listen)
@@ -71,19 +103,31 @@ def demo_rules_dir(data_dir: str | Path) -> Path:
     return Path(data_dir) / "demo" / "rules"
 
 
-def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) -> dict:
-    """prometheus.yml for this configuration (compose=True: container addresses)."""
-    def addr(t: Target) -> str:
-        return f"{COMPOSE_HOSTS[t.job]}:{t.port}" if compose else t.address
+def rendered_rules_dir(data_dir: str | Path, demo: bool = False) -> Path:
+    """Where Prometheus loads the shipped rules from: rules/ with this stack's links filled in."""
+    return demo_rules_dir(data_dir) if demo else Path(data_dir) / "prometheus" / "rules"
+
+
+def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False,
+                      replica: int | None = None) -> dict:
+    """prometheus.yml for this configuration (compose=True: container addresses; replica:
+    which of prometheus.replicas this file is for, when there are several)."""
+    def addr(t: Target, i: int = 0) -> str:
+        if not compose:
+            return t.address
+        return f"{compose_host(t.job, i)}:{t.port}"
 
     if compose:
         rule_files = ["/etc/pulse/rules/*.rules.yml", "/data/rules/*.yml"]
     else:
-        # The demo runs on demo time: rules come from their compressed copies.
-        rules = demo_rules_dir(cfg.data_dir) if demo else RULES_DIR
+        # Rendered copies of rules/ (links filled in; on demo time with --demo).
+        rules = rendered_rules_dir(cfg.data_dir, demo)
         rule_files = [str(rules / "*.rules.yml"),
                       str(bridge_rules_dir(cfg.data_dir) / "*.yml")]
-    am = next(t for t in targets(cfg, demo) if t.job == "alertmanager")
+    ams = [t for t in targets(cfg, demo) if t.job == "alertmanager"]
+    jobs: dict[str, list[Target]] = {}
+    for t in targets(cfg, demo):
+        jobs.setdefault(t.job, []).append(t)
     doc: dict = {
         "global": {
             "scrape_interval": cfg.prometheus.scrape_interval,
@@ -91,16 +135,24 @@ def prometheus_config(cfg: Config, demo: bool = False, compose: bool = False) ->
             "external_labels": {"stack": "pulse"},
         },
         "rule_files": rule_files,
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [addr(am)]}]}]},
+        # Every Alertmanager peer gets every alert; the peers deduplicate among themselves.
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [addr(t, i) for i, t in enumerate(ams)]}]}]},
         "scrape_configs": [
             {
-                "job_name": t.job,
-                "metrics_path": t.metrics_path,
-                "static_configs": [{"targets": [addr(t)]}],
+                "job_name": job,
+                "metrics_path": ts[0].metrics_path,
+                "static_configs": [{"targets": [addr(t, i) for i, t in enumerate(ts)]}],
             }
-            for t in targets(cfg, demo)
-        ],
+            for job, ts in jobs.items()
+        ] + scrape_configs(cfg),
     }
+    if replica is not None and cfg.prometheus.get("replicas", 1) > 1:
+        # An HA pair: each replica says which it is, and Alertmanager must see the pair's
+        # alerts as one, so the label is dropped from alerts.
+        doc["global"]["external_labels"]["replica"] = str(replica)
+        doc["alerting"]["alert_relabel_configs"] = [{"action": "labeldrop",
+                                                     "regex": "replica"}]
     if cfg.prometheus.remote_write:
         doc["remote_write"] = []
         for rw in cfg.prometheus.remote_write:
@@ -131,9 +183,7 @@ def alertmanager_config(cfg: Config, compose: bool = False, demo: bool = False) 
     if compose:
         base = f"http://{COMPOSE_HOSTS['bridge']}:{split_listen(cfg.bridge.listen)[1]}"
     else:
-        host, port = split_listen(cfg.bridge.listen)
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        base = f"http://{host}:{port}"
+        base = local_url(cfg.bridge.listen)
     doc = _rewrite_urls(doc, DEFAULT_BRIDGE_BASE, base)
     token = cfg.bridge.get("webhook_token")
     if token and not compose:

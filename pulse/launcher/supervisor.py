@@ -12,18 +12,24 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pulse.config import Config, split_listen
 from pulse.fileio import write_atomic
+from pulse.launcher.demotime import time_scale, write_rules
 from pulse.launcher.render import (
+    Peer,
     alertmanager_config,
-    demo_rules_dir,
+    alertmanager_peers,
     dump,
     prometheus_config,
+    rendered_rules_dir,
     targets,
 )
+from pulse.launcher.scrape import write_secrets as write_scrape_secrets
+from pulse.links import fill, links
 from pulse.paths import ROOT, bridge_rules_dir
 from pulse.promapi import is_ready
 
@@ -80,20 +86,56 @@ def port_in_use(host: str, port: int) -> bool:
 
 def prometheus_argv(config_file: str | Path, storage: str | Path, listen: str, *,
                     resend_delay: str, retention: str | None = None,
+                    retention_size: str | None = None, external_url: str | None = None,
                     binary: str = "prometheus") -> list[str]:
     """The command line of a Prometheus with lifecycle API (reload) on listen (host:port)."""
     argv = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={storage}"]
     if retention:
         argv.append(f"--storage.tsdb.retention.time={retention}")
+    if retention_size:
+        argv.append(f"--storage.tsdb.retention.size={retention_size}")
+    if external_url:
+        # generatorURL of every alert and Prometheus's own links are built on it.
+        argv.append(f"--web.external-url={external_url}")
     return argv + [f"--web.listen-address={listen}", "--web.enable-lifecycle",
                    f"--rules.alert.resend-delay={resend_delay}"]
 
 
 def alertmanager_argv(config_file: str | Path, storage: str | Path, listen: str,
-                      binary: str = "prometheus-alertmanager") -> list[str]:
-    """The command line of a single Alertmanager (clustering off) on listen (host:port)."""
-    return [binary, f"--config.file={config_file}", f"--storage.path={storage}",
-            f"--web.listen-address={listen}", "--cluster.listen-address="]
+                      binary: str = "prometheus-alertmanager", *,
+                      external_url: str | None = None, gossip: str | None = None,
+                      peers: Iterable[str] = (), peer_timeout: str = "2s") -> list[str]:
+    """The command line of an Alertmanager on listen (host:port): alone (gossip None:
+    clustering off) or a cluster peer gossiping on `gossip` with `peers` (host:port)."""
+    argv = [binary, f"--config.file={config_file}", f"--storage.path={storage}",
+            f"--web.listen-address={listen}"]
+    if external_url:
+        argv.append(f"--web.external-url={external_url}")
+    if gossip is None:
+        return argv + ["--cluster.listen-address="]
+    # Notifications wait for the cluster to settle: seconds, not the 1 m default.
+    return argv + [f"--cluster.listen-address={gossip}", "--cluster.settle-timeout=5s",
+                   f"--cluster.peer-timeout={peer_timeout}",
+                   *(f"--cluster.peer={p}" for p in peers)]
+
+
+def peer_argv(cfg: Config, peer: Peer, config_file: str | Path, storage: str | Path,
+              listen_host: str | None = None, peer_hosts: list[str] | None = None,
+              binary: str = "prometheus-alertmanager") -> list[str]:
+    """One peer of alertmanager.replicas: alone when there is one, else gossiping with all.
+
+    listen_host / peer_hosts: what the peer binds and how it reaches the others
+    (compose: 0.0.0.0 and service names); natively the configured host.
+    """
+    peers = alertmanager_peers(cfg)
+    host = listen_host or peer.host
+    external = cfg.alertmanager.get("external_url") or f"http://{peer.host}:{peer.port}"
+    others = [f"{peer_hosts[o.index] if peer_hosts else o.host}:{o.gossip_port}"
+              for o in peers if o.index != peer.index]
+    return alertmanager_argv(
+        config_file, storage, f"{host}:{peer.port}", binary, external_url=external,
+        gossip=f"{host}:{peer.gossip_port}" if len(peers) > 1 else None, peers=others,
+        peer_timeout=cfg.alertmanager.get("peer_timeout", "2s"))
 
 
 def service_argv(module: str, config_path: str | Path | None = None,
@@ -104,19 +146,34 @@ def service_argv(module: str, config_path: str | Path | None = None,
 
 
 def render_configs(cfg: Config, demo: bool) -> dict[str, Path]:
-    """Write prometheus.yml and alertmanager.yml into the data dir; return their paths."""
+    """Write prometheus.yml, alertmanager.yml and the rules (links filled in) into the data
+    dir; return their paths."""
     data = Path(cfg.data_dir)
     bridge_rules_dir(data).mkdir(parents=True, exist_ok=True)
     prom = data / "prometheus" / "prometheus.yml"
     am = data / "alertmanager" / "alertmanager.yml"
-    if demo:
-        from pulse.launcher.demotime import time_scale, write_rules
-
-        write_rules(demo_rules_dir(data), time_scale(cfg.demo.day_length))
-    write_atomic(prom, dump(prometheus_config(cfg, demo=demo)))
+    scale = time_scale(cfg.demo.day_length) if demo else 1.0
+    bases = links(cfg)
+    rules = write_rules(rendered_rules_dir(data, demo), scale,
+                        fill=lambda text: fill(text, bases))
+    write_scrape_secrets(cfg)
+    replicas = cfg.prometheus.get("replicas", 1)
+    write_atomic(prom, dump(prometheus_config(cfg, demo=demo,
+                                              replica=0 if replicas > 1 else None)))
+    for i in range(1, replicas):
+        write_atomic(data / f"prometheus-{i}" / "prometheus.yml",
+                     dump(prometheus_config(cfg, demo=demo, replica=i)))
     # 0600: it may carry the bridge's webhook token.
     write_atomic(am, dump(alertmanager_config(cfg, demo=demo)), mode=0o600)
-    return {"prometheus": prom, "alertmanager": am}
+    return {"prometheus": prom, "alertmanager": am, "rules": rules}
+
+
+def _prometheus_argv(cfg: Config, home: Path, address: str) -> list[str]:
+    return prometheus_argv(home / "prometheus.yml", home / "tsdb", address,
+                           retention=cfg.prometheus.retention,
+                           retention_size=cfg.prometheus.get("retention_size"),
+                           external_url=links(cfg).prometheus,
+                           resend_delay=cfg.prometheus.resend_delay)
 
 
 def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> list[Component]:
@@ -124,24 +181,40 @@ def plan(cfg: Config, demo: bool = False, config_path: str | None = None) -> lis
     data = Path(cfg.data_dir)
     logs = data / "logs"
     comps = []
+    replicas: list[Component] = []
+    peers = iter(alertmanager_peers(cfg))
     for t in targets(cfg, demo):
+        name = t.job
         if t.job == "prometheus":
             if not cfg.prometheus.manage:
                 continue
-            argv = prometheus_argv(data / "prometheus" / "prometheus.yml",
-                                   data / "prometheus" / "tsdb", t.address,
-                                   retention=cfg.prometheus.retention,
-                                   resend_delay=cfg.prometheus.resend_delay)
+            # prometheus.replicas: the HA pair on url's port and the ports after it, each with
+            # its own storage, all reading the bridge's one rule directory.
+            for i in range(1, cfg.prometheus.get("replicas", 1)):
+                replica, address = f"prometheus-{i}", f"{t.host}:{t.port + i}"
+                replicas.append(Component(replica, _prometheus_argv(cfg, data / replica,
+                                                                    address),
+                                          f"http://{address}/-/ready",
+                                          logs / f"{replica}.log", t.host, t.port + i,
+                                          "prometheus.replicas"))
+            argv = _prometheus_argv(cfg, data / "prometheus", t.address)
         elif t.job == "alertmanager":
             if not cfg.alertmanager.manage:
                 continue
-            argv = alertmanager_argv(data / "alertmanager" / "alertmanager.yml",
-                                     data / "alertmanager" / "data", t.address)
+            peer = next(peers)
+            name = peer.name
+            # Each peer keeps its own notification log and silences (the first keeps
+            # the single Alertmanager's directory).
+            storage = data / "alertmanager" / ("data" if peer.index == 0
+                                               else f"data-{peer.index + 1}")
+            argv = peer_argv(cfg, peer, data / "alertmanager" / "alertmanager.yml", storage)
         else:
             module = {"bridge": "bridge", "demo": "demo.app"}.get(t.job, f"exporters.{t.job}")
             argv = service_argv(module, config_path)
-        comps.append(Component(t.job, argv, f"http://{t.address}/-/ready",
-                               logs / f"{t.job}.log", t.host, t.port, t.config_key))
+        comps.append(Component(name, argv, f"http://{t.address}/-/ready",
+                               logs / f"{name}.log", t.host, t.port, t.config_key))
+        comps.extend(replicas)
+        replicas = []
     if demo:
         # What the stack talks to (payment provider, demo channel) starts first, so no
         # probe or delivery fails while it comes up; the traffic simulator starts last.
@@ -244,15 +317,33 @@ class Supervisor:
             pass
         return f"{comp.name} did not start: {why}. Log: {comp.log_path}\n{tail}"
 
-    def up(self) -> None:
-        """Start every component in order, each ready before the next."""
-        deadline = time.monotonic() + READY_TIMEOUT
+    def up(self, out=None) -> None:
+        """Start every component in order, each ready (or given up on) before the next.
+
+        Each is reported on out as it becomes ready; one that does not come up does not
+        stop the others from starting, so the end says everything that is not ready, each
+        with its log, in one StackError.
+        """
+        failed = []
         for comp in self.comps:
             if self.stopping:
                 return
             self.start(comp)
-            self.wait_ready(comp, deadline)
+            try:
+                self.wait_ready(comp, time.monotonic() + READY_TIMEOUT)
+            except StackError as exc:
+                failed.append((comp, str(exc)))
+                if out is not None:
+                    print(f"  {'NOT READY':<9} {comp.name:<15} log: {comp.log_path}",
+                          file=out, flush=True)
+                continue
+            where = comp.url or f"pid {comp.proc.pid}"
+            if out is not None:
+                print(f"  {'ready':<9} {comp.name:<15} {where}", file=out, flush=True)
             log.info("%s ready (pid %d)", comp.name, comp.proc.pid)
+        if failed:
+            names = ", ".join(c.name for c, _ in failed)
+            raise StackError(f"not ready: {names}\n" + "\n".join(why for _, why in failed))
 
     def supervise(self) -> None:
         """Until asked to stop: restart a component that died (with a growing delay)."""
@@ -344,8 +435,10 @@ def run_up(cfg: Config, demo: bool, config_path: str | None, out=sys.stdout) -> 
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    print(f"pulse: starting {len(comps)} components (logs in {Path(cfg.data_dir) / 'logs'})",
+          file=out, flush=True)
     try:
-        sup.up()
+        sup.up(out)
         if sup.stopping:
             return 0
         write_state(cfg, comps)

@@ -24,8 +24,9 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
+
+from pulse import rfc3339
 
 DAY = 86400
 BITS = 62
@@ -101,14 +102,10 @@ def event_key(event_id: str) -> int:
 
 
 def parse_time(text: str) -> float | None:
-    """Epoch seconds of an RFC 3339 date-time (UTC when it names no offset), None if invalid."""
-    try:
-        stamp = datetime.fromisoformat(text)
-    except (TypeError, ValueError):
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+    """Epoch seconds of an RFC 3339 date-time (lower-case t/z and leap seconds too: the
+    schema accepts them), None if invalid."""
+    stamp = rfc3339.parse_time(text)
+    return None if stamp is None else stamp.timestamp()
 
 
 def connect(path: Path, readonly: bool = False) -> sqlite3.Connection:

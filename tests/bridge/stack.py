@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from werkzeug.serving import make_server
+
 from bridge import create_app
 from pulse.paths import bridge_rules_dir
 from tests.bridge.conftest import bridge_config
@@ -50,26 +52,45 @@ class Exposition:
 class Stack:
     """Prometheus + metric source + bridge app on one data dir."""
 
-    def __init__(self, tmp, alertmanager_url: str, **bridge_overrides):
+    def __init__(self, tmp, alertmanager_url: str, replicas: int = 1, extra_tokens=(),
+                 **bridge_overrides):
         self.source = Exposition()
         self.data_dir = tmp / "data"
         self.rules_dir = bridge_rules_dir(self.data_dir)
         self.rules_dir.mkdir(parents=True, exist_ok=True)
-        self.prometheus = PrometheusServer(
-            tmp / "prometheus", rule_files=[self.rules_dir / "*.yml"],
+        # Every replica reads the one rule directory, as `pulse up` runs an HA pair.
+        self.replicas = [PrometheusServer(
+            tmp / f"prometheus-{i}" if i else tmp / "prometheus",
+            rule_files=[self.rules_dir / "*.yml"],
             targets={"testsrc": [self.source.address]}, alertmanagers=[alertmanager_url])
-        self.prometheus.start()
+            for i in range(replicas)]
+        for p in self.replicas:
+            p.start()
+        self.prometheus = self.replicas[0]
+        prom = {"url": self.prometheus.url}
+        if replicas > 1:
+            prom["urls"] = [p.url for p in self.replicas]
         self.cfg = bridge_config(
-            tmp, prometheus={"url": self.prometheus.url},
-            alertmanager={"url": alertmanager_url},
+            tmp, extra_tokens, prometheus=prom, alertmanager={"url": alertmanager_url},
             bridge={"channels": CHANNELS, **bridge_overrides})
         self.app = create_app(self.cfg)
         self.client = self.app.test_client()
+        self.server = None
+
+    def serve(self) -> str:
+        """Serve the app over real HTTP on a free loopback port (threaded); its base URL."""
+        if self.server is None:
+            self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+            threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.server.server_port}"
 
     def groups(self) -> dict[str, dict]:
         """Prometheus's loaded groups by name."""
         return {g["name"]: g for g in self.prometheus.rule_groups()}
 
     def stop(self):
-        self.prometheus.stop()
+        if self.server is not None:
+            self.server.shutdown()
+        for p in self.replicas:
+            p.stop()
         self.source.stop()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,7 @@ def check_scenario(scenario: str, stack: dict) -> None:
     alert = SCENARIOS[scenario][1]
     prom, data = stack["prom"], stack["data"]
     before = len(_notes(data))
+    since = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     write_scenario(data, scenario)
     try:
         prom.wait_for_alert(alert, "firing", timeout=240)
@@ -129,6 +132,28 @@ def check_scenario(scenario: str, stack: dict) -> None:
     harness.wait_until(lambda: any(_mentions(n, alert) and "resolved" in json.dumps(n).lower()
                                    for n in _notes(data)[fired:]),
                        timeout=60, message=f"{alert} resolution delivered")
+    # One incident, one page: per receiver, exactly one firing and one resolved
+    # notification of the alert (a flapping alert would page again). A few group
+    # intervals more, so a late page would be counted.
+    time.sleep(6)
+    assert pages(data, alert, since) == {
+        (receiver, state): 1 for receiver in {r for r, _ in pages(data, alert, since)}
+        for state in ("firing", "resolved")}, pages(data, alert, since)
+
+
+def pages(data: Path, alert: str, since: str) -> dict[tuple[str, str], int]:
+    """Notifications of alert delivered since `since`, per (receiver, firing|resolved),
+    from the bridge's delivery history (one entry per alert per notification)."""
+    seen: set[tuple[str, str, str]] = set()
+    path = data / "delivery" / "history.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        entry = json.loads(line)
+        if entry.get("name") == alert and entry.get("notifiedAt", "") >= since:
+            seen.add((entry["receiver"], entry["state"], entry["notifiedAt"]))
+    out: dict[tuple[str, str], int] = {}
+    for receiver, state, _ in seen:
+        out[(receiver, state)] = out.get((receiver, state), 0) + 1
+    return out
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "normal" and s not in SLOW])

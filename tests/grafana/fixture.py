@@ -264,6 +264,10 @@ def record(end: int, hours: float = HOURS, seed: int = 7) -> Recorder:
         r.counter(f"node_network_{direction}_bytes_total", infra, {"device": "eth0"}, 2e5)
     r.gauge("node_load1", infra, {}, 0.8, 0.3)
     r.counter("pulse_events_received_total", ev, {}, 40.0)
+    r.counter("pulse_events_accepted_total", ev, {}, 38.0)
+    r.counter("pulse_events_late_total", ev, {"platform": "ios"}, 1.5)
+    r.counter("pulse_events_unmapped_total", ev,
+              {"eventType": "system_event", "category": "identity"}, 0.5)
     for reason in synthetic.REJECT_REASONS:
         r.counter("pulse_events_rejected_total", ev, {"reason": reason}, 0.2)
     r.gauge("pulse_events_dead_letters", ev, {}, 12.0, 0.0)

@@ -43,8 +43,8 @@ def test_unknown_key_is_named_with_its_path():
 
 
 def test_unknown_top_level_section():
-    found, _ = problems({"grafana": {}})
-    assert "unknown key" in found["grafana"]
+    found, _ = problems({"graphite": {}})
+    assert "unknown key" in found["graphite"]
 
 
 def test_wrong_type_is_named():
@@ -145,3 +145,26 @@ def test_check_config_also_checks_the_events_mapping(tmp_path):
     assert out.returncode == 1
     assert "exporters.events.mapping:" in out.stderr
     assert str(mapping) in out.stderr
+
+
+def test_check_config_checks_channel_entries_without_showing_keys(tmp_path):
+    cfg = tmp_path / "pulse.yml"
+    cfg.write_text(yaml.safe_dump({"bridge": {"channels": {
+        "pager": [{"pagerduty": {"routing_key": "short-secret-key"}}, "nosuchscheme://x"],
+        "ai": [{"opsgenie": {"api_key": "k", "url": "ftp://x"}}],
+        "odd": [{"slack": {"url": "x"}}]}}}))
+    out = subprocess.run([sys.executable, "-m", "pulse", "check-config", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "bridge.channels.ai[0].opsgenie.url: 'ftp://x' does not match" in out.stderr
+    assert "bridge.channels.odd[0]: expected one of: a string; {pagerduty: ...}; " \
+           "{opsgenie: ...}" in out.stderr
+    cfg.write_text(yaml.safe_dump({"bridge": {"channels": {
+        "pager": [{"pagerduty": {"routing_key": "short-secret-key"}}, "nosuchscheme://x"]}}}))
+    out = subprocess.run([sys.executable, "-m", "pulse", "check-config", str(cfg)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "bridge.channels.pager[0].pagerduty.routing_key: a PagerDuty Events API v2 " \
+           "routing key has 32 characters, this one has 16" in out.stderr
+    assert "bridge.channels.pager[1]: apprise does not understand this URL" in out.stderr
+    assert "short-secret-key" not in out.stderr

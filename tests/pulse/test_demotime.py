@@ -67,7 +67,7 @@ def test_demo_render_uses_the_demo_rules_and_unmuted_routing(tmp_path):
     cfg = validate({"data_dir": str(tmp_path)}, "x", ENV)
     prom = prometheus_config(cfg, demo=True)
     assert prom["rule_files"][0] == f"{tmp_path}/demo/rules/*.rules.yml"
-    assert prometheus_config(cfg)["rule_files"][0] == f"{ROOT}/rules/*.rules.yml"
+    assert prometheus_config(cfg)["rule_files"][0] == f"{tmp_path}/prometheus/rules/*.rules.yml"
     am = alertmanager_config(cfg, demo=True)
     assert "active_time_intervals" not in dump(am)
     assert "active_time_intervals" in dump(alertmanager_config(cfg))
@@ -75,3 +75,11 @@ def test_demo_render_uses_the_demo_rules_and_unmuted_routing(tmp_path):
     path.write_text(dump(am))
     result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_keep_firing_for_is_on_demo_time_like_for():
+    from pulse.launcher.demotime import compress_rules
+
+    text = "      for: 15m\n      keep_firing_for: 15m\n"
+    out = compress_rules(text, 60)
+    assert out == "      for: 15s\n      keep_firing_for: 15s\n"

@@ -59,3 +59,47 @@ def test_shipped_config_renders():
     cfg = load_config(ROOT / "pulse.yml", env=ENV)
     assert [t.port for t in targets(cfg, demo=True)] == [9090, 9093, 9701, 9702, 9703, 9704,
                                                           8080, 8090]
+
+
+def test_prometheus_replicas_are_planned_on_consecutive_ports_and_labelled(tmp_path):
+    from pulse.launcher.supervisor import plan
+
+    promtool = harness.require_binary("promtool")
+    cfg = validate({"data_dir": str(tmp_path), "prometheus": {"replicas": 2}}, "x", ENV)
+    proms = [c for c in plan(cfg) if c.name.startswith("prometheus")]
+    assert [(c.name, c.port) for c in proms] == [("prometheus", 9090), ("prometheus-1", 9091)]
+    assert len({a for c in proms for a in c.argv if a.startswith("--storage.tsdb.path")}) == 2
+    for i in range(2):
+        doc = prometheus_config(cfg, replica=i)
+        assert doc["global"]["external_labels"]["replica"] == str(i)
+        # Alertmanager sees the pair's identical alerts as one.
+        assert doc["alerting"]["alert_relabel_configs"] == [
+            {"action": "labeldrop", "regex": "replica"}]
+        path = tmp_path / f"p{i}.yml"
+        path.write_text(dump(doc))
+        result = subprocess.run([promtool, "check", "config", str(path)], capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "replica" not in prometheus_config(
+        validate({"data_dir": str(tmp_path)}, "x", ENV), replica=0)["global"]["external_labels"]
+
+
+def test_alertmanager_replicas_are_a_gossip_cluster_on_the_design_ports(tmp_path):
+    from pulse.launcher.supervisor import plan
+
+    cfg = validate({"data_dir": str(tmp_path), "alertmanager": {"replicas": 3}}, "x", ENV)
+    doc = prometheus_config(cfg)
+    assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "127.0.0.1:9093", "127.0.0.1:9095", "127.0.0.1:9097"]
+    ams = [c for c in plan(cfg) if c.name.startswith("alertmanager")]
+    assert [c.name for c in ams] == ["alertmanager", "alertmanager-2", "alertmanager-3"]
+    second = ams[1].argv
+    assert "--cluster.listen-address=127.0.0.1:9096" in second
+    assert {a for a in second if a.startswith("--cluster.peer=")} == {
+        "--cluster.peer=127.0.0.1:9094", "--cluster.peer=127.0.0.1:9098"}
+    assert f"--storage.path={tmp_path}/alertmanager/data-2" in second
+    assert "--web.external-url=http://127.0.0.1:9095" in second
+    # One Alertmanager (the default) keeps clustering off.
+    single = [c for c in plan(validate({"data_dir": str(tmp_path)}, "x", ENV))
+              if c.name.startswith("alertmanager")]
+    assert len(single) == 1 and "--cluster.listen-address=" in single[0].argv

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,8 @@ def test_up_brings_every_target_up_and_ctrl_c_leaves_nothing(pulse_config):
         children = {name: c["pid"] for name, c in _state(data_dir)["components"].items()}
         assert set(children) == {"prometheus", "alertmanager", "events", "infrastructure",
                                  "integrations", "ai", "bridge"}
+        for name in children:  # each shown as it became ready
+            assert re.search(rf"^  ready +{name} ", up.log(), re.M), up.log()
 
         prom = harness.PrometheusServer.__new__(harness.PrometheusServer)
         prom.url = cfg["prometheus"]["url"]
@@ -116,3 +119,7 @@ def test_child_that_fails_to_start_is_named_with_its_log(pulse_config, tmp_path)
     assert "prometheus did not start: exited with code 3" in result.stderr
     assert "prometheus.log" in result.stderr
     assert "broken prometheus" in result.stderr
+    # The others still started, so the end names everything that is not ready.
+    assert "not ready: prometheus\n" in result.stderr
+    assert re.search(r"^  NOT READY +prometheus +log: .*prometheus.log$", result.stdout, re.M)
+    assert re.search(r"^  ready +bridge ", result.stdout, re.M), result.stdout

@@ -46,7 +46,7 @@ def email_urls(channel: str, channels: Mapping[str, Sequence[str]]) -> list[str]
     if channel not in channels:
         raise invalid(f"unknown channel {channel[:64]!r}", "channel",
                           "not a configured channel (bridge.channels)")
-    urls = [u for u in channels[channel] if u.startswith(EMAIL_SCHEMES)]
+    urls = [u for u in channels[channel] if isinstance(u, str) and u.startswith(EMAIL_SCHEMES)]
     if not urls:
         raise invalid(f"channel {channel!r} has no email address", "channel",
                           "email delivery needs a mailto:// URL in the channel")

@@ -86,3 +86,22 @@ def test_open_incident_from_a_critical_webhook_makes_health_critical(tmp_path):
     resolved = payload(alert(status="resolved"))
     assert client.post("/hooks/alertmanager", json=resolved).status_code == 200
     assert client.get("/api/analytics/health").json["incidents"] == []
+
+
+def test_active_users_sessions_and_scaling_come_from_catalogue_metrics(stack):
+    stack.source.values.update({
+        'fitness_active_users{window="1d",platform="all"}': 120,
+        'fitness_active_users{window="1d",platform="ios"}': 70,
+    })
+    stack.prometheus.wait_for_value('fitness_active_users{platform="all"}', timeout=60)
+    body = stack.client.get("/api/analytics/health").json
+    assert body["metrics"]["application"]["activeUsers"] == 120
+    # The testsrc job has had its one target since the start: no instance added or removed.
+    assert body["metrics"]["infrastructure"]["scalingEvents"] == 0
+    # No session events in this Prometheus: null, never an invented zero.
+    assert body["metrics"]["application"]["concurrentSessions"] is None
+    sources = body["metricSources"]
+    assert set(sources) == {"application.activeUsers", "application.concurrentSessions",
+                            "infrastructure.scalingEvents"}
+    assert "fitness_active_users" in sources["application.activeUsers"]
+    assert "fitness_sessions_total" in sources["application.concurrentSessions"]

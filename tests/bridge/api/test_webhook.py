@@ -35,7 +35,7 @@ def sinks(_sinks):
     return _sinks
 
 
-def make_app(tmp_path, sinks, **bridge):
+def make_app(tmp_path, sinks, grafana=None, **bridge):
     """A bridge whose channels post (json://) to the sinks; receivers map to them."""
     section = {
         "channels": {
@@ -47,7 +47,9 @@ def make_app(tmp_path, sinks, **bridge):
     }
     return create_app(bridge_config(tmp_path, bridge=section,
                                     prometheus={"url": "http://127.0.0.1:9"},
-                                    alertmanager={"url": "http://127.0.0.1:9"}))
+                                    alertmanager={"url": "http://127.0.0.1:9",
+                                                  "external_url": "https://am.fit.example"},
+                                    grafana=grafana or {}))
 
 
 def alert(status="firing", fingerprint="f1", **labels):
@@ -121,7 +123,7 @@ def test_bad_bodies_are_400_and_nothing_is_sent(tmp_path, sinks, body, field):
 
 
 def test_firing_then_resolved_reach_every_channel_of_the_receiver(tmp_path, sinks):
-    app = make_app(tmp_path, sinks)
+    app = make_app(tmp_path, sinks, grafana={"url": "http://127.0.0.1:3000"})
     client = app.test_client()
     resp = client.post("/hooks/alertmanager", json=payload())
     assert resp.status_code == 200, resp.json
@@ -135,6 +137,12 @@ def test_firing_then_resolved_reach_every_channel_of_the_receiver(tmp_path, sink
                       "Runbook: http://127.0.0.1:8080/runbooks#apilatencyp95high",
                       "Dashboard: http://127.0.0.1:3000/d/pulse-system"):
             assert piece in msg["message"]
+        assert "Source: http://prometheus/graph" in msg["message"]
+        # The silence link opens the public Alertmanager's new-silence form with the
+        # alert's matchers (routing-only labels left out), whichever peer sent it.
+        assert ("Silence: https://am.fit.example/#/silences/new?filter=%7Balertname%3D%22"
+                "ApiLatencyP95High%22%2Chttp_route%3D%22%2Fapi%2Fworkouts%22%2Cseverity%3D%22"
+                "critical%22%7D") in msg["message"]
     resp = client.post("/hooks/alertmanager", json=payload(alert("resolved")))
     assert resp.status_code == 200
     for sink in sinks.values():
@@ -205,18 +213,19 @@ def test_a_receiver_without_any_channel_is_accepted_and_counted(tmp_path, sinks)
     assert sample(app, "pulse_notifications_total", channel="none", result="dropped") == 1
 
 
-def test_long_messages_are_split_not_rejected(tmp_path, sinks):
+def test_long_messages_are_one_message_truncated_with_a_note(tmp_path, sinks):
     app = make_app(tmp_path, sinks)
     long = alert()
     long["annotations"]["description"] = "x" * 70000
     resp = app.test_client().post("/hooks/alertmanager", json=payload(long))
     assert resp.status_code == 200
-    parts = sinks["chat"].json_bodies()
-    # json:// carries at most 32768 characters per message: split into numbered parts.
-    assert len(parts) >= 3
-    assert all(len(p["message"]) <= 32768 for p in parts)
-    assert parts[0]["title"].endswith(f"[1/{len(parts)}]")
-    assert sum(p["message"].count("x") for p in parts) >= 70000
+    # json:// carries at most 32768 characters per message: one message, cut with a
+    # note saying how much was left out (a split page would be several pages).
+    (part,) = sinks["chat"].json_bodies()
+    assert len(part["message"]) <= 32768
+    assert part["title"] == "[FIRING:1] ApiLatencyP95High (critical)"
+    assert part["message"].startswith("Firing:\nAPI p95 latency is above 2 s.")
+    assert part["message"].endswith(" more chars)") and "… (truncated, " in part["message"]
 
 
 def test_secrets_never_reach_logs_responses_or_history(tmp_path, sinks, caplog):
@@ -354,3 +363,45 @@ def test_the_shipped_config_sends_every_receiver_to_the_demo_channel():
                      "data-engineering", "heartbeat", "default"):
         assert channels_for(receiver, [], cfg.bridge.channels, cfg.bridge.receivers) == \
             (["demo"], [])
+
+
+def test_without_grafana_url_no_dashboard_link_and_truncated_alerts_are_counted(
+        tmp_path, sinks):
+    app = make_app(tmp_path, sinks)
+    body = payload(alert())
+    body["alerts"][0]["annotations"]["suggested_action"] = "Retrain the recommendation model."
+    body["truncatedAlerts"] = 3
+    resp = app.test_client().post("/hooks/alertmanager", json=body)
+    assert resp.status_code == 200, resp.json
+    message = sinks["chat"].json_bodies()[0]["message"]
+    assert "Dashboard:" not in message and "127.0.0.1:3000" not in message
+    assert "Suggested action: Retrain the recommendation model." in message
+    assert "…and 3 more alert(s) in this group" in message
+
+
+def test_another_peers_copy_and_a_late_firing_after_the_resolve_are_dropped(tmp_path, sinks):
+    app = make_app(tmp_path, sinks)
+    client = app.test_client()
+    peer = {"externalURL": "http://127.0.0.1:9095"}
+    assert client.post("/hooks/alertmanager", json=payload()).json["status"] == "delivered"
+    assert client.post("/hooks/alertmanager",
+                       json={**payload(), **peer}).json["status"] == "duplicate"
+    resolved = payload(alert("resolved"))
+    assert client.post("/hooks/alertmanager", json=resolved).json["status"] == "delivered"
+    # A lagging peer: the firing again after the resolve, then the resolve again.
+    late = {**payload(), **peer}
+    late["alerts"][0]["labels"]["peer"] = "x"  # not the same key: only the group log knows
+    late["alerts"][0]["fingerprint"] = "f1"
+    assert client.post("/hooks/alertmanager", json=late).json["status"] == "duplicate"
+    assert client.post("/hooks/alertmanager",
+                       json={**resolved, **peer}).json["status"] == "duplicate"
+    # After a restart too.
+    app2 = make_app(tmp_path, sinks)
+    assert app2.test_client().post("/hooks/alertmanager",
+                                   json=late).json["status"] == "duplicate"
+    for sink in sinks.values():
+        assert [b["type"] for b in sink.json_bodies()] == ["failure", "success"]
+    # The same alert firing anew (a new start) is news.
+    again = payload(alert())
+    again["alerts"][0]["startsAt"] = "2026-11-25T11:00:00Z"
+    assert client.post("/hooks/alertmanager", json=again).json["status"] == "delivered"

@@ -132,6 +132,7 @@ class Stack:
         harness.write_pulse_config(
             self.config_path, workdir / "data",
             prometheus={"url": self.prom.url}, alertmanager={"url": self.am.url},
+            grafana={"url": "http://127.0.0.1:3000"},  # pages carry dashboard links
             bridge={"listen": f"127.0.0.1:{self.bridge_port}",
                     "channels": {
                         "pager-http": [f"json://127.0.0.1:{self.sink.port}/notify"],

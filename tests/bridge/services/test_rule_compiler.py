@@ -13,6 +13,7 @@ from bridge.services.errors import Invalid
 from bridge.services.rule_compiler import (
     check_group_in_process,
     compile_rule,
+    duration_seconds,
     promql_string,
     render_groups,
     validate_request,
@@ -255,3 +256,68 @@ def test_suppressions_behave_in_prometheus_engine(tmp_path):
     proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# Prometheus 2.42's duration grammar (prometheus/common ParseDuration, checked with promtool).
+GOOD_DURATIONS = ["0", "0s", "0m", "1h30m", "2w", "1y", "1500ms", "1d2h", "1m30s500ms"]
+BAD_DURATIONS = ["1.5h", "2h1d", "1h1h", "1H", "10", "-1m", "", "ms"]
+
+
+@pytest.mark.parametrize("value", GOOD_DURATIONS)
+def test_every_prometheus_duration_is_accepted(value):
+    group = {"name": "g", "interval": value, "rules": [
+        {"alert": "A", "expr": "up == 0", "for": value, "keep_firing_for": value}]}
+    assert check_group_in_process(group) == []
+    req = request(condition={"operator": ">", "for": value})
+    rule = compile_rule("r0123456789ab", validate_request(req, CHANNELS))["rules"][0]
+    assert rule.get("for", "0") == (value if duration_seconds(value) else "0")
+
+
+@pytest.mark.parametrize("value", BAD_DURATIONS)
+@pytest.mark.parametrize("key", ["for", "keep_firing_for"])
+def test_invalid_durations_name_the_field(value, key):
+    group = {"name": "g", "rules": [{"alert": "A", "expr": "up", key: value}]}
+    problems = check_group_in_process(group)
+    assert [p["field"] for p in problems] == [f"group.rules[0].{key}"], problems
+    with pytest.raises(Invalid) as err:
+        validate_request(request(condition={"operator": ">", "for": value}), CHANNELS)
+    assert "condition.for" in [d["field"] for d in err.value.details]
+
+
+@pytest.mark.parametrize("group,field", [
+    ({"name": "g", "rules": [{"record": "a:b", "expr": "up", "keep_firing_for": "1m"}]},
+     "group.rules[0].keep_firing_for"),
+    ({"name": "g", "limit": -1, "rules": []}, "group.limit"),
+    ({"name": "g", "limit": "10", "rules": []}, "group.limit"),
+    ({"name": "g", "query_offset": "1m", "rules": []}, "group.query_offset"),
+    ({"name": "g", "evaluation_delay": "1m", "rules": []}, "group.evaluation_delay"),
+    ({"name": "g", "source_tenants": ["a"], "rules": []}, "group.source_tenants"),
+    ({"name": "g", "rules": [{"alert": "A", "expr": "up", "labels": {"tenant": "x"}}]},
+     "group.rules[0].labels.tenant"),
+    ({"name": "g", "interval": "1.5h", "rules": []}, "group.interval"),
+])
+def test_what_pulse_or_prometheus_refuses_is_named(group, field):
+    assert field in [p["field"] for p in check_group_in_process(group)]
+
+
+@pytest.mark.parametrize("rules", [None, []])
+def test_empty_and_null_rules_are_groups_without_rules(rules):
+    assert check_group_in_process({"name": "g", "rules": rules, "limit": 0}) == []
+
+
+def test_keep_firing_for_is_refused_when_prometheus_lacks_it():
+    group = {"name": "g", "rules": [{"alert": "A", "expr": "up", "keep_firing_for": "5m"}]}
+    assert check_group_in_process(group, keep_firing_for=False)[0]["field"] == \
+        "group.rules[0].keep_firing_for"
+
+
+def test_no_channels_routes_by_team():
+    req = validate_request(request(notificationChannels=[], team="data"), CHANNELS)
+    rule = compile_rule("r0123456789ab", req)["rules"][0]
+    assert "channels" not in rule["labels"] and rule["labels"]["team"] == "data"
+
+
+def test_zero_window_is_refused():
+    with pytest.raises(Invalid) as err:
+        validate_request(request(condition={"operator": ">", "window": "0m"}), CHANNELS)
+    assert "condition.window" in [d["field"] for d in err.value.details]

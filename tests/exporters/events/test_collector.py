@@ -10,7 +10,8 @@ from exporters.events.mapping import DEFAULT_MAPPING
 from exporters.scrape import ScrapeCollector
 from tests import harness
 
-SELF = {"pulse_events_received", "pulse_events_accepted", "pulse_events_duplicates",
+SELF = {"pulse_events_received", "pulse_events_unmapped", "pulse_events_late",
+        "pulse_event_lateness_seconds", "pulse_events_accepted", "pulse_events_duplicates",
         "pulse_events_rejected", "pulse_events_dead_letters", "pulse_ingest_batch_duration_seconds",
         "pulse_ingest_requests_rejected", "pulse_scrape_collector_success",
         "pulse_scrape_collector_duration_seconds", "pulse_build_info"}

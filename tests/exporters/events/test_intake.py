@@ -88,7 +88,7 @@ def test_gzip_bodies_are_accepted_on_both_endpoints(intake):
     (gzip.compress(b'{"events": []}', mtime=0)[:-6], {"Content-Encoding": "gzip"},
      "invalid_gzip", "body"),
     (b"{}", {"Content-Encoding": "br"}, "unsupported_content_encoding", "Content-Encoding"),
-    (b"{}", {"Content-Type": "text/plain"}, "unsupported_content_type", "Content-Type"),
+    (b"{}", {"Content-Type": "application/xml"}, "unsupported_content_type", "Content-Type"),
     (b'{"events": [1], "clientTimestamp": 1, "x": NaN}', {}, "invalid_json", "body"),
     (rb'{"events": [{"id": "\ud800"}], "clientTimestamp": "x"}', {}, "invalid_json", "body"),
     (rb'{"events": [], "batchId": "\udfff", "clientTimestamp": "x"}', {}, "invalid_json",
