@@ -17,8 +17,8 @@ from flask import Flask
 from bridge.services import EXPERIMENTS, stats
 from bridge.services.errors import Conflict, NotFound, invalid
 from pulse.config import parse_duration
-from pulse.experiment_units import UnitStore
-from pulse.experiment_units import db_path as unit_db_path
+from pulse.profiles.experiments import UnitStore
+from pulse.profiles.experiments import db_path as unit_db_path
 
 VARIANT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MODEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -248,7 +248,7 @@ def compute_results(exp: dict, exposure_rows: list[tuple], conversion_rows: list
     """Per-unit results: interval, sequential test, CUPED, Bayes, SRM, Holm and power.
 
     exposure_rows: (unit, variant, ts, platform, plan, new_user, pre_value) — one per unit
-    and variant (pulse.experiment_units); conversion_rows: (unit, variant, metric, ts).
+    and variant (pulse.profiles.experiments); conversion_rows: (unit, variant, metric, ts).
     A unit that saw two variants is excluded and reported; a unit outside the audience is
     excluded and reported; exposures outside [startedAt, end] are not counted, nor are
     conversions before the unit's exposure or after `end`.

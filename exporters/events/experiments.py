@@ -1,4 +1,4 @@
-"""The intake's experiment sink: exposures and conversions per unit (pulse.experiment_units).
+"""The intake's experiment sink: exposures and conversions per unit (pulse.profiles.experiments).
 
 Called after a batch is durable and before it is acknowledged, with profile-consented
 events only (a per-unit record is profiling). Writing is idempotent, so an event the intake
@@ -8,7 +8,7 @@ never re-delivers is in the store at most once and a retried one changes nothing
 from __future__ import annotations
 
 from pulse.config import Config
-from pulse.experiment_units import UnitStore, db_path, project
+from pulse.profiles.experiments import UnitStore, db_path, project
 
 
 class ExperimentSink:

@@ -17,7 +17,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from bridge import create_app
 from bridge.services.experiments import compute_results, slug
 from exporters.events.intake import canonical_json
-from pulse.experiment_units import project
+from pulse.profiles.experiments import project
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
 from tests.harness import pulse_env, write_pulse_config
