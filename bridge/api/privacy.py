@@ -12,9 +12,11 @@ from __future__ import annotations
 from flask import Blueprint, current_app
 
 from bridge.auth import require
+from bridge.services import EXPERIMENTS, service
 from bridge.validation import request_body
 from pulse.profiles import ProfileStore, db_path
 from pulse.profiles.research import delete_all
+from pulse.profiles.store import pseudonymise
 
 bp = Blueprint("privacy", __name__, url_prefix="/api/analytics/privacy")
 
@@ -38,6 +40,8 @@ def withdraw():
         finally:
             store.close()
     datasets = delete_all(cfg.data_dir)
+    # The experiment rows of the unit go too (they are per-user records).
+    service(current_app, EXPERIMENTS).units.forget(pseudonymise(cfg.privacy.salt, user_id))
     return {"withdrawn": True, "profileDeleted": existed, "researchFilesDeleted": datasets,
             "note": "aggregates exclude the user from the intake's next refresh "
                     "(exporters.events.profiles.refresh_interval)"}

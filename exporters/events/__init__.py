@@ -21,6 +21,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from exporters.events.experiments import experiment_sink
 from exporters.events.gateway import IngestMiddleware
 from exporters.events.intake import Intake, Limits
 from exporters.events.mapping import load_mapping
@@ -130,6 +131,11 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
         sink = profile_sink(cfg)
         collectors.append(("profiles", sink.collector))
         intake.add_sink(sink)
+    if "salt" in cfg.privacy:
+        # Experiments count units, not events: the per-unit rows need the pseudonym's salt.
+        intake.add_sink(experiment_sink(cfg))
+    else:
+        log.warning("experiment results per unit are off: privacy.salt is not set")
     registry.register(ScrapeCollector(collectors))
     add_standard_routes(app, registry, COMPONENT)
 

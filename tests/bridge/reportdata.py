@@ -47,6 +47,9 @@ COUNTERS = [
     ("business_subscriptions_canceled_total", {"plan": "monthly"}, 0.4),
     ("business_marketplace_programs_sold_total", {"category": "strength"}, 0.5),
     ("business_trainer_commission_total", {"currency": "USD"}, 3.5),
+    # Booked costs: infrastructure and AI are booked; support is not (the report estimates it).
+    ("business_costs_total", {"category": "infrastructure", "currency": "USD"}, 2.0),
+    ("business_costs_total", {"category": "ai_processing", "currency": "USD"}, 0.5),
     ("ai_recommendations_total", {"model": "workout_generation", "model_version": "v1",
                                   "outcome": "accepted"}, 8.0),
     ("ai_recommendations_total", {"model": "workout_generation", "model_version": "v1",

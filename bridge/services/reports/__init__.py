@@ -3,6 +3,7 @@ the scheduled reports, sent by a bridge thread (scheduler.py) that init_app star
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,9 +12,14 @@ from flask import Flask
 
 from bridge.services import PROMETHEUS, REPORT_SCHEDULER, now, service
 from bridge.services.analytics import k_anonymity
+from bridge.services.churn import churn_model
 from bridge.services.reports.build import ReportRequest, build_report, default_granularity
 from bridge.services.reports.deliver import render, send_email
 from bridge.services.reports.scheduler import ReportScheduler, interval_of
+from pulse.profiles.store import connect, db_path
+
+# The reports with a retention section get the churn model (bridge.services.churn).
+CHURN_REPORTS = ("executive", "business")
 
 
 def _settings(cfg) -> dict:
@@ -27,7 +33,23 @@ def generate(app, req: ReportRequest, now: float | None = None) -> tuple[dict, b
     cfg = app.config["PULSE"]
     report = build_report(service(app, PROMETHEUS), req, _settings(cfg), k_anonymity(cfg),
                           now)
+    if req.report_type in CHURN_REPORTS:
+        report["churnModel"] = _churn(cfg, now if now is not None else time.time())
     return report, render(report, req.format)
+
+
+def _churn(cfg, at: float) -> dict:
+    """The churn model on the profile store the intake writes (read-only)."""
+    path = db_path(cfg.data_dir)
+    if not path.exists():
+        return {"status": "not_enough_data", "note": "no profile store (profiling is off)"}
+    conn = connect(path, readonly=True)
+    try:
+        return churn_model(conn, at, k_anonymity(cfg))
+    except sqlite3.OperationalError as exc:  # a store without its tables yet
+        return {"status": "not_enough_data", "note": f"profile store unreadable: {exc}"}
+    finally:
+        conn.close()
 
 
 def outbox(cfg) -> Path:

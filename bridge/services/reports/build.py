@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bridge.services import benchmarks
 from bridge.services.analytics import (
     GRANULARITIES,
     MAX_POINTS,
@@ -21,6 +22,7 @@ from bridge.services.analytics import (
     iso,
     stale_sources,
 )
+from bridge.services.forecast import crossing, forecast_series
 from pulse.promapi import ReadRouter, source_note
 
 # (section id, title, [(metric, dimensions)]) per report type: what each audience reads.
@@ -73,7 +75,7 @@ HEADLINES = {
                   "integration_availability"],
     "custom": [],
 }
-# Growth projections: fitted on the report's own points (see forecast()).
+# Forecasts of the report's own points (see forecast()).
 FORECASTS = {
     "executive": ["signups", "sessions", "revenue", "churn_rate"],
     "business": ["revenue", "subscriptions_started", "churn_rate"],
@@ -82,8 +84,12 @@ FORECASTS = {
 }
 TITLES = {"executive": "Executive report", "business": "Business report",
           "technical": "Technical report", "custom": "Custom report"}
-FORECAST_METHOD = ("least-squares linear regression over the report range's points "
-                   "(one per granularity step), extrapolated to the horizon")
+FORECAST_HORIZON = 7 * 86400
+CAPACITY_HORIZON = 30 * 86400
+CAPACITY_THRESHOLD = 0.8
+ROUNDING = ("Counts (unit count) are Prometheus increases, which extrapolate to the window's "
+            "edges and so carry fractions: every count is rounded to the nearest integer "
+            "(half to even) per point, and the range's figure is the rounded sum or mean.")
 HEADROOM_LOW = 0.2
 
 
@@ -108,7 +114,12 @@ class ReportRequest:
 
 
 def default_granularity(seconds: float) -> str:
-    """hour up to 2 days, day up to 120 days, else week."""
+    """minute up to 6 hours, hour up to 2 days, day up to 120 days, else week.
+
+    Every range gets several points (an hour: 60, a year: 52) for its charts.
+    """
+    if seconds <= 6 * 3600:
+        return "minute"
     if seconds <= 2 * 86400:
         return "hour"
     if seconds <= 120 * 86400:
@@ -128,63 +139,90 @@ def change(current: float | None, previous: float | None) -> tuple[float | None,
     return current - previous, ((current - previous) / abs(previous) if previous else None)
 
 
-def linear_fit(points: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """(slope per second, intercept) of the least-squares line, or None below 3 points."""
-    if len(points) < 3:
-        return None
-    n = len(points)
-    mx = sum(t for t, _ in points) / n
-    my = sum(v for _, v in points) / n
-    sxx = sum((t - mx) ** 2 for t, _ in points)
-    if sxx == 0:
-        return None
-    slope = sum((t - mx) * (v - my) for t, v in points) / sxx
-    return slope, my - slope * mx
-
-
-def forecast(item: dict, end: float, step: int) -> dict | None:
-    """Projection of a metric's first series 7 and 30 days past the end (method named)."""
-    if not item["series"]:
-        return None
+def forecast(item: dict, end: float, step: int, horizon: float = FORECAST_HORIZON) -> dict:
+    """Forecast of a metric's first series past the end (bridge.services.forecast)."""
     s = item["series"][0]
-    pts = [(t, v) for t, v in zip(item["timestamps"], s["values"], strict=True) if v is not None]
-    fit = linear_fit(pts)
-    out = {"metric": item["metric"], "series": s["name"], "unit": item["unit"],
-           "method": FORECAST_METHOD, "points": len(pts), "stepSeconds": step}
-    if fit is None:
-        return {**out, "slopePerDay": None, "projections": [],
-                "note": "fewer than 3 points: no projection"}
-    slope, intercept = fit
-    horizons = [("7d", 7 * 86400), ("30d", 30 * 86400)]
-    out["slopePerDay"] = slope * 86400
-    out["projections"] = [{"horizon": name, "time": iso(end + h),
-                           "value": slope * (end + h) + intercept} for name, h in horizons]
-    trend = "rising" if slope > 0 else "falling" if slope < 0 else "flat"
-    out["trend"] = trend
+    out = forecast_series(s["values"], item["timestamps"], step, horizon)
+    if item["unit"] == "count":
+        for p in out["points"]:
+            for key in ("value", "low95", "low80", "high80", "high95"):
+                p[key] = max(p[key], 0.0)  # a count is never negative
+    for p in out["points"]:
+        p["time"] = iso(p.pop("t"))
+    return {"metric": item["metric"], "series": s["name"], "unit": item["unit"],
+            "stepSeconds": step, **out}
+
+
+def _capacity(items: dict[str, dict], req: ReportRequest, threshold: float) -> list[dict]:
+    """Days until each instance's CPU or memory use crosses the threshold, with an interval."""
+    out = []
+    for metric in ("cpu_utilisation", "memory_utilisation"):
+        item = items.get(metric)
+        if not item or not item["series"]:
+            out.append({"metric": metric, "series": None, "threshold": threshold,
+                        "days": None, "note": "no utilisation data: no capacity forecast"})
+            continue
+        for s in item["series"]:
+            f = forecast_series(s["values"], item["timestamps"], req.step, CAPACITY_HORIZON)
+            row = {"metric": metric, "series": s["name"], "method": f["method"],
+                   "beatsBaseline": f.get("beatsBaseline"), "forecastNote": f["note"]}
+            if f["points"]:
+                row.update(crossing(f["points"], threshold, req.end))
+            else:
+                row.update(threshold=threshold, days=None, note=f["note"])
+            out.append(row)
     return out
+
+
+def _counted(res: MetricResult, values: list[float | None], step: int):
+    """(points, figure) of a series: counts rounded to integers (see ROUNDING)."""
+    if res.metric.unit != "count":
+        return values, res.summary(values, step)
+    points = [None if v is None else round(v) for v in values]
+    value = res.summary(points, step)
+    return points, None if value is None else round(value)
+
+
+def _change_note(value, previous, compared: bool) -> str | None:
+    if not compared:
+        return "no comparison requested"
+    if previous is None:
+        return "the previous period has no data"
+    if value is None:
+        return "this period has no data"
+    if previous == 0:
+        return "the previous period is 0: no relative change"
+    return None
 
 
 def _item(res: MetricResult, step: int, prev: MetricResult | None) -> dict:
     metric = res.metric
     prev_by = {}
     if prev is not None:
-        prev_by = {label_name(lbl): prev.summary(vals, step) for lbl, vals in prev.series}
-    series = []
-    for labels, values in res.series:
+        prev_by = {label_name(lbl): _counted(prev, vals, step)[1] for lbl, vals in prev.series}
+    series, left_out = [], []
+    for labels, raw in res.series:
         name = label_name(labels)
-        value = res.summary(values, step)
+        values, value = _counted(res, raw, step)
+        previous = prev_by.get(name)
+        # A segment (a currency, a plan...) with nothing in either period is not a row.
+        if labels and not value and not previous:
+            left_out.append(name)
+            continue
         entry = {"name": name, "labels": labels, "values": values, "value": value}
         if prev is not None:
-            previous = prev_by.get(name)
             entry["previous"] = previous
             entry["change"], entry["changeRatio"] = change(value, previous)
+        note = _change_note(value, previous, prev is not None)
+        if note:
+            entry["changeNote"] = note
         series.append(entry)
     series.sort(key=lambda s: (-(s["value"] or 0.0), s["name"]))
     return {"metric": metric.name, "title": metric.description, "unit": metric.unit,
             "kind": metric.kind, "windowSeconds": metric.window,
             "aggregation": res.aggregation(step), "promql": res.promql,
             "timestamps": res.timestamps, "times": [iso(t) for t in res.timestamps],
-            "series": series}
+            "series": series, "leftOut": left_out}
 
 
 def _quality(results: list[MetricResult], stale: list[dict], k: int) -> dict:
@@ -231,69 +269,101 @@ def _quality(results: list[MetricResult], stale: list[dict], k: int) -> dict:
             "suppressedPoints": suppressed, "kAnonymity": k, "notes": notes}
 
 
+def _booked(prom, start: float, end: float) -> dict[tuple[str, str], float]:
+    window = max(int(end - start), 1)
+    rows = prom.query("sum by (category, currency) "
+                      f"(increase(business_costs_total[{window}s]))", time=end)
+    return {(r["metric"].get("category", ""), r["metric"].get("currency", "")):
+            float(r["value"][1]) for r in rows if math.isfinite(float(r["value"][1]))}
+
+
 def _costs(prom, items: dict[str, dict], req: ReportRequest, prices: Mapping) -> dict:
-    hours = (req.end - req.start) / 3600
-    cores = prom.query('count(node_cpu_seconds_total{mode="idle"})', time=req.end)
-    mem = prom.query("sum(node_memory_MemTotal_bytes)", time=req.end)
-    cores_n = float(cores[0]["value"][1]) if cores else None
-    mem_gb = float(mem[0]["value"][1]) / 1e9 if mem else None
-    notes = []
+    """Booked costs (business_costs_total) per user and per active subscription.
+
+    The price table adds an estimate only for the categories nobody books, labelled so.
+    """
+    booked = {k: v for k, v in _booked(prom, req.start, req.end).items() if v}
+    previous = (_booked(prom, req.start - (req.end - req.start), req.start)
+                if req.include_comparisons else {})
+    notes: list[str] = []
 
     def total(metric: str) -> float | None:
         item = items.get(metric)
         return item["series"][0]["value"] if item and item["series"] else None
 
-    infra = None
-    if cores_n is not None:
-        infra = cores_n * hours * prices["cpu_core_hour"] + (
-            (mem_gb or 0.0) * hours * prices["memory_gb_hour"])
-    else:
-        notes.append("Infrastructure cost unknown: node_cpu_seconds_total is absent.")
-    recs = total("ai_recommendations")
-    ai = recs / 1000 * prices["ai_per_1000_recommendations"] if recs is not None else None
-    if ai is None:
-        notes.append("AI processing cost unknown: no recommendations in the range.")
-    sessions = total("sessions")
-    support = (sessions / 1000 * prices["support_tickets_per_1000_sessions"]
-               * prices["support_per_ticket"] if sessions is not None else None)
-    notes.append("Support cost is estimated from the configured ticket rate per 1000 sessions "
-                 "(no support-ticket metric exists).")
-    parts = [v for v in (infra, ai, support) if v is not None]
-    all_costs = sum(parts) if parts else None
-    # The user base is the distinct monthly active users (platform="all", mean over the
-    # range), the same denominator as arpu: a user on two platforms is one user.
     users = total("monthly_active_users")
-    per_user = all_costs / users if all_costs is not None and users else None
-    if per_user is None:
-        notes.append("Cost per user unknown: monthly_active_users is absent; cost per 1000 "
-                     "sessions is given instead.")
-    else:
-        notes.append("Cost per user: the range's costs over the distinct monthly active "
-                     "users (mean over the range).")
-    return {"currency": prices["currency"], "hours": hours, "cpuCores": cores_n,
-            "memoryGB": mem_gb, "infrastructure": infra, "aiProcessing": ai,
-            "support": support, "total": all_costs, "activeUsers": users,
+    subscriptions = total("active_subscriptions")
+    rows = []
+    for (category, currency), value in sorted(booked.items()):
+        prev = previous.get((category, currency))
+        rows.append({"category": category, "currency": currency, "amount": value,
+                     "basis": "booked", "previous": prev,
+                     "changeRatio": change(value, prev)[1]})
+    rows += _estimates(prom, items, req, prices, {c for c, _ in booked}, notes)
+    by_currency: dict[str, dict] = {}
+    for r in rows:
+        cur = by_currency.setdefault(r["currency"], {"currency": r["currency"], "booked": 0.0,
+                                                     "estimated": 0.0})
+        cur["booked" if r["basis"] == "booked" else "estimated"] += r["amount"]
+    for cur in by_currency.values():
+        cur["total"] = cur["booked"] + cur["estimated"]
+        cur["perUser"] = cur["total"] / users if users else None
+        cur["perActiveSubscription"] = cur["total"] / subscriptions if subscriptions else None
+        cur["bookedPerUser"] = cur["booked"] / users if users else None
+        cur["bookedPerActiveSubscription"] = (cur["booked"] / subscriptions
+                                              if subscriptions else None)
+    notes.insert(0, "Costs are the range's booked business_costs_total by category."
+                 if booked else "No booked costs in the range (business_costs_total absent).")
+    notes.append("Per user: over the distinct monthly active users (mean over the range)."
+                 if users else "Cost per user unknown: monthly_active_users is absent.")
+    if not subscriptions:
+        notes.append("Cost per active subscription unknown: no active subscriptions.")
+    return {"rows": rows, "byCurrency": sorted(by_currency.values(),
+                                               key=lambda c: c["currency"]),
+            "activeUsers": users, "activeSubscriptions": subscriptions,
             "userBase": "monthly_active_users (distinct, platform=all)",
-            "perUser": per_user,
-            "per1000Sessions": all_costs / sessions * 1000 if all_costs and sessions else None,
             "unitPrices": dict(prices), "notes": notes}
 
 
-def _benchmarks(items: dict[str, dict], bench: Mapping) -> dict:
-    sessions_item = items.get("sessions")
-    usage = items.get("feature_usage")
-    sessions = (sessions_item["series"][0]["value"]
-                if sessions_item and sessions_item["series"] else None)
-    rows = []
-    ours_by = {s["labels"].get("feature"): s["value"] for s in (usage or {}).get("series", [])}
-    for feature, industry in sorted((bench.get("feature_adoption") or {}).items()):
-        ours = ours_by.get(feature)
-        share = ours / sessions if ours is not None and sessions else None
-        rows.append({"feature": feature, "usesPerSession": share, "industry": industry,
-                     "difference": share - industry if share is not None else None,
-                     "position": None if share is None else "above" if share > industry
-                     else "below" if share < industry else "at"})
-    return {"source": bench.get("source"), "measure": "feature uses per session", "rows": rows}
+def _estimates(prom, items: dict[str, dict], req: ReportRequest, prices: Mapping,
+               booked: set[str], notes: list[str]) -> list[dict]:
+    """Price-table estimates of infrastructure, AI and support, only where nobody books."""
+    hours = (req.end - req.start) / 3600
+    out = []
+
+    def first(metric: str) -> float | None:
+        item = items.get(metric)
+        return item["series"][0]["value"] if item and item["series"] else None
+
+    def add(category: str, amount: float | None, how: str) -> None:
+        if category in booked:
+            return
+        if amount is None:
+            notes.append(f"{category}: not booked, and no usage to estimate it from.")
+            return
+        out.append({"category": category, "currency": prices["currency"], "amount": amount,
+                    "basis": "estimate", "method": how, "previous": None,
+                    "changeRatio": None})
+        notes.append(f"{category}: not booked; ESTIMATE from the price table ({how}).")
+
+    if "infrastructure" not in booked:
+        cores = prom.query('count(node_cpu_seconds_total{mode="idle"})', time=req.end)
+        mem = prom.query("sum(node_memory_MemTotal_bytes)", time=req.end)
+        n = float(cores[0]["value"][1]) if cores else None
+        gb = float(mem[0]["value"][1]) / 1e9 if mem else 0.0
+        add("infrastructure", None if n is None else
+            n * hours * prices["cpu_core_hour"] + gb * hours * prices["memory_gb_hour"],
+            "cores x hours x cpu_core_hour + memory GB x hours x memory_gb_hour")
+    recs = first("ai_recommendations")
+    add("ai_processing", None if recs is None else
+        recs / 1000 * prices["ai_per_1000_recommendations"],
+        "recommendations / 1000 x ai_per_1000_recommendations")
+    sessions = first("sessions")
+    add("support", None if sessions is None else
+        sessions / 1000 * prices["support_tickets_per_1000_sessions"]
+        * prices["support_per_ticket"],
+        "sessions / 1000 x tickets per 1000 sessions x support_per_ticket")
+    return out
 
 
 def _incidents(prom, req: ReportRequest) -> list[dict]:
@@ -372,13 +442,21 @@ def _build_report(prom, req: ReportRequest, settings: Mapping, k: int,
         extras["costs"] = _costs(prom, items, req, settings["costs"])
         by_id["costs"]["notes"] += extras["costs"]["notes"]
     if "feature_usage" in by_id:
-        extras["benchmarks"] = _benchmarks(items, settings["benchmarks"])
+        figures, problem = benchmarks.load(settings["benchmarks"].get("file"))
+        extras["benchmarks"] = {"configured": not problem, "note": problem,
+                                "rows": benchmarks.compare(items, figures)}
+        by_id["feature_usage"]["notes"].append(
+            problem or f"{len(figures)} industry benchmark(s) from "
+                       f"{settings['benchmarks']['file']}.")
     if "incidents" in by_id:
         extras["incidents"] = _incidents(prom, req)
         by_id["incidents"]["notes"].append(
             f"{len(extras['incidents'])} alert(s) fired in the range (Prometheus ALERTS)."
             if extras["incidents"] else "No alert fired in the range.")
     if "capacity" in by_id:
+        extras["capacityPlanning"] = _capacity(items, req, CAPACITY_THRESHOLD)
+        by_id["capacity"]["notes"] += [f"{r['metric']} {r['series']}: {r['note']}"
+                                       for r in extras["capacityPlanning"]]
         extras["scaling"] = _scaling(items)
         by_id["capacity"]["notes"] += [r["reason"] for r in extras["scaling"]]
     if "availability" in by_id:
@@ -412,9 +490,12 @@ def _build_report(prom, req: ReportRequest, settings: Mapping, k: int,
                               "series": s["name"], "unit": item["unit"], "value": s["value"],
                               "previous": s.get("previous"), "change": s.get("change"),
                               "changeRatio": s.get("changeRatio"),
+                              "changeNote": s.get("changeNote",
+                                                  _change_note(None, None,
+                                                               req.include_comparisons)),
                               "aggregation": item["aggregation"]})
-    forecasts = [f for f in (forecast(items[m], req.end, step)
-                             for m in FORECASTS.get(req.report_type, []) if m in items) if f]
+    forecasts = [forecast(items[m], req.end, step) for m in FORECASTS.get(req.report_type, [])
+                 if m in items and items[m]["series"]]
     stale = stale_sources(prom, req.end)
     quality = _quality(results, stale, k)
     took = time.perf_counter() - began
@@ -434,7 +515,8 @@ def _build_report(prom, req: ReportRequest, settings: Mapping, k: int,
         "forecasts": forecasts,
         **extras,
         "dataQuality": quality,
-        "metadata": {"queryMs": round(took * 1000, 1), "maxPoints": MAX_POINTS},
+        "metadata": {"queryMs": round(took * 1000, 1), "maxPoints": MAX_POINTS,
+                     "rounding": ROUNDING},
     }
 
 

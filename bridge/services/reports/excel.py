@@ -15,7 +15,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 BOLD = Font(bold=True)
-NUMBER_FORMATS = {"ratio": "0.00%", "currency": "#,##0.00", "count": "#,##0.##",
+NUMBER_FORMATS = {"ratio": "0.00%", "currency": "#,##0.00", "count": "#,##0",
                   "seconds": "0.000"}
 
 
@@ -45,10 +45,10 @@ def _summary(ws, report: dict) -> None:
     _row(ws, ["Generated", meta["generatedAt"]])
     _row(ws, [])
     _row(ws, ["metric", "series", "unit", "value", "previous", "change", "change ratio",
-              "aggregation"], bold=True)
+              "aggregation", "change note"], bold=True)
     for h in report["headlines"]:
         _row(ws, [h["metric"], h["series"], h["unit"], h["value"], h["previous"], h["change"],
-                  h["changeRatio"], h["aggregation"]])
+                  h["changeRatio"], h["aggregation"], h.get("changeNote")])
         fmt = NUMBER_FORMATS.get(h["unit"])
         if fmt:
             for col in ("D", "E", "F"):
@@ -56,12 +56,20 @@ def _summary(ws, report: dict) -> None:
         ws[f"G{ws.max_row}"].number_format = "+0.0%;-0.0%"
     if report.get("forecasts"):
         _row(ws, [])
-        _row(ws, ["forecast", "series", "horizon", "projected value", "slope per day",
-                  "method"], bold=True)
+        _row(ws, ["forecast", "series", "time", "value", "low 80 %", "high 80 %", "low 95 %",
+                  "high 95 %", "method", "beats baseline", "backtest MASE",
+                  "baseline MASE", "note"], bold=True)
         for f in report["forecasts"]:
-            for p in f["projections"] or [{"horizon": None, "value": None}]:
-                _row(ws, [f["metric"], f["series"], p["horizon"], p["value"],
-                          f["slopePerDay"], f["method"]])
+            bt = f.get("backtest") or {}
+            scores = ([bt["model"]["mase"], bt["baseline"]["mase"]] if bt.get("origins")
+                      else [None, None])
+            for p in f["points"] or [{"time": None, "value": None, "low80": None,
+                                      "high80": None, "low95": None, "high95": None}]:
+                _row(ws, [f["metric"], f["series"], p["time"], p["value"], p["low80"],
+                          p["high80"], p["low95"], p["high95"], f["method"],
+                          f.get("beatsBaseline"), *scores, f["note"]])
+    _row(ws, [])
+    _row(ws, [report["metadata"]["rounding"]])
     ws.column_dimensions["A"].width = 26
     ws.column_dimensions["B"].width = 28
 
@@ -132,17 +140,51 @@ def _extras(ws, report: dict, section_id: str) -> None:
     """Tables that belong to a section besides its metrics (costs, benchmarks, ...)."""
     if section_id == "costs" and report.get("costs"):
         c = report["costs"]
-        _row(ws, ["cost", f"amount ({c['currency']})"], bold=True)
-        for key in ("infrastructure", "aiProcessing", "support", "total", "perUser",
-                    "per1000Sessions"):
-            _row(ws, [key, c[key]])
+        _row(ws, ["category", "currency", "amount", "basis", "previous", "change ratio",
+                  "estimate method"], bold=True)
+        for r in c["rows"]:
+            _row(ws, [r["category"], r["currency"], r["amount"], r["basis"], r["previous"],
+                      r["changeRatio"], r.get("method")])
+        _row(ws, [])
+        _row(ws, ["currency", "booked", "estimated", "total", "per user",
+                  "per active subscription"], bold=True)
+        for cur in c["byCurrency"]:
+            _row(ws, [cur["currency"], cur["booked"], cur["estimated"], cur["total"],
+                      cur["perUser"], cur["perActiveSubscription"]])
         _row(ws, [])
     if section_id == "feature_usage" and report.get("benchmarks"):
-        _row(ws, ["feature", "uses per session", "industry benchmark", "difference",
-                  "position"], bold=True)
-        for r in report["benchmarks"]["rows"]:
-            _row(ws, [r["feature"], r["usesPerSession"], r["industry"], r["difference"],
-                      r["position"]])
+        b = report["benchmarks"]
+        if not b["configured"]:
+            _row(ws, ["industry benchmarks", b["note"]], bold=True)
+        else:
+            _row(ws, ["benchmark metric", "labels", "ours", "industry", "difference",
+                      "position", "source", "date"], bold=True)
+            for r in b["rows"]:
+                _row(ws, [r["metric"], ", ".join(f"{k}={v}" for k, v in
+                                                 sorted(r["labels"].items())),
+                          r["ours"], r["industry"], r["difference"], r["position"],
+                          r["source"], r["date"]])
+        _row(ws, [])
+    if section_id == "capacity" and report.get("capacityPlanning"):
+        _row(ws, ["capacity metric", "series", "threshold", "days", "earliest days (95 %)",
+                  "latest days (95 %)", "note"], bold=True)
+        for r in report["capacityPlanning"]:
+            _row(ws, [r["metric"], r["series"], r["threshold"], r["days"],
+                      r.get("earliestDays"), r.get("latestDays"), r["note"]])
+        _row(ws, [])
+    if section_id in ("retention", "subscriptions") and report.get("churnModel"):
+        m = report["churnModel"]
+        if m["status"] != "ok":
+            _row(ws, ["churn model", m["note"]], bold=True)
+        else:
+            h = m["heldOut"]
+            _row(ws, ["churn model", m["method"], "held-out AUC", h["auc"], "Brier score",
+                      h["brierScore"], "held-out users", m["heldOutUsers"]], bold=True)
+            _row(ws, ["plan", "engagement", "users", "mean churn probability",
+                      "expected churners"], bold=True)
+            for seg in m["segments"]:
+                _row(ws, [seg["plan"], seg["engagement"], seg["users"],
+                          seg["meanChurnProbability"], seg["expectedChurners"]])
         _row(ws, [])
     if section_id == "incidents":
         _row(ws, ["alertname", "severity", "alert series"], bold=True)

@@ -10,7 +10,6 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import (
-    Image,
     PageBreak,
     Paragraph,
     SimpleDocTemplate,
@@ -19,7 +18,7 @@ from reportlab.platypus import (
     TableStyle,
 )
 
-from bridge.services.reports.charts import chart_png
+from bridge.services.reports.charts import chart, forecast_chart
 from bridge.services.reports.text import fmt, fmt_change
 
 STYLES = getSampleStyleSheet()
@@ -59,6 +58,7 @@ def _title_page(report: dict) -> list:
                                            else "n/a") + "."))
     out.append(_p("Figures are computed by Prometheus from Pulse's recording rules; groups of "
                   f"fewer than {q['kAnonymity']} users are suppressed."))
+    out.append(_p(report["metadata"]["rounding"]))
     out.append(PageBreak())
     return out
 
@@ -69,13 +69,15 @@ def _headlines(report: dict) -> list:
     rows = [["Metric", "Series", "Value", "Previous", "Change"]]
     for h in report["headlines"]:
         rows.append([h["metric"], h["series"], fmt(h["value"], h["unit"]),
-                     fmt(h["previous"], h["unit"]), fmt_change(h["changeRatio"])])
+                     fmt(h["previous"], h["unit"]),
+                     fmt_change(h["changeRatio"]) if h["changeRatio"] is not None
+                     else _p(h.get("changeNote") or "n/a")])
     return [_p("Headline numbers", "Heading1"), _table(rows), Spacer(1, 0.5 * cm)]
 
 
 def _item(item: dict) -> list:
     out = [_p(f"{item['metric']}: {item['title']}", "Heading3")]
-    out.append(Image(io.BytesIO(chart_png(item)), width=16 * cm, height=16 * cm * 2.6 / 7))
+    out.append(chart(item))
     if item["series"]:
         has_prev = "previous" in item["series"][0]
         header = ["Series", f"Value ({item['aggregation']})"]
@@ -97,38 +99,99 @@ def _extras(report: dict, sid: str) -> list:
     out = []
     if sid == "costs" and report.get("costs"):
         c = report["costs"]
-        rows = [["Cost", f"Amount ({c['currency']})"]]
-        for key in ("infrastructure", "aiProcessing", "support", "total", "perUser",
-                    "per1000Sessions"):
-            rows.append([key, fmt(c[key], "currency")])
+        rows = [["Category", "Currency", "Amount", "Basis", "Previous", "Change"]]
+        for r in c["rows"]:
+            rows.append([r["category"], r["currency"], fmt(r["amount"], "currency"),
+                         r["basis"], fmt(r["previous"], "currency"),
+                         fmt_change(r["changeRatio"])])
         out.append(_table(rows))
+        rows = [["Currency", "Booked", "Estimated", "Per user", "Per active subscription"]]
+        for cur in c["byCurrency"]:
+            rows.append([cur["currency"], fmt(cur["booked"], "currency"),
+                         fmt(cur["estimated"], "currency"), fmt(cur["perUser"], "currency"),
+                         fmt(cur["perActiveSubscription"], "currency")])
+        out += [Spacer(1, 0.2 * cm), _table(rows)]
     if sid == "feature_usage" and report.get("benchmarks"):
         b = report["benchmarks"]
-        rows = [["Feature", "Uses per session", "Industry", "Position"]]
-        for r in b["rows"]:
-            rows.append([r["feature"], fmt(r["usesPerSession"], "ratio"),
-                         fmt(r["industry"], "ratio"), r["position"] or "n/a"])
-        out += [_p(f"Industry benchmarks ({b['source']})", "Heading3"), _table(rows)]
+        out.append(_p("Industry benchmarks", "Heading3"))
+        if not b["configured"]:
+            out.append(_p(b["note"] + "."))
+        else:
+            rows = [["Metric", "Labels", "Ours", "Industry", "Position", "Source", "Date"]]
+            for r in b["rows"]:
+                unit = r.get("unit") or ""
+                rows.append([r["metric"], label_text(r["labels"]), fmt(r["ours"], unit),
+                             fmt(r["industry"], unit), r["position"] or "n/a",
+                             _p(r["source"]), r["date"]])
+            out.append(_table(rows, [2.6 * cm, 2.6 * cm, 1.6 * cm, 1.6 * cm, 1.4 * cm,
+                                     4 * cm, 1.6 * cm]))
     if sid == "incidents":
         rows = [["Alert", "Severity"]] + [[r["alertname"], r["severity"]]
                                           for r in report.get("incidents") or []]
         out.append(_table(rows))
+    if sid == "capacity" and report.get("capacityPlanning"):
+        rows = [["Metric", "Series", "Threshold", "Days", "95 % interval"]]
+        for r in report["capacityPlanning"]:
+            early, late = r.get("earliestDays"), r.get("latestDays")
+            rows.append([r["metric"], r["series"] or "-", fmt(r["threshold"], "ratio"),
+                         "n/a" if r["days"] is None else f"{r['days']:.1f}",
+                         "n/a" if early is None else
+                         f"{early:.1f} to {'beyond' if late is None else f'{late:.1f}'}"])
+        out.append(_table(rows))
+    if sid in ("retention", "subscriptions") and report.get("churnModel"):
+        out += _churn(report["churnModel"])
     if sid == "unit_economics" and report.get("ltv"):
         ltv = report["ltv"]
         out.append(_p(f"Lifetime value: {fmt(ltv['value'], 'currency')} ({ltv['formula']})."))
     return out
 
 
+def _churn(m: dict) -> list:
+    out = [_p("Churn prediction", "Heading3")]
+    if m["status"] != "ok":
+        return out + [_p(f"No churn model: {m['note']}.")]
+    h = m["heldOut"]
+    out.append(_p(f"{m['method']}; churn = {m['label']}. Held-out users "
+                  f"{m['heldOutUsers']}: AUC {h['auc']:.3f}, Brier score "
+                  f"{h['brierScore']:.3f} (base rate {h['baseRate']:.1%})."))
+    rows = [["Plan", "Engagement", "Users", "Mean churn probability", "Expected churners"]]
+    for s in m["segments"]:
+        rows.append([s["plan"], s["engagement"], fmt(s["users"], "count"),
+                     fmt(s["meanChurnProbability"], "ratio"),
+                     fmt(s["expectedChurners"], "count")])
+    out.append(_table(rows))
+    return out
+
+
+def label_text(labels: dict) -> str:
+    """Labels as k=v text."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
 def _forecasts(report: dict) -> list:
     if not report.get("forecasts"):
         return []
-    rows = [["Metric", "Series", "Trend", "In 7 days", "In 30 days"]]
+    items = {i["metric"]: i for s in report["sections"] for i in s["items"]}
+    out = [_p("Forecasts", "Heading1")]
+    rows = [["Metric", "Series", "Method", "Last point", "80 %", "95 %", "MASE (base)"]]
     for f in report["forecasts"]:
-        proj = {p["horizon"]: p["value"] for p in f["projections"]}
-        rows.append([f["metric"], f["series"], f.get("trend", "n/a"),
-                     fmt(proj.get("7d"), f["unit"]), fmt(proj.get("30d"), f["unit"])])
-    method = report["forecasts"][0]["method"]
-    return [_p("Forecasts", "Heading1"), _p(f"Method: {method}."), _table(rows)]
+        last = f["points"][-1] if f["points"] else None
+        bt = f.get("backtest") or {}
+        mase = ("n/a" if not bt.get("origins") else
+                f"{fmt(bt['model']['mase'])} ({fmt(bt['baseline']['mase'])})")
+        rows.append([f["metric"], f["series"], _p(f["method"] or "none"),
+                     fmt(last and last["value"], f["unit"]),
+                     "n/a" if not last else f"{fmt(last['low80'], f['unit'])} to "
+                                            f"{fmt(last['high80'], f['unit'])}",
+                     "n/a" if not last else f"{fmt(last['low95'], f['unit'])} to "
+                                            f"{fmt(last['high95'], f['unit'])}", mase])
+    out.append(_table(rows, [2.6 * cm, 1.6 * cm, 3.6 * cm, 1.8 * cm, 2.6 * cm, 2.6 * cm,
+                             1.8 * cm]))
+    for f in report["forecasts"]:
+        out.append(_p(f"{f['metric']}: {f['note']}."))
+        if f["points"] and f["metric"] in items:
+            out.append(forecast_chart(items[f["metric"]], f))
+    return out
 
 
 def to_pdf(report: dict) -> bytes:

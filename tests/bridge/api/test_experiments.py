@@ -1,22 +1,26 @@
 """Experiments: validation, durable storage, deterministic assignment, results."""
 
+import hashlib
+import random
 import signal
-import threading
-import time
+import uuid
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client import Counter as PromCounter
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from bridge import create_app
 from bridge.services.experiments import compute_results, slug
+from exporters.events.intake import canonical_json
+from pulse.profiles.experiments import project
 from tests.bridge.conftest import auth, bridge_config
 from tests.bridge.openapi_check import validate_response
-from tests.harness import free_port, pulse_env, wait_until, write_pulse_config
+from tests.harness import pulse_env, write_pulse_config
 from tests.strategies import JSON
 
 BASE = "/api/analytics/ai-experiments"
@@ -35,20 +39,21 @@ EXP = {
 }
 
 
-class FakeProm:
-    """Answers the two result queries from fixed numbers (unit tests only)."""
+def event(user, action, variant, platform="ios", **props):
+    """An experiment event in the demo's shape (demo/simulate.py)."""
+    return {"id": str(uuid.uuid4()), "timestamp": datetime.now(UTC).isoformat(),
+            "userId": user, "sessionId": f"s-{user}", "eventType": "ai_interaction",
+            "category": "experiment", "action": action,
+            "properties": {"experiment": "workout_gen_v2", "variant": variant, **props},
+            "deviceInfo": {"platform": platform, "appVersion": "1.0", "osVersion": "17"},
+            "privacyFlags": {"canTrack": True, "canProfile": True, "canShare": False,
+                             "consentDate": "2026-01-01T00:00:00Z", "consentVersion": "2.1"}}
 
-    def __init__(self, exposures, conversions):
-        self.exposures, self.conversions = exposures, conversions
-        self.queries = []
 
-    def query(self, expr, time=None):
-        self.queries.append((expr, time))
-        if "exposures" in expr:
-            return [{"metric": {"variant": v}, "value": [0, str(n)]}
-                    for v, n in self.exposures.items()]
-        return [{"metric": {"variant": v, "metric": m}, "value": [0, str(n)]}
-                for (v, m), n in self.conversions.items()]
+def record(app, events):
+    """Write events to the unit store as the intake's sink does."""
+    store = app.extensions["pulse.experiments"].units
+    store.add(*project(events, app.config["PULSE"].privacy.salt))
 
 
 def test_create_get_list_and_survive_restart(app, client, tmp_path):
@@ -131,8 +136,9 @@ def test_assignment_is_deterministic_and_matches_split(client):
                               {"variant": "wild", "percentage": 20}]}
     assert client.post(BASE, json=three, headers=auth("engineer")).status_code == 201
     url = f"{BASE}/three_way/assignment"
-    first = client.get(url, query_string={"unit": "user-42"}, headers=auth("analyst")).json
-    again = client.get(url, query_string={"unit": "user-42"}, headers=auth("analyst")).json
+    q = {"unit": "user-42", "platform": "ios"}
+    first = client.get(url, query_string=q, headers=auth("analyst")).json
+    again = client.get(url, query_string=q, headers=auth("analyst")).json
     assert first == again and first["active"] is True
     assert first["model"] == "workout_gen"
     # 100 000 units through the endpoint's own function, checked with a chi-square test.
@@ -148,44 +154,135 @@ def test_assignment_is_deterministic_and_matches_split(client):
                       headers=auth("analyst")).status_code == 404
 
 
-def test_results_by_hand(app, client):
+def test_results_count_units_not_events(app, client):
+    """Three exposures per user (one per recommendation, as the demo sends) count once."""
     client.post(BASE, json=EXP, headers=auth("engineer"))
-    app.extensions["pulse.prometheus"] = FakeProm(
-        {"control": 1000, "candidate": 1000},
-        {("control", "workout_completed"): 200, ("candidate", "workout_completed"): 250,
-         ("control", "recommendation_accepted"): 500,
-         ("candidate", "recommendation_accepted"): 500})
+    events = []
+    for variant, converters in (("control", 200), ("candidate", 250)):
+        for i in range(1000):
+            user = f"{variant}-{i}"
+            events += [event(user, "exposure", variant) for _ in range(3)]
+            if i < converters:
+                events += [event(user, "conversion", variant, metric="workout_completed")] * 2
+            if i < 500:
+                events.append(event(user, "conversion", variant,
+                                    metric="recommendation_accepted"))
+    # Ten users saw both variants: reported and excluded. Five are on the web, outside
+    # the audience (ios, android): excluded.
+    events += [event(f"control-{i}", "exposure", "candidate") for i in range(990, 1000)]
+    events += [event(f"web-{i}", "exposure", "control", platform="web") for i in range(5)]
+    record(app, events)
     body = client.get(f"{BASE}/workout_gen_v2", headers=auth("executive")).json
     res = body["results"]
-    assert res["status"] == "ok"
+    assert res["totalUnits"] == 1990 and res["excludedMultipleVariants"] == 10
+    assert res["excludedOutsideAudience"] == 5
+    units = {v["variant"]: v for v in res["variants"]}
+    assert units["control"]["units"] == 990 and units["candidate"]["units"] == 1000
+    assert units["control"]["excludedMultipleVariants"] == 10
+    assert units["control"]["metrics"]["workout_completed"]["conversions"] == 200
     comp = {c["metric"]: c for c in res["comparisons"]}
     wc = comp["workout_completed"]
-    # Hand-checked in tests/bridge/services/test_stats.py: z = 2.677398, p = 0.007419.
-    assert wc["zScore"] == pytest.approx(2.677398, abs=1e-6)
-    assert wc["pValue"] == pytest.approx(0.007419, abs=1e-6)
-    assert wc["significant"] is True
-    assert comp["recommendation_accepted"]["pValue"] == pytest.approx(1.0)
+    ref = confint_proportions_2indep(250, 1000, 200, 990, method="newcomb", compare="diff")
+    assert wc["confidenceInterval"] == pytest.approx(list(ref), abs=1e-12)
+    assert wc["absoluteDifference"] == pytest.approx(0.25 - 200 / 990)
+    assert wc["fixedHorizon"]["pValue"] == pytest.approx(
+        proportions_ztest([250, 200], [1000, 990])[1])
+    assert wc["bayesian"]["chanceToBeatControl"] > 0.99
+    assert wc["sequential"]["looks"] == 1
+    assert wc["power"]["requiredUnitsPerVariant"] > 0
+    assert wc["fixedHorizon"]["holmAdjustedPValue"] == pytest.approx(
+        multipletests([wc["fixedHorizon"]["pValue"],
+                       comp["recommendation_accepted"]["fixedHorizon"]["pValue"]],
+                      method="holm")[1][0])
+    assert comp["recommendation_accepted"]["verdict"] in ("keep_running",
+                                                          "no_detectable_difference")
+    assert "cuped" not in wc  # no pre-period values sent
     assert res["sampleRatioMismatch"]["mismatch"] is False
-    assert res["variants"][1]["metrics"]["workout_completed"]["rate"] == 0.25
-    assert 'experiment="workout_gen_v2"' in app.extensions["pulse.prometheus"].queries[0][0]
     doc = client.get("/api/openapi.json").json
     validate_response(doc, "Experiment", body)
     validate_response(doc, "ExperimentResults", res)
+
+
+def test_results_use_pre_period_values_for_cuped(app, client):
+    client.post(BASE, json={**EXP, "successMetrics": ["workout_completed"]},
+                headers=auth("engineer"))
+    rng = random.Random(3)
+    events = []
+    for variant in ("control", "candidate"):
+        for i in range(600):
+            pre = rng.randint(0, 10)
+            events.append(event(f"{variant}-{i}", "exposure", variant, preValue=pre))
+            if rng.random() < 0.05 + 0.08 * pre + (0.03 if variant == "candidate" else 0):
+                events.append(event(f"{variant}-{i}", "conversion", variant,
+                                    metric="workout_completed"))
+    record(app, events)
+    res = client.get(f"{BASE}/workout_gen_v2", headers=auth("analyst")).json["results"]
+    cuped = res["comparisons"][0]["cuped"]
+    assert cuped["unitsWithPreValue"] == 1200
+    assert cuped["standardError"] < cuped["unadjustedStandardError"]
+
+
+def _rows(counts: dict, start=1000.0):
+    return [(f"{v}-{i}".encode(), v, start + 1, "ios", None, None, None)
+            for v, n in counts.items() for i in range(n)]
 
 
 def test_results_flag_srm_and_not_enough_data():
     exp = {"trafficSplit": [{"variant": "a", "percentage": 50},
                             {"variant": "b", "percentage": 50}],
            "modelVariants": [{"name": "a", "control": True}, {"name": "b", "control": False}],
-           "successMetrics": ["workout_completed"]}
-    res = compute_results(exp, {"a": 5300, "b": 4700},
-                          {("a", "workout_completed"): 530, ("b", "workout_completed"): 470})
+           "successMetrics": ["workout_completed"], "startedAt": 1000.0}
+    conv = [(f"a-{i}".encode(), "a", "workout_completed", 1002.0) for i in range(530)]
+    res = compute_results(exp, _rows({"a": 5300, "b": 4700}), conv, 5000.0)
     assert res["sampleRatioMismatch"]["mismatch"] is True
     assert res["sampleRatioMismatch"]["chiSquare"] == pytest.approx(36.0)
-    res = compute_results(exp, {"a": 40, "b": 60}, {("a", "workout_completed"): 4})
+    assert res["comparisons"][0]["verdict"] == "invalid"
+    res = compute_results(exp, _rows({"a": 40, "b": 60}), conv[:4], 5000.0)
     assert res["status"] == "not_enough_data"
     assert res["comparisons"][0]["status"] == "not_enough_data"
     assert res["sampleRatioMismatch"]["status"] == "not_enough_data"
+
+
+def test_sequential_result_reads_every_day(app):
+    """Looks are day boundaries since the start; the p-value is their running minimum."""
+    exp = {"trafficSplit": [{"variant": "a", "percentage": 50},
+                            {"variant": "b", "percentage": 50}],
+           "modelVariants": [{"name": "a", "control": True}, {"name": "b", "control": False}],
+           "successMetrics": ["workout_completed"], "startedAt": 0.0}
+    rows, conv = [], []
+    for day in range(5):
+        for v, rate in (("a", 0.1), ("b", 0.3)):
+            for i in range(200):
+                unit = f"{v}-{day}-{i}".encode()
+                rows.append((unit, v, day * 86400.0 + 10, "ios", None, None, None))
+                if i < rate * 200:
+                    conv.append((unit, v, "workout_completed", day * 86400.0 + 20))
+    res = compute_results(exp, rows, conv, 5 * 86400.0 - 1)
+    c = res["comparisons"][0]
+    assert c["sequential"]["looks"] == 5
+    assert c["sequential"]["pValue"] < 0.05 and c["verdict"] == "variant_better"
+    low, high = c["sequential"]["confidenceSequence"]
+    assert low < 0.2 < high and low > 0
+
+
+def test_audience_is_applied_in_assignment(client):
+    client.post(BASE, json={**EXP, "targetAudience": {"platforms": ["ios"], "plans": ["annual"],
+                                                      "newUsersOnly": True}},
+                headers=auth("engineer"))
+    url = f"{BASE}/workout_gen_v2/assignment"
+    ok = {"unit": "u1", "platform": "ios", "plan": "annual", "newUser": "true"}
+    body = client.get(url, query_string=ok, headers=auth("analyst")).json
+    assert body["inAudience"] is True and body["variant"] in ("control", "candidate")
+    for change, words in (({"platform": "web"}, "platform web"), ({"plan": "monthly"}, "plan"),
+                          ({"newUser": "false"}, "new user")):
+        body = client.get(url, query_string={**ok, **change}, headers=auth("analyst")).json
+        assert body["variant"] is None and body["inAudience"] is False
+        assert words in body["reason"]
+    body = client.get(url, query_string={"unit": "u1"}, headers=auth("analyst")).json
+    assert body["variant"] is None and "unknown" in body["reason"]
+    for field, value in (("platform", "tv"), ("newUser", "yes"), ("plan", "Bad Plan")):
+        resp = client.get(url, query_string={**ok, field: value}, headers=auth("analyst"))
+        assert resp.status_code == 400 and resp.json["error"]["details"][0]["field"] == field
 
 
 def test_results_bad_parameters(client):
@@ -196,61 +293,29 @@ def test_results_bad_parameters(client):
     assert client.get(f"{BASE}/unknown", headers=auth("analyst")).status_code == 404
 
 
-def test_results_unreachable_prometheus_is_503(client):
-    client.post(BASE, json=EXP, headers=auth("engineer"))
-    assert client.get(f"{BASE}/workout_gen_v2", headers=auth("analyst")).status_code == 503
-
-
-@pytest.mark.integration
-def test_results_from_real_prometheus(tmp_path, prometheus_factory):
-    """Exposures and conversions scraped by a real Prometheus give the experiment's results."""
-    registry = CollectorRegistry()
-    exposures = PromCounter("ai_experiment_exposures", "exposures", ["experiment", "variant"],
-                            registry=registry)
-    conversions = PromCounter("ai_experiment_conversions", "conversions",
-                              ["experiment", "variant", "metric"], registry=registry)
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
-    try:
-        prom = prometheus_factory(targets={"events": [f"127.0.0.1:{port}"]})
-        cfg = bridge_config(tmp_path, prometheus={"url": prom.url})
-        client = create_app(cfg).test_client()
-        assert client.post(BASE, json=EXP, headers=auth("engineer")).status_code == 201
-        for variant in ("control", "candidate"):
-            exposures.labels("workout_gen_v2", variant)
-            conversions.labels("workout_gen_v2", variant, "workout_completed")
-        prom.wait_for_value('count(ai_experiment_exposures_total{experiment="workout_gen_v2"})',
-                            lambda v: v == 2, timeout=60)
-        stop = threading.Event()
-
-        def feed():
-            # 50/50 exposures; control converts 20 %, the candidate 40 %.
-            while not stop.is_set():
-                for variant, rate in (("control", 2), ("candidate", 4)):
-                    exposures.labels("workout_gen_v2", variant).inc(10)
-                    conversions.labels("workout_gen_v2", variant, "workout_completed").inc(rate)
-                time.sleep(0.1)
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-
-        def results():
-            body = client.get(f"{BASE}/workout_gen_v2", headers=auth("analyst")).json
-            res = body["results"]
-            # Enough volume that one in-flight feeder tick cannot move a rate by 0.03.
-            return res if res["status"] == "ok" and res["totalExposures"] >= 1000 else None
-        res = wait_until(results, timeout=60, interval=1, message="enough exposures")
-        stop.set()
-        feeder.join()
-        rates = {v["variant"]: v["metrics"]["workout_completed"]["rate"] for v in res["variants"]}
-        assert rates["control"] == pytest.approx(0.2, abs=0.03)
-        assert rates["candidate"] == pytest.approx(0.4, abs=0.03)
-        comp = res["comparisons"][0]
-        assert comp["variant"] == "candidate" and comp["significant"] is True
-        assert res["sampleRatioMismatch"]["mismatch"] is False
-        assert requests.get(f"{prom.url}/-/ready", timeout=5).ok
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_demo_exposures_through_the_intake(tmp_path):
+    """The demo's events through the real intake app reach the bridge's results per user."""
+    from exporters.events import create_app as intake_app
+    cfg = bridge_config(tmp_path)
+    bridge = create_app(cfg).test_client()
+    assert bridge.post(BASE, json=EXP, headers=auth("engineer")).status_code == 201
+    intake = intake_app(cfg).test_client()
+    events = []
+    for i in range(300):
+        variant = ("control", "candidate")[i % 2]
+        # Several exposures per user, as the demo sends one per recommendation.
+        events += [event(f"user-{i}", "exposure", variant) for _ in range(4)]
+    for start in range(0, len(events), 500):
+        part = events[start:start + 500]
+        resp = intake.post("/api/analytics/events/batch",
+                           json={"batchId": str(uuid.uuid4()), "events": part,
+                                 "checksums": [hashlib.sha256(canonical_json(e)).hexdigest()
+                                               for e in part]})
+        assert resp.status_code == 200 and resp.json["accepted"] == len(part), resp.data
+    res = bridge.get(f"{BASE}/workout_gen_v2", headers=auth("analyst")).json["results"]
+    assert res["totalUnits"] == 300
+    assert {v["variant"]: v["units"] for v in res["variants"]} == {"control": 150,
+                                                                   "candidate": 150}
 
 
 @settings(max_examples=80, deadline=None,

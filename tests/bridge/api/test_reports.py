@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 from pypdf import PdfReader
 
-from bridge.services.reports.build import forecast, linear_fit
+from bridge.services.reports.build import _item, forecast
 from bridge.services.reports.scheduler import ReportScheduler, last_due, period
 from bridge.services.reports.text import fmt, fmt_change
 from tests.bridge.analytics_fake import NOW
@@ -119,7 +119,7 @@ def test_pdf_report_has_headlines_and_notes(client, fake):
     assert resp.mimetype == "application/pdf"
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(resp.data)).pages)
     for needle in ("Technical report", "Headline numbers", "Availability against the SLO",
-                   "Capacity and scaling", "Data quality", "Forecasts", "linear regression"):
+                   "Capacity and scaling", "Data quality", "Forecasts"):
         assert needle in text
 
 
@@ -130,17 +130,32 @@ def test_formats():
     assert fmt(None, "ratio") == "n/a" and fmt_change(-0.051) == "-5.1%"
 
 
-def test_linear_forecast_names_its_method():
-    assert linear_fit([(0, 1), (1, 2)]) is None
-    slope, intercept = linear_fit([(0, 1.0), (1, 3.0), (2, 5.0)])
-    assert (slope, intercept) == pytest.approx((2.0, 1.0))
+def test_report_forecast_has_intervals_backtest_and_times():
     day = 86400
-    item = {"metric": "signups", "unit": "count", "timestamps": [0, day, 2 * day],
-            "series": [{"name": "total", "values": [10.0, 12.0, 14.0]}]}
-    f = forecast(item, 2 * day, day)
-    assert f["trend"] == "rising" and "linear regression" in f["method"]
-    assert f["projections"][0] == {"horizon": "7d", "time": "1970-01-10T00:00:00Z",
-                                   "value": pytest.approx(28.0)}
+    item = {"metric": "signups", "unit": "count", "timestamps": [i * day for i in range(28)],
+            "series": [{"name": "total", "values": [float(10 + i % 7) for i in range(28)]}]}
+    f = forecast(item, 27 * day, day)
+    assert f["points"][0]["time"] == "1970-01-29T00:00:00Z" and len(f["points"]) == 7
+    assert f["backtest"]["origins"] >= 2 and f["baseline"] == "seasonal naive"
+    assert all(p["low95"] <= p["value"] <= p["high95"] and p["low95"] >= 0
+               for p in f["points"])
+    assert "baseline" in f["note"]
+
+
+def test_counts_are_integers_and_empty_segments_left_out():
+    from bridge.services.analytics import MetricResult, catalogue
+    defs = catalogue()
+    res = MetricResult(defs["revenue"], "q", [0, 3600], [({"currency": "USD"}, [1.5, 2.5]),
+                                                         ({"currency": "EUR"}, [0.0, None])])
+    item = _item(res, 3600, None)
+    assert [s["name"] for s in item["series"]] == ["currency=USD"]
+    assert item["leftOut"] == ["currency=EUR"]
+    day = 86400  # a step of the metric's window: the range's figure is the sum
+    res = MetricResult(defs["signups"], "q", [0, day], [({}, [121.88, 3.4])])
+    prev = MetricResult(defs["signups"], "q", [0, day], [({}, [0.2, 0.1])])
+    s = _item(res, day, prev)["series"][0]
+    assert s["values"] == [122, 3] and s["value"] == 125 and isinstance(s["value"], int)
+    assert s["previous"] == 0 and "previous period is 0" in s["changeNote"]
 
 
 @pytest.mark.parametrize("cadence, at, now, due, start", [
@@ -231,3 +246,20 @@ def test_concurrent_reports(app, fake):
         assert status == 200
         text = PdfReader(io.BytesIO(data)).pages[0].extract_text()
         assert f"{rtype.capitalize()} report" in text
+
+
+@pytest.mark.parametrize("span, pattern", [
+    (3600, r"^(\w{3} \d{2} )?\d{2}:\d{2}$"), (2 * 86400, r"^(\w{3} \d{2} )?\d{2}:\d{2}$"),
+    (30 * 86400, r"^\w{3} \d{2}$"), (365 * 86400, r"^\w{3} \d{4}$")])
+def test_time_axes_are_readable_from_an_hour_to_a_year(span, pattern):
+    import re
+
+    from bridge.services.reports.charts import time_ticks
+    end = 1_790_000_000.0
+    ticks = time_ticks(end - span, end)
+    assert 3 <= len(ticks) <= 7, ticks
+    assert all(end - span <= t <= end for t, _ in ticks)
+    assert all(re.match(pattern, label) for _, label in ticks), ticks
+    # The date is named on the first tick of a sub-day axis.
+    if span <= 2 * 86400:
+        assert re.match(r"^\w{3} \d{2} ", ticks[0][1])

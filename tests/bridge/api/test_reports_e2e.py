@@ -245,19 +245,20 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _report(bridge, end, fmt_name: str, rtype: str = "executive") -> bytes:
+def _report(bridge, end, fmt_name: str, rtype: str = "executive",
+            granularity: str = "hour") -> bytes:
     resp = bridge.post("/api/analytics/reports/generate", headers=auth("analyst"), json={
         "reportType": rtype, "timeRange": _range(end, 3), "includeComparisons": True,
-        "format": fmt_name, "deliveryMethod": "download", "granularity": "hour"})
+        "format": fmt_name, "deliveryMethod": "download", "granularity": granularity})
     assert resp.status_code == 200, resp.data[:500]
     return resp.data
 
 
 @pytest.fixture(scope="module")
 def executive(history, bridge):
-    """The executive report over the last 3 h of the history in all three formats."""
+    """The executive report over the last 3 h of the history (per minute), in all formats."""
     _, end = history
-    return {f: _report(bridge, end, f) for f in ("json", "excel", "pdf")}
+    return {f: _report(bridge, end, f, granularity="minute") for f in ("json", "excel", "pdf")}
 
 
 def test_json_report_matches_direct_promql(history, executive):
@@ -271,11 +272,16 @@ def test_json_report_matches_direct_promql(history, executive):
         item = items[name]
         assert item["series"], name
         for s in item["series"]:
-            for t, v in zip(item["timestamps"], s["values"], strict=True):
+            # Per minute over 3 h: every 20th point and the last one, straight from PromQL.
+            pairs = list(zip(item["timestamps"], s["values"], strict=True))
+            for t, v in pairs[::20] + pairs[-1:]:
                 rows = prom.query(item["promql"], time_=t)
                 direct = {tuple(sorted((k, r["metric"].get(k, "")) for k in s["labels"])):
                           float(r["value"][1]) for r in rows}
-                assert v == pytest.approx(direct[tuple(sorted(s["labels"].items()))]), name
+                want = direct[tuple(sorted(s["labels"].items()))]
+                # Counts are rounded to integers (build.ROUNDING), exactly.
+                assert v == (round(want) if item["unit"] == "count" else pytest.approx(want)), \
+                    (name, v, want)
     # Independent of the catalogue: accuracy from the raw counters over the last hour.
     raw = prom.query('sum(increase(ai_recommendations_total{outcome="accepted"}[1h])) / '
                      'sum(increase(ai_recommendations_total{outcome!="ignored"}[1h]))',
@@ -290,9 +296,24 @@ def test_json_report_matches_direct_promql(history, executive):
     headline = {(h["metric"], h["series"]): h for h in report["headlines"]}
     rev = headline[("revenue", "currency=USD")]
     assert rev["previous"] > 0 and rev["changeRatio"] is not None
-    assert report["forecasts"] and "linear regression" in report["forecasts"][0]["method"]
-    bench = {r["feature"]: r for r in report["benchmarks"]["rows"]}
-    assert bench["workout_player"]["usesPerSession"] > 0
+    # Counts are integers: no fractional count anywhere (Prometheus's increases are).
+    for item in items.values():
+        if item["unit"] == "count":
+            for s in item["series"]:
+                for v in [*s["values"], s["value"], s.get("previous")]:
+                    assert v is None or isinstance(v, int), (item["metric"], v)
+    # Forecasts: a model or the baseline, with intervals and the backtest error.
+    assert report["forecasts"]
+    for f in report["forecasts"]:
+        assert f["points"] and f["backtest"]["origins"] >= 1, f
+        assert f["backtest"]["baseline"]["mase"] is not None and "baseline" in f["note"]
+        for p in f["points"]:
+            assert p["low95"] <= p["low80"] <= p["value"] <= p["high80"] <= p["high95"]
+    # Without a benchmark file: no made-up figures.
+    assert report["benchmarks"] == {"configured": False, "rows": [],
+                                    "note": "no industry benchmark configured"}
+    # Empty segments are left out: EUR has revenue, so both currencies are rows here.
+    assert {s["name"] for s in items["revenue"]["series"]} == {"currency=USD", "currency=EUR"}
     # Distinct users: platform="all", never the sum of the platforms (213 for the day).
     assert headline[("active_users", "total")]["value"] == ACTIVE_USERS["1d"]["all"]
     assert headline[("monthly_active_users", "total")]["value"] == ACTIVE_USERS["30d"]["all"]
@@ -342,8 +363,10 @@ def test_pdf_text_carries_the_json_numbers_and_renders_charts(executive, tmp_pat
     assert "Executive report" in text and "Data quality" in text
     for h in report["headlines"]:
         assert fmt(h["value"], h["unit"]) in text, h
-        assert fmt_change(h["changeRatio"]) in text, h
-    assert "linear regression" in text
+        if h["changeRatio"] is not None:
+            assert fmt_change(h["changeRatio"]) in text, h
+    assert "no industry benchmark configured" in text
+    assert "Forecasts" in text and "MASE" in text
     assert "Stale source" in text
     if shutil.which("pdftoppm") is None:
         pytest.fail(f"`pdftoppm` is missing; install it with: {POPPLER} "
@@ -366,10 +389,25 @@ def test_business_and_technical_reports(history, bridge):
     prom, end = history
     business = json.loads(_report(bridge, end, "json", "business"))
     costs = business["costs"]
-    assert costs["cpuCores"] == 2 and costs["infrastructure"] > 0 and costs["total"] > 0
-    # Cost per user over the distinct monthly active users (900), not a platform sum.
+    rows = {r["category"]: r for r in costs["rows"]}
+    # Booked costs straight from business_costs_total; support is not booked: an estimate.
+    for category in ("infrastructure", "ai_processing"):
+        direct = prom.query(f'sum(increase(business_costs_total{{category="{category}"}}'
+                            f'[3h]))', time_=end)
+        assert rows[category]["basis"] == "booked"
+        assert rows[category]["amount"] == pytest.approx(float(direct[0]["value"][1]))
+    assert rows["support"]["basis"] == "estimate" and "support_per_ticket" in \
+        rows["support"]["method"]
+    assert any("ESTIMATE" in n and "support" in n for n in costs["notes"])
+    usd = next(c for c in costs["byCurrency"] if c["currency"] == "USD")
+    booked = rows["infrastructure"]["amount"] + rows["ai_processing"]["amount"]
+    assert usd["booked"] == pytest.approx(booked)
+    # Per user over the distinct monthly active users (900), not a platform sum; per
+    # active subscription over the 120 active subscriptions.
     assert costs["activeUsers"] == ACTIVE_USERS["30d"]["all"]
-    assert costs["perUser"] == pytest.approx(costs["total"] / ACTIVE_USERS["30d"]["all"])
+    assert usd["perUser"] == pytest.approx(usd["total"] / ACTIVE_USERS["30d"]["all"])
+    assert usd["bookedPerActiveSubscription"] == pytest.approx(
+        booked / sum(SUBSCRIPTIONS_ACTIVE.values()))
     items = {i["metric"]: i for s in business["sections"] for i in s["items"]}
     revenue_1d = prom.query("sum(increase(business_revenue_total[1d]))", time_=end)
     arpu = sum(s["values"][-1] for s in items["arpu"]["series"])
@@ -383,7 +421,37 @@ def test_business_and_technical_reports(history, bridge):
     assert 0.1 < p95 < 2
     assert technical["slo"]["objective"] == pytest.approx(0.995)
     assert technical["scaling"][0]["action"] == "none"
+    capacity = technical["capacityPlanning"]
+    assert capacity and all("threshold" in r and "note" in r for r in capacity)
     assert not math.isnan(items["api_error_ratio"]["series"][0]["value"])
+
+
+def test_benchmarks_from_a_user_file(history, tmp_path):
+    """A validated benchmark file's figures beside ours; an invalid one is named, not used."""
+    prom, end = history
+    good = tmp_path / "benchmarks.yml"
+    good.write_text("benchmarks:\n"
+                    "  - {metric: feature_adoption, labels: {feature: workout_player},\n"
+                    "     value: 0.3, unit: ratio, source: Example survey 2025, date: 2025-06}\n"
+                    "  - {metric: workout_completion_rate, value: 0.7, unit: ratio,\n"
+                    "     source: Example survey 2025, date: 2025-06-01}\n")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("benchmarks:\n  - {metric: feature_adoption, value: 0.3}\n")
+    for path, configured in ((good, True), (bad, False)):
+        cfg = bridge_config(tmp_path / path.stem, prometheus={"url": prom.url},
+                            alertmanager={"url": "http://127.0.0.1:9"},
+                            bridge={"reports": {"benchmarks": {"file": str(path)}}})
+        report = json.loads(_report(create_app(cfg).test_client(), end, "json"))
+        b = report["benchmarks"]
+        assert b["configured"] is configured, b
+        if configured:
+            rows = {r["metric"]: r for r in b["rows"]}
+            ours = rows["feature_adoption"]["ours"]
+            assert ours is not None and 0 < ours < 1
+            assert rows["feature_adoption"]["source"] == "Example survey 2025"
+            assert rows["workout_completion_rate"]["date"] == "2025-06-01"
+        else:
+            assert "is invalid" in b["note"] and "source" in b["note"] and b["rows"] == []
 
 
 def test_emailed_report_arrives_with_its_attachment(history, bridge, smtp):
