@@ -271,7 +271,7 @@ def test_sigkill_during_writes_leaves_files_and_history_consistent(stack):
         with sqlite3.connect(stack.data_dir / "bridge" / "rules.sqlite") as db:
             pending += db.execute("SELECT count(*) FROM versions WHERE state='pending'"
                                   ).fetchone()[0]
-        store = RuleStore(stack.data_dir, stack.app.extensions["pulse.prometheus"])
+        store = RuleStore(stack.data_dir, stack.app.extensions["pulse.rulestore"].prometheus)
         with sqlite3.connect(store.db_path) as db:
             assert db.execute("SELECT count(*) FROM versions WHERE state='pending'"
                               ).fetchone()[0] == 0
