@@ -10,6 +10,7 @@ from bridge.auth import require
 from bridge.errors import bad_request
 from bridge.services import EXPERIMENTS, now, service
 from bridge.services import experiments as svc
+from bridge.validation import request_body
 
 bp = Blueprint("experiments", __name__, url_prefix="/api/analytics/ai-experiments")
 
@@ -22,7 +23,9 @@ def _store() -> svc.ExperimentStore:
 @require("experiments:write")
 def create():
     """Validate and store an ExperimentRequest; 201 with the experiment and its id."""
-    exp = svc.validate_experiment(request.get_json(silent=True))
+    # The published schema first (shapes, types, unknown keys), by the one validator; then
+    # what a schema cannot say (unique names, splits summing to 100, duration bounds).
+    exp = svc.validate_experiment(request_body())
     at = now(current_app)
     return svc.public(svc.create(_store(), exp, at), at), 201
 
