@@ -76,6 +76,10 @@ def run_lifecycle(am: harness.AlertmanagerServer, pd, og) -> None:
     am.post_alerts([a, b])
     wait_until(lambda: any("[FIRING:2]" in ((e["body"] or {}).get("payload") or {}).get(
         "summary", "") for e in pd.successful()), 30, message="PagerDuty: the group of 2")
+    # Both tools, before the resolve: each is sent on its own, so one may lag the other.
+    wait_until(lambda: pd.incidents and og.incidents and all(
+        i["updates"] >= 2 for tool in (pd, og) for i in tool.incidents.values()), 30,
+        message="both tools: the repeat and the group of 2 reached the open incident")
     now = datetime.now(UTC)
     am.post_alerts([dict(x, endsAt=iso(now)) for x in (a, b)])
     wait_until(lambda: pd.incidents and all(i["state"] == "resolved"
