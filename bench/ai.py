@@ -32,6 +32,18 @@ from pulse.config import validate  # noqa: E402
 from pulse.fileio import write_atomic  # noqa: E402
 from tests.harness import free_port  # noqa: E402
 
+# The AI exporter's API needs a token with ai:write (pulse.access), as model-ops jobs send.
+BENCH_TOKENS = {"tokens": [{"name": "bench", "role": "engineer",
+                            "token": "bench-token-0123456789"}]}
+
+
+def ai_client(cfg):
+    """The AI exporter in process and a test client sending the bench's token."""
+    app = ai_app(cfg)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = "Bearer bench-token-0123456789"
+    return app, client
+
 
 def median_us(fn, n: int) -> float:
     """Median microseconds of fn over n calls (after a short warm-up)."""
@@ -87,9 +99,9 @@ def serve(app, port: int):
 
 def bench_scrape(tmp: Path) -> None:
     cfg = validate({"data_dir": str(tmp / "ai"), "privacy": {"salt": "s" * 32},
+                    "bridge": BENCH_TOKENS,
                     "exporters": {"ai": {"drift": {"min_observations": 10}}}}, "bench", {})
-    app = ai_app(cfg)
-    c = app.test_client()
+    app, c = ai_client(cfg)
     edges = [i / 10 for i in range(11)]
     for m in range(50):
         model = f"model_{m}"
@@ -143,9 +155,9 @@ def bench_scrape(tmp: Path) -> None:
 
 
 def bench_observations(tmp: Path) -> None:
-    cfg = validate({"data_dir": str(tmp / "obs"), "privacy": {"salt": "s" * 32}}, "bench", {})
-    app = ai_app(cfg)
-    c = app.test_client()
+    cfg = validate({"data_dir": str(tmp / "obs"), "privacy": {"salt": "s" * 32},
+                    "bridge": BENCH_TOKENS}, "bench", {})
+    app, c = ai_client(cfg)
     edges = [i / 10 for i in range(11)]
     c.post("/api/analytics/ai/drift/reference", json={
         "model": "m", "feature": "score", "bins": edges, "counts": [10] * 10})

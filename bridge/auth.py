@@ -4,7 +4,6 @@ the audit of every request (pulse.access, pulse.audit)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import wraps
 
 from flask import Flask, current_app, g, request
@@ -21,29 +20,14 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     hash_token,
 )
 from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
+from pulse.service import add_access
 
 
 def init_app(app: Flask) -> None:
-    """Attach the token store and audit log, and audit every request after it is answered."""
+    """Attach the token store and the audit chain shared by every process of the data dir
+    (pulse.service.add_access: guarded requests and every 401/403 are recorded)."""
     cfg = app.config["PULSE"]
-    app.extensions["pulse.tokens"] = TokenStore(cfg.bridge.tokens)
-    app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
-
-    @app.after_request
-    def audit(response):
-        if request.path.startswith(("/api/", "/prometheus/")):
-            principal = g.get("principal")
-            app.extensions["pulse.audit"].append({
-                "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "who": principal.name if principal else g.get("auth_failure", "anonymous"),
-                "role": principal.role if principal else None,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "outcome": "allowed" if response.status_code < 400 else "refused"
-                if response.status_code in (401, 403) else "error",
-            })
-        return response
+    add_access(app, cfg, "bridge", TokenStore(cfg.bridge.tokens))
 
 
 def current_principal() -> Principal:
@@ -80,6 +64,7 @@ def current_tenant() -> str:
         raise ApiError(403, "forbidden", f"this token may not use tenant {tenant!r}",
                        [{"field": "X-Scope-OrgID", "problem": f"tenant {tenant!r} not allowed "
                          "for this token (bridge.tokens[].tenants)"}])
+    g.tenant = tenant  # for the request's audit record
     return tenant
 
 

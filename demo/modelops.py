@@ -71,7 +71,7 @@ class ModelOps:
     """Plays the evaluation, drift-monitoring and cost-booking jobs once per simulated hour."""
 
     def __init__(self, ai_url: str, sender, scenario, sim_stats: dict,
-                 period: float, rng: random.Random | None = None):
+                 period: float, rng: random.Random | None = None, token: str | None = None):
         self.ai_url = ai_url.rstrip("/")
         self.sender = sender
         self.scenario = scenario
@@ -79,6 +79,9 @@ class ModelOps:
         self.period = period
         self.rng = rng or random.Random()
         self.http = requests.Session()
+        if token:
+            # The exporter's API needs ai:write (pulse.access); the token is never logged.
+            self.http.headers["Authorization"] = f"Bearer {token}"
         self.references: set[tuple[str, str]] = set()
         self._last = {"recommendations": 0, "sessions": 0}
         self._thread: threading.Thread | None = None

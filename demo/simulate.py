@@ -29,6 +29,7 @@ import requests
 from demo.disk import DiskFiller
 from demo.modelops import ModelOps
 from demo.scenarios import CRASHING, DEGRADED_MODEL, LATENCY_ROUTE, ScenarioWatch
+from pulse.access import token_for
 from pulse.config import Config, parse_duration
 from pulse.log import setup
 from pulse.service import load_or_exit
@@ -669,7 +670,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda s, f: stop.set())
     # The back office: evaluations, drift monitoring and cost booking per simulated hour.
     ModelOps(ai_url(cfg), sender, sim.scenario, sim.stats, period=sim.day_length / 24,
-             rng=random.Random(rng.random())).start(stop)
+             rng=random.Random(rng.random()),
+             token=token_for(cfg.bridge.tokens, "ai:write")).start(stop)
     log.info("simulating %d users (speed %s, day %s) -> %s and %s", len(users), sim.speed,
              cfg.demo.day_length, api, intake)
     try:

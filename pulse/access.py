@@ -1,7 +1,9 @@
 """Who may do what, for every Pulse process: roles -> permissions, tokens, credentials.
 
-The bridge and the intake both authenticate with these (seed NF-009); each maps a refusal
-(`AccessDenied`) to its own JSON error. The audit log of requests stays with the bridge.
+Every Pulse process authenticates with these (seed NF-009): the bridge through its
+`require`, the others through pulse.service's `guard`; each maps a refusal (`AccessDenied`)
+to a JSON error. Every process records its guarded requests and its refusals in the data
+dir's one audit chain (pulse.audit).
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
         # The intake's dead letters (scrubbed rejected events): admin and engineer only.
         "events:dead_letters",
+        # Reporting to the AI exporter (evaluations, drift, inference: model-ops jobs), and
+        # the integrations exporter's /probe (it makes the host connect wherever it is told).
+        "ai:write", "integrations:probe",
+        "runbooks:read",
     }),
     "analyst": frozenset({
         "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
-        "ai:read", "experiments:read", "datasets:generate",
+        "ai:read", "experiments:read", "datasets:generate", "runbooks:read",
     }),
     "executive": frozenset({
         "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
@@ -38,7 +44,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     # Read-only, time-limited (tokens of auditors must carry an expiry).
     "auditor": frozenset({
         "rules:read", "alerts:read", "health:read", "metrics:read", "dashboards:read",
-        "ai:read", "experiments:read", "audit:read",
+        "ai:read", "experiments:read", "audit:read", "runbooks:read",
     }),
 }
 
@@ -100,6 +106,15 @@ class TokenStore:
                     return None
                 return principal
         return None
+
+
+def token_for(tokens, permission: str) -> str | None:
+    """The first configured token (bridge.tokens entries) whose role holds permission, for a
+    Pulse job that calls another process (the demo's model-ops jobs); None when none does."""
+    for t in tokens:
+        if Principal(t["name"], t["role"]).can(permission) and not t.get("expires"):
+            return t["token"]
+    return None
 
 
 class AccessDenied(Exception):

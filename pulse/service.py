@@ -1,4 +1,5 @@
-"""What every Pulse HTTP process shares: /metrics, health endpoints and the WSGI server."""
+"""What every Pulse HTTP process shares: /metrics, health endpoints, the WSGI server, and
+access control with its audit (the one role table, pulse.access; the one chain, pulse.audit)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import wraps
 
-from flask import Flask, Response
+from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from pulse import __version__
+from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials
+from pulse.audit import AuditLog, audit_log_path, request_record
 from pulse.config import Config, ConfigError, load_config, split_listen
 from pulse.log import register_secrets, setup
 
@@ -38,6 +42,71 @@ def add_standard_routes(app: Flask, registry: CollectorRegistry, component: str)
     def ready():
         """Readiness: the process is serving."""
         return {"status": "ready", "component": component}
+
+
+def add_access(app: Flask, cfg: Config, component: str,
+               tokens: TokenStore | None = None) -> None:
+    """Give app the stack's tokens (bridge.tokens) and the data dir's audit chain, and record
+    every request to a guarded route (allowed or refused) and every 401/403 of app.
+
+    Allowed requests to open routes (/metrics, health, accepted ingest) are not recorded:
+    they are the bulk of the traffic, and are counted by metrics instead."""
+    app.extensions["pulse.tokens"] = tokens or TokenStore(cfg.bridge.tokens)
+    app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
+    app.extensions["pulse.component"] = component
+    app.after_request(_audit_response)
+
+
+def _audit_response(response: Response) -> Response:
+    view = current_app.view_functions.get(request.endpoint) if request.url_rule else None
+    permission = getattr(view, "permission", None)
+    status = response.status_code
+    if permission is None and status not in (401, 403):
+        return response
+    principal = g.get("principal")
+    current_app.extensions["pulse.audit"].append(request_record(
+        current_app.extensions["pulse.component"],
+        who=principal.name if principal else g.get("auth_failure", "anonymous"),
+        role=principal.role if principal else None, tenant=g.get("tenant"),
+        method=request.method,
+        route=request.url_rule.rule if request.url_rule else request.path,
+        path=request.path, status=status, permission=permission,
+        cause=g.get("auth_failure") or ("forbidden" if status == 403 else None),
+        reason=g.get("step_up_reason")))
+    return response
+
+
+def authorize(permission: str):
+    """The request's principal (bearer token, or Basic auth with the token as password) when
+    it holds permission; AccessDenied 401/403 otherwise (noted for the audit record)."""
+    token = credentials(request.headers.get("Authorization", ""))[0]
+    try:
+        principal = authenticate(current_app.extensions["pulse.tokens"], token)
+    except AccessDenied as exc:
+        g.auth_failure = exc.reason
+        raise
+    g.principal = principal
+    check(principal, permission)
+    return principal
+
+
+def guard(permission: str) -> Callable:
+    """Decorator for a view of a process with `add_access`: 401 without a valid token, 403
+    naming the permission when the token's role lacks it (JSON in the house shape)."""
+    def decorate(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            try:
+                authorize(permission)
+            except AccessDenied as exc:
+                code = "unauthorized" if exc.status == 401 else "forbidden"
+                return jsonify({"error": {"code": code, "message": exc.message,
+                                          "details": exc.details}}), exc.status
+            return view(*args, **kwargs)
+        # What the route-coverage test and the audit read, as on the bridge's `require`.
+        wrapper.permission = permission
+        return wrapper
+    return decorate
 
 
 def parse_args(component: str, argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,17 +22,6 @@ from pulse.config import validate
 
 PROCESSES = ("bridge", "exporters.events", "exporters.ai", "exporters.integrations",
              "exporters.infrastructure")
-# Routes of issue 18 not behind a role yet, each to move into the role table (the test
-# below fails once one is guarded or gone, so this list can only shrink).
-NOT_YET_GUARDED = {
-    ("bridge", "/runbooks"),
-    ("exporters.ai", "/api/analytics/ai/evaluations"),
-    ("exporters.ai", "/api/analytics/ai/drift/reference"),
-    ("exporters.ai", "/api/analytics/ai/drift/observations"),
-    ("exporters.ai", "/api/analytics/ai/drift"),
-    ("exporters.ai", "/api/analytics/ai/inference"),
-    ("exporters.integrations", "/probe"),
-}
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
@@ -80,8 +69,6 @@ def test_every_flask_route_names_a_permission_of_the_role_table_or_is_open(apps)
     problems = []
     for process, method, route, view in _flask_routes(apps):
         permission = getattr(view, "permission", None)
-        if (process, route) in NOT_YET_GUARDED:
-            continue
         if _open(process, route):
             if permission is not None:
                 problems.append(f"{process} {method} {route}: listed open but guarded by "
@@ -108,19 +95,16 @@ def test_every_openapi_operation_is_a_guarded_route_or_listed_open(apps):
             continue
         view = apps[process].view_functions[endpoint]
         rule = next(r.rule for r in apps[process].url_map.iter_rules(endpoint))
-        if not (getattr(view, "permission", None) or _open(process, rule)
-                or (process, rule) in NOT_YET_GUARDED):
+        if not (getattr(view, "permission", None) or _open(process, rule)):
             problems.append(f"{process} {method} {path}: no permission and not listed open")
     assert not problems, "\n".join(problems)
 
 
-def test_the_open_and_not_yet_guarded_lists_name_real_unguarded_routes(apps):
-    routes = {(p, r): getattr(v, "permission", None) for p, _, r, v in _flask_routes(apps)}
-    served = set(routes) | {(p, path) for p, _, path in _openapi_operations(apps)}
+def test_the_open_list_names_real_routes(apps):
+    routes = {(p, r) for p, _, r, _ in _flask_routes(apps)}
+    served = routes | {(p, path) for p, _, path in _openapi_operations(apps)}
     stale = [k for k in OPEN_ROUTES if not k[1].endswith("/*") and k not in served]
     assert not stale, f"listed open but served by no process: {stale}"
-    done = sorted(k for k in NOT_YET_GUARDED if k not in routes or routes[k] is not None)
-    assert not done, f"guarded or gone now, remove from NOT_YET_GUARDED: {done}"
 
 
 def test_an_unlisted_unguarded_route_is_caught():

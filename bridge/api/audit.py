@@ -17,13 +17,15 @@ METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 @bp.get("/audit")
 @require("audit:read")
 def audit():
-    """The newest audit entries (filters: who, role, method, outcome, path prefix, since)."""
+    """The newest audit entries of every process (filters: who, role, method, outcome,
+    process, path prefix, since)."""
     args = request.args
     raw_limit = args.get("limit", "100")
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
         raise bad_request("limit must be an integer from 1 to 1000", "limit",
                           f"{raw_limit!r} is out of range")
-    filters = {k: args.get(k) for k in ("who", "role", "method", "outcome", "path")}
+    filters = {k: args.get(k) for k in ("who", "role", "method", "outcome", "process",
+                                         "path")}
     if filters["outcome"] is not None and filters["outcome"] not in OUTCOMES:
         raise bad_request("unknown outcome", "outcome", f"one of {', '.join(OUTCOMES)}")
     if filters["method"] is not None:

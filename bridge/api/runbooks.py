@@ -10,6 +10,7 @@ import re
 
 from flask import Blueprint, Response
 
+from bridge.auth import require
 from pulse.paths import ROOT
 
 bp = Blueprint("runbooks", __name__)
@@ -90,6 +91,7 @@ def to_html(markdown: str, title: str = "Pulse runbooks") -> str:
 
 
 @bp.get("/runbooks")
+@require("runbooks:read")
 def runbooks():
     """docs/runbooks.md as HTML; each `## AlertName` is anchored #alertname."""
     try:

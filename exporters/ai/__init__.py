@@ -15,7 +15,7 @@ from exporters.ai.inference import inference_histogram
 from exporters.ai.store import AiStore
 from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
-from pulse.service import add_standard_routes
+from pulse.service import add_access, add_standard_routes
 
 COMPONENT = "exporters.ai"
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -41,7 +41,8 @@ class AiContext:
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None,
                clock=time.time) -> Flask:
-    """The exporter's WSGI app: the AI API, /metrics and health endpoints."""
+    """The exporter's WSGI app: the AI API (a token of bridge.tokens with ai:read or
+    ai:write), /metrics and health endpoints."""
     registry = registry or CollectorRegistry()
     section = cfg.exporters.ai
     drift = section.drift
@@ -61,5 +62,6 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None,
     app.extensions["pulse.ai"] = ctx
     register_error_handlers(app)
     add_standard_routes(app, registry, COMPONENT)
+    add_access(app, cfg, COMPONENT)
     app.register_blueprint(bp)
     return app

@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 from exporters.ai import validate
 from exporters.ai.psi import bin_values, compare
 from exporters.ai.validate import InvalidInput
+from pulse.service import guard
 
 bp = Blueprint("ai_api", __name__, url_prefix="/api/analytics/ai")
 
@@ -52,6 +53,7 @@ def _check_model_budget(model: str) -> None:
 
 
 @bp.post("/evaluations")
+@guard("ai:write")
 def post_evaluation():
     """Record an evaluation result (EvaluationReport) of a model version."""
     ctx = _ctx()
@@ -64,6 +66,7 @@ def post_evaluation():
 
 
 @bp.get("/evaluations")
+@guard("ai:read")
 def list_evaluations():
     """The latest evaluation of every exported model version."""
     out = []
@@ -76,6 +79,7 @@ def list_evaluations():
 
 
 @bp.post("/drift/reference")
+@guard("ai:write")
 def post_reference():
     """Register (or replace) the reference distribution of a model's score or feature."""
     ctx = _ctx()
@@ -91,6 +95,7 @@ def post_reference():
 
 
 @bp.post("/drift/observations")
+@guard("ai:write")
 def post_observations():
     """Add current observations (counts per reference bin, or raw values) for drift."""
     ctx = _ctx()
@@ -102,6 +107,7 @@ def post_observations():
 
 
 @bp.get("/drift")
+@guard("ai:read")
 def get_drift():
     """PSI of every (model, feature) over the drift window, with per-bin contributions."""
     ctx = _ctx()
@@ -123,6 +129,7 @@ def get_drift():
 
 
 @bp.post("/inference")
+@guard("ai:write")
 def post_inference():
     """Observe inference durations reported by a model server (seconds)."""
     ctx = _ctx()

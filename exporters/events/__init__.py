@@ -31,9 +31,8 @@ from exporters.events.segment import Translator, load_table
 from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
-from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials
 from pulse.config import Config, parse_duration
-from pulse.service import add_standard_routes
+from pulse.service import add_access, add_standard_routes, guard
 
 log = logging.getLogger(__name__)
 COMPONENT = "exporters.events"
@@ -144,32 +143,30 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
         """The intake's OpenAPI document (seed endpoints and /v1/*)."""
         return document()
 
-    tokens = TokenStore(cfg.bridge.tokens)
+    add_access(app, cfg, COMPONENT)
     if jetstream:
-        add_rejected_route(app, section.dead_letter_max, tokens,
+        add_rejected_route(app, section.dead_letter_max,
                            lambda limit: aggregated_rejected(cfg, limit))
     else:
-        add_rejected_route(app, section.dead_letter_max, tokens,
+        add_rejected_route(app, section.dead_letter_max,
                            lambda limit: (store.rejected(limit), len(store.dead_letters)))
 
     translator = Translator(table, section.consent_field)
-    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator)
+    # Ingest is served in front of Flask: its 401/403 (a bad write key, an Origin refused)
+    # go into the same audit chain as Flask's.
+    app.wsgi_app = IngestMiddleware(app.wsgi_app, intake, Sources(section.sources), translator,
+                                    audit=app.extensions["pulse.audit"].append)
     return app
 
 
-def add_rejected_route(app: Flask, maximum: int, tokens: TokenStore, read) -> None:
-    """Mount GET /api/analytics/events/rejected (admin or engineer token);
-    read(limit) -> (newest first, how many kept)."""
+def add_rejected_route(app: Flask, maximum: int, read) -> None:
+    """Mount GET /api/analytics/events/rejected (admin or engineer token; app has
+    `add_access`); read(limit) -> (newest first, how many kept)."""
 
     @app.get("/api/analytics/events/rejected")
+    @guard("events:dead_letters")
     def rejected():
         """The newest dead letters (rejected events with their reason), newest first."""
-        try:
-            check(authenticate(tokens, credentials(request.headers.get("Authorization", ""))[0]),
-                  rejected.permission)
-        except AccessDenied as exc:
-            return {"error": {"code": "unauthorized" if exc.status == 401 else "forbidden",
-                              "message": exc.message, "details": exc.details}}, exc.status
         raw = request.args.get("limit", "50")
         if not raw.isdigit() or not 1 <= int(raw) <= maximum:
             return {"error": {"code": "invalid_parameter",
@@ -177,8 +174,6 @@ def add_rejected_route(app: Flask, maximum: int, tokens: TokenStore, read) -> No
                               "details": [{"field": "limit", "problem": "out of range"}]}}, 400
         items, kept = read(int(raw))
         return {"rejected": items, "count": len(items), "kept": kept}
-    # What the route-coverage test reads, as on the bridge's `require`d views.
-    rejected.permission = "events:dead_letters"
 
 
 def aggregated_rejected(cfg: Config, limit: int) -> tuple[list[dict], int]:

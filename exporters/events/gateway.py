@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from exporters.events.sources import (
     cors_headers,
     retry_after,
 )
+from pulse.audit import request_record
 
 SEED_PATHS = {"/api/analytics/events": "events", "/api/analytics/events/batch": "batch"}
 SEGMENT_PATHS: dict[str, str | None] = {"/v1/batch": None, "/v1/b": None}
@@ -51,10 +53,12 @@ class Refusal(Exception):
     """A request refused before anything is counted (401, 403, 429)."""
 
     def __init__(self, status: int, code: str, message: str, field: str,
-                 headers: tuple[tuple[str, str], ...] = ()):
+                 headers: tuple[tuple[str, str], ...] = (), who: str | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.field, self.headers = (
             status, code, message, field, headers)
+        # The source refused, when known (its name, never its key), for the audit record.
+        self.who = who
 
 
 def _segment_error(status: int, code: str, message: str, field: str) -> bytes:
@@ -70,11 +74,14 @@ def _house_error(status: int, code: str, message: str, field: str) -> bytes:
 class IngestMiddleware:
     """Routes the ingest paths to the intake; everything else goes to the Flask app."""
 
-    def __init__(self, app, intake: Intake, sources: Sources, translator: Translator):
+    def __init__(self, app, intake: Intake, sources: Sources, translator: Translator,
+                 audit: Callable[[dict], object] | None = None):
         self.app = app
         self.intake = intake
         self.sources = sources
         self.translator = translator
+        # Appends one record to the audit chain (pulse.audit): every 401/403 of ingest.
+        self.audit = audit
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -100,9 +107,23 @@ class IngestMiddleware:
                 self.intake._count_request_rejection(exc.code)
                 status, body = exc.status, error(exc.status, exc.code, exc.message, exc.field)
                 headers = [JSON, *exc.headers, *cors_headers(origin, exc.status != 403)]
+                self._audit(environ, status, exc.code, exc.who)
+        if method == "OPTIONS" and status == 403:
+            self._audit(environ, status, "origin_not_allowed", None)
         headers.append(("Content-Length", str(len(body))))
         start_response(STATUS[status], headers)
         return [body]
+
+    def _audit(self, environ: dict, status: int, cause: str, who: str | None) -> None:
+        if self.audit is None or status not in (401, 403):
+            return  # accepted or rate-limited ingest is counted by metrics, not audited
+        path = environ.get("PATH_INFO", "")
+        self.audit(request_record(
+            # No name for a key that matches no source: "unknown-write-key" (never the key).
+            "exporters.events", who=who or ("unknown-write-key" if status == 401
+                                            else "anonymous"),
+            role=None, method=environ.get("REQUEST_METHOD", ""), route=path, path=path,
+            status=status, cause=cause))
 
     # ---- checks shared by both APIs ---------------------------------------------------------
 
@@ -123,7 +144,8 @@ class IngestMiddleware:
         allowed = source.cors_origins if source is not None else self.sources.origins
         if origin not in allowed:
             raise Refusal(403, "origin_not_allowed",
-                          "this Origin is not in the source's cors_origins", "Origin")
+                          "this Origin is not in the source's cors_origins", "Origin",
+                          who=f"source:{source.name}" if source is not None else None)
 
     @staticmethod
     def _admit(source: Source | None, events: int) -> None:

@@ -25,7 +25,7 @@ from exporters.integrations.scheduler import Scheduler, Target
 from exporters.scrape import ScrapeCollector
 from pulse.config import Config, parse_duration
 from pulse.log import register_secrets
-from pulse.service import add_standard_routes
+from pulse.service import add_access, add_standard_routes, guard
 
 COMPONENT = "exporters.integrations"
 
@@ -88,10 +88,13 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, *,
     app.config["PULSE"] = cfg
     app.extensions["pulse.scheduler"] = scheduler
     add_standard_routes(app, registry, COMPONENT)
+    add_access(app, cfg, COMPONENT)
 
     @app.get("/probe")
+    @guard("integrations:probe")
     def probe():
-        """Probe one target now with a module (blackbox_exporter's multi-target mode)."""
+        """Probe one target now with a module (blackbox_exporter's multi-target mode); a token
+        with integrations:probe, since it makes this host connect wherever it is told."""
         module_name = request.args.get("module", "http_2xx")
         module = modules.get(module_name)
         if module is None:

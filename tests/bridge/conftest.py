@@ -11,15 +11,19 @@ TOKENS = {
 }
 
 
+def token_entries() -> list[dict]:
+    """bridge.tokens entries: one token per role (TOKENS), as every Pulse process reads them."""
+    return [{"name": f"{role}-user", "role": role, "token": token,
+             **({"coach_id": "coach-1"} if role == "coach" else {}),
+             **({"expires": "2099-01-01T00:00:00Z"} if role == "auditor" else {})}
+            for role, token in TOKENS.items()]
+
+
 def bridge_config(tmp_path, extra_tokens=(), **sections):
     """A validated Config for the bridge with one token per role (plus extra_tokens)."""
     raw = {
         "data_dir": str(tmp_path / "data"),
-        "bridge": {"tokens": [
-            {"name": f"{role}-user", "role": role, "token": token,
-             **({"coach_id": "coach-1"} if role == "coach" else {}),
-             **({"expires": "2099-01-01T00:00:00Z"} if role == "auditor" else {})}
-            for role, token in TOKENS.items()] + list(extra_tokens)},
+        "bridge": {"tokens": token_entries() + list(extra_tokens)},
         "privacy": {"salt": "s" * 32},
     }
     for key, value in sections.items():

@@ -13,8 +13,10 @@ from werkzeug.serving import make_server
 from demo.modelops import DEGRADED_MODEL, FEATURES, MODEL_VERSIONS, ModelOps, bin_counts
 from exporters.ai import create_app as ai_app
 from exporters.events.mapping import HERE, load_mapping
+from pulse.access import token_for
 from pulse.config import validate
 from tests import harness
+from tests.bridge.conftest import TOKENS, token_entries
 
 ENV = {"PULSE_PRIVACY_SALT": "test-salt-0123456789abcdef"}
 
@@ -35,8 +37,8 @@ class Collect:
 
 @pytest.fixture
 def ai(tmp_path):
-    cfg = validate({"data_dir": str(tmp_path), "privacy": {"salt": "${PULSE_PRIVACY_SALT}"}},
-                   "test", ENV)
+    cfg = validate({"data_dir": str(tmp_path), "privacy": {"salt": "${PULSE_PRIVACY_SALT}"},
+                    "bridge": {"tokens": token_entries()}}, "test", ENV)
     registry = CollectorRegistry()
     server = make_server("127.0.0.1", harness.free_port(), ai_app(cfg, registry),
                          threaded=True)
@@ -53,7 +55,10 @@ def test_one_round_feeds_evaluations_drift_and_costs(ai):
     url, registry = ai
     scenario, sender = Scenario(), Collect()
     stats = {"recommendations": 500, "sessions": 3000}
-    ops = ModelOps(url, sender, scenario, stats, period=60)
+    # The token the demo finds in bridge.tokens for ai:write (the admin's, first).
+    token = token_for(token_entries(), "ai:write")
+    assert token == TOKENS["admin"]
+    ops = ModelOps(url, sender, scenario, stats, period=60, token=token)
     ops.run_once()
     assert ops.stats["errors"] == 0
     for model, version in MODEL_VERSIONS.items():
@@ -89,6 +94,6 @@ def test_one_round_feeds_evaluations_drift_and_costs(ai):
                                     {"model": DEGRADED_MODEL, "feature": name})
     assert 0.02 < psi < 0.2
     # References are registered once: a restarted loop keeps them (and the window).
-    again = ModelOps(url, Collect(), Scenario(), stats, period=60)
+    again = ModelOps(url, Collect(), Scenario(), stats, period=60, token=token)
     again.run_once()
     assert again.references == ops.references and again.stats["errors"] == 0

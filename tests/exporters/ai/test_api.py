@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.ai import create_app
 from pulse.config import validate
+from tests.bridge.conftest import TOKENS, auth, token_entries
 from tests.strategies import JSON
 
 
@@ -24,11 +25,15 @@ class Clock:
 
 
 def make(tmp_path, clock=None, **ai):
+    """The exporter in process, and a test client sending an engineer's token (ai:write)."""
     cfg = validate({"data_dir": str(tmp_path / "data"), "privacy": {"salt": "s" * 32},
-                    "exporters": {"ai": ai}}, "test", {})
+                    "bridge": {"tokens": token_entries()}, "exporters": {"ai": ai}},
+                   "test", {})
     registry = CollectorRegistry()
     app = create_app(cfg, registry, clock=clock or Clock())
-    return app, app.test_client(), registry
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKENS['engineer']}"
+    return app, client, registry
 
 
 EVAL = {"model": "workout_gen", "modelVersion": "1.4.2", "task": "workout_generation",
@@ -253,3 +258,25 @@ def test_bad_input_is_never_a_500(tmp_path, path, field, value):
     assert resp.status_code < 500, resp.json
     if resp.status_code >= 400:
         assert resp.json["error"]["details"][0]["field"]
+
+
+def test_the_api_needs_a_token_of_the_role_table(tmp_path):
+    app, client, _ = make(tmp_path)
+    anonymous = app.test_client()
+    assert anonymous.post("/api/analytics/ai/evaluations", json=EVAL).status_code == 401
+    assert anonymous.get("/api/analytics/ai/drift").status_code == 401
+    refused = anonymous.post("/api/analytics/ai/evaluations", json=EVAL, headers=auth("analyst"))
+    assert refused.status_code == 403
+    assert refused.json["error"]["details"] == [{"field": "permission",
+                                                 "problem": "ai:write required"}]
+    assert anonymous.get("/api/analytics/ai/evaluations",
+                         headers=auth("analyst")).status_code == 200
+    assert client.post("/api/analytics/ai/evaluations", json=EVAL).status_code == 201
+    records = app.extensions["pulse.audit"].read()
+    assert [(r["who"], r["method"], r["route"], r["outcome"]) for r in records] == [
+        ("engineer-user", "POST", "/api/analytics/ai/evaluations", "allowed"),
+        ("analyst-user", "GET", "/api/analytics/ai/evaluations", "allowed"),
+        ("analyst-user", "POST", "/api/analytics/ai/evaluations", "refused"),
+        ("anonymous", "GET", "/api/analytics/ai/drift", "refused"),
+        ("anonymous", "POST", "/api/analytics/ai/evaluations", "refused")]
+    assert not any(t in app.extensions["pulse.audit"].path.read_text() for t in TOKENS.values())

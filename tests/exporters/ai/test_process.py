@@ -17,13 +17,15 @@ def test_acknowledged_state_survives_kill_9(tmp_path, service):
     env = pulse_env(tmp_path / "data")
     proc = service("exporters.ai", path, env, listen)
     base = f"http://{listen}/api/analytics/ai"
-    resp = requests.post(f"{base}/evaluations", timeout=10, json={
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {env['PULSE_ADMIN_TOKEN']}"
+    resp = http.post(f"{base}/evaluations", timeout=10, json={
         "model": "recovery", "modelVersion": "3.1.0", "task": "recovery",
         "metrics": {"accuracy": 0.77}, "sampleSize": 900})
     assert resp.status_code == 201
-    requests.post(f"{base}/drift/reference", timeout=10, json={
+    http.post(f"{base}/drift/reference", timeout=10, json={
         "model": "recovery", "feature": "hrv", "bins": [0, 40, 80, 200], "counts": [30, 50, 20]})
-    resp = requests.post(f"{base}/drift/observations", timeout=10, json={
+    resp = http.post(f"{base}/drift/observations", timeout=10, json={
         "model": "recovery", "feature": "hrv", "values": [10, 50, 50, 150]})
     assert resp.status_code == 202
     proc.kill(signal.SIGKILL)

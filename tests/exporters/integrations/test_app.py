@@ -14,6 +14,7 @@ from exporters.integrations.probes import ProbesCollector
 from exporters.integrations.scheduler import Scheduler, Target
 from exporters.scrape import ScrapeCollector
 from pulse.config import validate
+from tests.bridge.conftest import TOKENS, token_entries
 from tests.exporters.infrastructure.test_collectors import series_of
 
 TARGETS = [{"name": "payments", "url": "https://pay.invalid/health", "interval": "1h"},
@@ -34,8 +35,9 @@ def fake_run(spec: ProbeSpec) -> ProbeResult:
 
 
 def make_app(tmp_path, token="", **section):
-    raw = {"data_dir": str(tmp_path), "exporters": {"integrations": {
-        "targets": TARGETS, "email_webhook": {"token": token}, **section}}}
+    raw = {"data_dir": str(tmp_path), "bridge": {"tokens": token_entries()},
+           "exporters": {"integrations": {
+               "targets": TARGETS, "email_webhook": {"token": token}, **section}}}
     cfg = validate(raw, env={})
     return create_app(cfg, run=fake_run, start=False)
 
@@ -124,8 +126,32 @@ def test_a_hanging_probe_never_blocks_the_scrape():
         scheduler.stop()
 
 
-def test_probe_endpoint_validates_and_probes(app):
+def prober(app):
+    """A test client sending an engineer's token (integrations:probe)."""
     client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKENS['engineer']}"
+    return client
+
+
+def test_probe_needs_a_token_with_the_probe_permission(app):
+    client = app.test_client()
+    query = {"target": "https://pay.invalid/health"}
+    assert client.get("/probe", query_string=query).status_code == 401
+    refused = client.get("/probe", query_string=query,
+                         headers={"Authorization": f"Bearer {TOKENS['analyst']}"})
+    assert refused.status_code == 403
+    assert "integrations:probe" in refused.get_json()["error"]["message"]
+    # Both refusals are in the audit chain, as the allowed probe after them is.
+    assert prober(app).get("/probe", query_string=query).status_code == 200
+    records = app.extensions["pulse.audit"].read()
+    assert [(r["who"], r["status"], r["route"], r["process"]) for r in records] == [
+        ("engineer-user", 200, "/probe", "exporters.integrations"),
+        ("analyst-user", 403, "/probe", "exporters.integrations"),
+        ("anonymous", 401, "/probe", "exporters.integrations")]
+
+
+def test_probe_endpoint_validates_and_probes(app):
+    client = prober(app)
     # Without a scheme the target is taken as http://, as blackbox_exporter does.
     plain = client.get("/probe", query_string={"target": "pay.invalid/health"})
     assert plain.status_code == 200
@@ -208,9 +234,9 @@ def test_probe_timeout_is_cut_to_the_scrape_timeout(tmp_path):
         seen.append(spec)
         return fake_run(spec)
 
-    cfg = validate({"data_dir": str(tmp_path),
+    cfg = validate({"data_dir": str(tmp_path), "bridge": {"tokens": token_entries()},
                     "exporters": {"integrations": {"timeout": "10s"}}}, env={})
-    client = create_app(cfg, run=run, start=False).test_client()
+    client = prober(create_app(cfg, run=run, start=False))
     client.get("/probe", query_string={"target": "https://pay.invalid/health"},
                headers={"X-Prometheus-Scrape-Timeout-Seconds": "3"})
     client.get("/probe", query_string={"target": "https://pay.invalid/health"})

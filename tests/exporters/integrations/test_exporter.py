@@ -9,6 +9,7 @@ import sys
 import pytest
 import requests
 
+from pulse.audit import AuditLog, audit_log_path
 from tests import harness
 from tests.exporters.integrations.servers import Handler
 
@@ -50,8 +51,13 @@ def stack(tmp_path_factory, http_server, https_server):
     log = tmp / "exporter.log"
     proc = harness.start_service("exporters.integrations", path, env, listen, log, timeout=60)
     prom = BlackboxPrometheus(tmp / "prometheus", targets={"integrations": [listen]})
+    # /probe needs a token with integrations:probe: Prometheus reads it from a 0600 file, so
+    # the rendered prometheus.yml never holds it.
+    token_file = tmp / "probe.token"
+    harness.write_atomic(token_file, env["PULSE_ADMIN_TOKEN"], mode=0o600)
     prom.probe_job = {
         "job_name": "blackbox", "metrics_path": "/probe", "params": {"module": ["http_2xx"]},
+        "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
         "static_configs": [{"targets": [f"{http_server.url}/ok"],
                             "labels": {"integration": "payments_multi_target"}}],
         "relabel_configs": [
@@ -105,6 +111,14 @@ def test_multi_target_probe_through_prometheus(stack):
     assert result and result[0]["metric"]["integration"] == "payments_multi_target"
     assert result[0]["metric"]["instance"].endswith("/ok")
     assert float(result[0]["value"][1]) == 1
+    # Each scrape of /probe is an audited request of the admin token; the token itself is in
+    # neither Prometheus's configuration nor the audit log.
+    log = audit_log_path(stack["path"].parent / "data")
+    assert ("admin", "/probe", "allowed") in {
+        (r["who"], r["route"], r["outcome"]) for r in AuditLog(log).read(limit=1000)}
+    token = stack["env"]["PULSE_ADMIN_TOKEN"]
+    assert token not in log.read_text()
+    assert token not in prom.config_path.read_text()
 
 
 def test_email_outcomes_survive_kill_9(stack):
