@@ -90,6 +90,15 @@ def to_html(markdown: str, title: str = "Pulse runbooks") -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
+@bp.after_request
+def ask_for_credentials(response):
+    """A browser following an alert's runbook link gets a login prompt: the token as
+    password (Basic auth), as pulse.access.credentials reads it."""
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Basic realm="Pulse runbooks"'
+    return response
+
+
 @bp.get("/runbooks")
 @require("runbooks:read")
 def runbooks():

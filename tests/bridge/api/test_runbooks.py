@@ -1,6 +1,9 @@
 """GET /runbooks: docs/runbooks.md as HTML with one anchor per alert section."""
 
+import base64
+
 from bridge.api.runbooks import RUNBOOKS, anchor, to_html
+from tests.bridge.conftest import TOKENS, auth
 
 SAMPLE = """# Runbooks
 
@@ -43,8 +46,19 @@ def test_anchor():
     assert anchor("NodeFilesystemFillingUp") == "nodefilesystemfillingup"
 
 
+def test_runbooks_need_a_token_a_browser_is_asked_for_it(client):
+    refused = client.get("/runbooks")
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"] == 'Basic realm="Pulse runbooks"'
+    assert client.get("/runbooks", headers=auth("coach")).status_code == 403
+    # What a browser sends after the prompt: any user name, the token as password.
+    login = base64.b64encode(f"me:{TOKENS['analyst']}".encode()).decode()
+    assert client.get("/runbooks", headers={"Authorization": f"Basic {login}"}
+                      ).status_code == 200
+
+
 def test_the_bridge_serves_the_committed_runbooks(client):
-    resp = client.get("/runbooks")
+    resp = client.get("/runbooks", headers=auth("engineer"))
     assert resp.status_code == 200
     assert resp.mimetype == "text/html"
     text = RUNBOOKS.read_text()
