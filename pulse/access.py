@@ -181,6 +181,7 @@ OPEN_ROUTES: dict[tuple[str, str], str] = {
     ("bridge", "/api/analytics/health"): "health, for load balancers and status pages",
     ("bridge", "/api/openapi.json"): "the published contract, no data",
     ("exporters.events", "/api/openapi.json"): "the published contract, no data",
+    ("exporters.ai", "/api/openapi.json"): "the published contract, no data",
     ("bridge", "/hooks/alertmanager"): "Alertmanager's webhook: its own token",
     ("exporters.integrations", "/webhooks/email"): "the email provider's webhook: its own "
                                                    "token",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+import yaml
 from flask import Flask
 from prometheus_client import CollectorRegistry, Histogram
 
@@ -18,6 +20,7 @@ from pulse.config import Config, parse_duration
 from pulse.service import add_access, add_standard_routes
 
 COMPONENT = "exporters.ai"
+HERE = Path(__file__).resolve().parent
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 # Every collector of this exporter, switchable under exporters.ai.collectors.
@@ -37,6 +40,12 @@ class AiContext:
     max_models: int
     max_features: int
     clock: object = field(default=time.time)
+
+
+@cache
+def document() -> dict:
+    """The exporter's OpenAPI document (openapi.yaml, read once)."""
+    return yaml.safe_load((HERE / "openapi.yaml").read_text())
 
 
 def create_app(cfg: Config, registry: CollectorRegistry | None = None,
@@ -64,4 +73,5 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None,
     add_standard_routes(app, registry, COMPONENT)
     add_access(app, cfg, COMPONENT)
     app.register_blueprint(bp)
+    app.add_url_rule("/api/openapi.json", "openapi", document)
     return app
