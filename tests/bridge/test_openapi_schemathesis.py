@@ -5,7 +5,7 @@ import pytest
 
 from tests import harness
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.schemathesis]
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(tmp_path, prometheus_factory,
