@@ -65,3 +65,22 @@ def test_expr_needs_the_rules_expr_permission():
     assert bridge_auth.Principal("e", "engineer").can("rules:expr")
     assert bridge_auth.Principal("a", "admin").can("rules:expr")
     assert not bridge_auth.Principal("x", "auditor").can("rules:write")
+
+
+def test_refusals_of_open_routes_are_audited_their_allowed_requests_are_not(tmp_path):
+    from bridge import create_app
+    from tests.bridge.conftest import bridge_config
+
+    app = create_app(bridge_config(tmp_path, bridge={"webhook_token": "hook-token-0123456789"},
+                                   prometheus={"url": "http://127.0.0.1:9"},
+                                   alertmanager={"url": "http://127.0.0.1:9"}))
+    client = app.test_client()
+    client.get("/api/analytics/health")
+    client.get("/api/openapi.json")
+    client.get("/metrics")
+    assert client.post("/hooks/alertmanager", json={},
+                       headers={"Authorization": "Bearer wrong-token-0123"}).status_code == 401
+    (record,) = app.extensions["pulse.audit"].read()
+    assert (record["process"], record["method"], record["route"], record["outcome"]) == (
+        "bridge", "POST", "/hooks/alertmanager", "refused")
+    assert "wrong-token-0123" not in app.extensions["pulse.audit"].path.read_text()
