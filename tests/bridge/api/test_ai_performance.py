@@ -207,17 +207,20 @@ def test_falling_acceptance_is_seen_and_retraining_recommended(tmp_path, prometh
     cfg = write_pulse_config(cfg_path, tmp_path / "data",
                              exporters={"ai": {"drift": {"min_observations": 10}}})
     ai_listen = cfg["exporters"]["ai"]["listen"]
-    service("exporters.ai", cfg_path, pulse_env(tmp_path / "data"), ai_listen)
+    env = pulse_env(tmp_path / "data")
+    service("exporters.ai", cfg_path, env, ai_listen)
     ai = f"http://{ai_listen}/api/analytics/ai"
+    jobs = requests.Session()  # the model-ops jobs: the exporter's API needs ai:write
+    jobs.headers["Authorization"] = f"Bearer {env['PULSE_ADMIN_TOKEN']}"
     for model, version, acc in (("workout_gen", "1.4.2", 0.81), ("nutrition", "2.0.1", 0.92)):
-        resp = requests.post(f"{ai}/evaluations", timeout=10, json={
+        resp = jobs.post(f"{ai}/evaluations", timeout=10, json={
             "model": model, "modelVersion": version, "task": "workout_generation"
             if model == "workout_gen" else "nutrition", "metrics": {"accuracy": acc},
             "sampleSize": 2000})
         assert resp.status_code == 201, resp.text
-        requests.post(f"{ai}/drift/reference", timeout=10, json={
+        jobs.post(f"{ai}/drift/reference", timeout=10, json={
             "model": model, "feature": "score", "bins": [0, 0.5, 1], "counts": [50, 50]})
-        requests.post(f"{ai}/drift/observations", timeout=10, json={
+        jobs.post(f"{ai}/drift/observations", timeout=10, json={
             "model": model, "feature": "score", "counts": [48, 52]})
     try:
         prom = prometheus_factory(targets={"events": [f"127.0.0.1:{src_port}"],
