@@ -114,3 +114,10 @@ def test_every_role_gets_exactly_the_routes_its_permissions_allow(stack, apps): 
                   for p, m, r, _, role in calls)
     assert got == want
     assert not any(t in log.read_text() for t in TOKENS.values())
+    # Auditors read them all at the bridge, whichever process wrote them.
+    for process in LIVE:
+        entries = requests.get(f"http://{listen['bridge']}/api/analytics/audit", timeout=30,
+                               params={"process": process, "limit": 1000},
+                               headers={"Authorization": f"Bearer {TOKENS['auditor']}"}
+                               ).json()["entries"]
+        assert entries and {e["process"] for e in entries} == {process}
