@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import auth, openapi, services
 from bridge.api import (
+    access,
     ai_performance,
     alert_rules,
     alerts,
@@ -52,6 +53,7 @@ BLUEPRINTS = [
     alert_rules.bp,
     ruler.bp,
     audit.bp,
+    access.bp,
     privacy.bp,
     datasets.bp,
     metrics.bp,

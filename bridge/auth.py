@@ -17,8 +17,10 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     TokenStore,
     authenticate,
     check,
+    check_scope,
     credentials,
     hash_token,
+    token_store,
 )
 from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
 
@@ -26,7 +28,7 @@ from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
 def init_app(app: Flask) -> None:
     """Attach the token store and audit log, and audit every request after it is answered."""
     cfg = app.config["PULSE"]
-    app.extensions["pulse.tokens"] = TokenStore(cfg.bridge.tokens)
+    app.extensions["pulse.tokens"] = token_store(cfg)
     app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
 
     @app.after_request
@@ -42,6 +44,10 @@ def init_app(app: Flask) -> None:
                 "status": response.status_code,
                 "outcome": "allowed" if response.status_code < 400 else "refused"
                 if response.status_code in (401, 403) else "error",
+                # A token issued at run time is named by its grant (never by the token);
+                # a step-up records why it was asked for.
+                **({"grant": principal.grant_id} if principal and principal.grant_id else {}),
+                **({"reason": g.step_up_reason} if g.get("step_up_reason") else {}),
             })
         return response
 
@@ -83,17 +89,22 @@ def current_tenant() -> str:
     return tenant
 
 
-def require(permission: str) -> Callable:
-    """Decorator: the view needs an authenticated principal holding permission (403 names it)."""
+def require(permission: str, scope: str | None = None) -> Callable:
+    """Decorator: the view needs an authenticated principal holding permission (403 names it)
+    and, with scope, a token carrying that scope issued at most 1 h ago (403 names it)."""
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
+            principal = current_principal()
             try:
-                check(current_principal(), permission)
+                check(principal, permission)
+                if scope is not None:
+                    check_scope(principal, scope, current_app.extensions["pulse.tokens"].clock())
             except AccessDenied as exc:
                 raise ApiError(403, "forbidden", exc.message, exc.details) from None
             return view(*args, **kwargs)
         wrapper.permission = permission
+        wrapper.scope = scope
         return wrapper
     return decorate
 

@@ -13,6 +13,9 @@ import hmac
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+from pulse.grants import MAX_STEP_UP_SECONDS, GrantFile, grants_path
 
 # Role -> permissions. The one place that says who may do what (seed NF-009).
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -44,7 +47,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Permissions no role but admin holds (admin's "*" grants them): named here so a route
 # guarded by one is known to be in the table on purpose.
-ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw"})
+ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw",
+                                    # Grants (issue, list, revoke) and step-up tokens.
+                                    "access:grants", "access:step_up"})
 
 
 def known_permission(permission: str) -> bool:
@@ -62,6 +67,12 @@ class Principal:
     coach_id: str | None = None
     # Ruler tenants this token may use (None: all).
     tenants: frozenset[str] | None = None
+    # Set for a token issued at run time (pulse.grants): its grant, when it was issued and
+    # its scopes (a step-up token carries personal_data).
+    grant_id: str | None = None
+    issued_at: float | None = None
+    expires_at: float | None = None
+    scopes: frozenset[str] = frozenset()
 
     def can(self, permission: str) -> bool:
         """True when the role grants the permission."""
@@ -75,9 +86,12 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
-    """Configured tokens, kept as hashes, with their role and optional expiry."""
+    """Configured tokens, kept as hashes, with their role and optional expiry; plus the
+    grants of the data dir (pulse.grants), re-read when their file changes."""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, grants_path: str | Path | None = None, clock=time.time):
+        self.clock = clock  # Unix seconds; a test may stop it
+        self.grants = GrantFile(grants_path) if grants_path is not None else None
         self._by_hash: dict[str, tuple[Principal, float | None]] = {}
         for t in tokens:
             if t["role"] == "auditor" and not t.get("expires"):
@@ -92,14 +106,29 @@ class TokenStore:
                 expires)
 
     def authenticate(self, token: str, now: float | None = None) -> Principal | None:
-        """The principal of a valid, unexpired token, or None."""
+        """The principal of a valid, unexpired (and, for a grant, unrevoked) token, or None."""
         digest = hash_token(token)
+        now = self.clock() if now is None else now
         for known, (principal, expires) in self._by_hash.items():
             if hmac.compare_digest(known, digest):
-                if expires is not None and (now or time.time()) >= expires:
+                if expires is not None and now >= expires:
                     return None
                 return principal
+        for grant in self.grants.grants() if self.grants is not None else ():
+            if hmac.compare_digest(grant.token_hash, digest):
+                if not grant.active(now):
+                    return None
+                return Principal(
+                    grant.subject, grant.role, grant.coach_id,
+                    frozenset(grant.tenants) if grant.tenants is not None else None,
+                    grant.id, grant.issued_at, grant.expires_at, frozenset(grant.scopes))
         return None
+
+
+def token_store(cfg) -> TokenStore:
+    """The tokens of a loaded Config: bridge.tokens and the grants of its data dir (every
+    process that authenticates builds its store here, so a grant works in all of them)."""
+    return TokenStore(cfg.bridge.tokens, grants_path(cfg.data_dir))
 
 
 class AccessDenied(Exception):
@@ -149,6 +178,21 @@ def check(principal: Principal, permission: str) -> None:
         raise AccessDenied(403, "forbidden",
                            f"role {principal.role!r} lacks the permission {permission!r}",
                            [{"field": "permission", "problem": f"{permission} required"}])
+
+
+def check_scope(principal: Principal, scope: str, now: float,
+                max_age: float = MAX_STEP_UP_SECONDS) -> None:
+    """AccessDenied 403 naming the scope unless the principal's token carries it and was
+    issued at most max_age seconds ago (a step-up token, pulse.grants)."""
+    fresh = principal.issued_at is not None and now - principal.issued_at <= max_age
+    if scope not in principal.scopes or not fresh:
+        problem = (f"{scope} required: a token with the {scope!r} scope issued at most "
+                   f"{max_age // 60:.0f} minutes ago (POST /api/analytics/access/step-up)")
+        raise AccessDenied(403, "step-up-required",
+                           f"this request needs a step-up token with the scope {scope!r}"
+                           + ("" if scope not in principal.scopes else
+                              " (this one was issued too long ago)"),
+                           [{"field": "scope", "problem": problem}])
 
 
 # Routes served without a bearer token on purpose, by (process, route template): every

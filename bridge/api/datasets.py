@@ -15,6 +15,7 @@ from flask import Blueprint, current_app
 from bridge.auth import require
 from bridge.errors import bad_request
 from bridge.validation import request_body
+from pulse.grants import PERSONAL_DATA
 from pulse.profiles.research import DEFAULT_ATTRIBUTES, release
 from pulse.profiles.store import SCHEMA, connect, db_path
 
@@ -38,7 +39,7 @@ def dataset_request(body: dict, k_floor: int) -> tuple[tuple[str, ...], int, flo
 
 
 @bp.post("/research")
-@require("datasets:generate")
+@require("datasets:generate", scope=PERSONAL_DATA)
 def research():
     """Release an anonymised research dataset (CSV + JSON metadata, also stored)."""
     cfg = current_app.config["PULSE"]

@@ -31,7 +31,7 @@ from exporters.events.segment import Translator, load_table
 from exporters.events.sources import Sources
 from exporters.events.store import EventStore
 from exporters.scrape import ScrapeCollector
-from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials
+from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials, token_store
 from pulse.config import Config, parse_duration
 from pulse.service import add_standard_routes
 
@@ -144,7 +144,7 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
         """The intake's OpenAPI document (seed endpoints and /v1/*)."""
         return document()
 
-    tokens = TokenStore(cfg.bridge.tokens)
+    tokens = token_store(cfg)
     if jetstream:
         add_rejected_route(app, section.dead_letter_max, tokens,
                            lambda limit: aggregated_rejected(cfg, limit))

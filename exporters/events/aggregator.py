@@ -516,7 +516,7 @@ def create_app(cfg: Config, ident: str, registry: CollectorRegistry | None = Non
     """The aggregator's WSGI app (/metrics, dead letters, health) with its Aggregator started."""
     from exporters.events import EventsCollector, add_rejected_route
     from exporters.events.profiles import ProfilesCollector
-    from pulse.access import TokenStore
+    from pulse.access import token_store
     from pulse.service import add_standard_routes
 
     registry = registry or CollectorRegistry()
@@ -538,7 +538,7 @@ def create_app(cfg: Config, ident: str, registry: CollectorRegistry | None = Non
     app.extensions["pulse.aggregator"] = aggregator
     add_standard_routes(app, registry, COMPONENT)
 
-    add_rejected_route(app, section.dead_letter_max, TokenStore(cfg.bridge.tokens), lambda limit: (
+    add_rejected_route(app, section.dead_letter_max, token_store(cfg), lambda limit: (
         aggregator.view.rejected(limit), len(aggregator.view.dead_letters)))
     return app
 
