@@ -31,6 +31,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "analyst": frozenset({
         "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
         "ai:read", "experiments:read", "datasets:generate",
+        # A step-up token keeps the caller's role; datasets need one (personal_data).
+        "access:step_up",
     }),
     "executive": frozenset({
         "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
@@ -48,8 +50,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 # Permissions no role but admin holds (admin's "*" grants them): named here so a route
 # guarded by one is known to be in the table on purpose.
 ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw",
-                                    # Grants (issue, list, revoke) and step-up tokens.
-                                    "access:grants", "access:step_up"})
+                                    # Grants: issue, list, revoke.
+                                    "access:grants"})
 
 
 def known_permission(permission: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from bridge import create_app
 from pulse.profiles import ProfileStore, db_path
-from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.conftest import auth, bridge_config, step_up
 from tests.bridge.openapi_check import validate_response
 from tests.pulse.profiles.population import NOW, event
 
@@ -58,18 +58,18 @@ def test_withdrawal_needs_the_permission(api):
     ({"userId": "x" * 257}, "userId"), ({"userId": "a", "extra": 1}, "extra"), ([], "body")])
 def test_bad_withdrawals_name_the_field(api, body, field):
     _, client, _ = api
-    resp = client.post(WITHDRAW, json=body, headers=auth("admin"))
+    resp = client.post(WITHDRAW, json=body, headers=step_up(client, "admin"))
     assert resp.status_code == 400
     assert resp.json["error"]["details"][0]["field"] == field
 
 
 def test_withdrawal_deletes_the_profile_and_every_research_file(api):
     app, client, data_dir = api
-    made = client.post(RESEARCH, json={}, headers=auth("analyst"))
+    made = client.post(RESEARCH, json={}, headers=step_up(client, "analyst"))
     assert made.status_code == 201
     files = made.json["files"]
     assert Path(files["csv"]).exists() and Path(files["metadata"]).exists()
-    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=step_up(client, "admin"))
     assert resp.status_code == 200, resp.json
     validate_response(client.get("/api/openapi.json").json, "Withdrawal", resp.json)
     assert resp.json["profileDeleted"] is True and resp.json["researchFilesDeleted"] == 2
@@ -83,14 +83,14 @@ def test_withdrawal_deletes_the_profile_and_every_research_file(api):
     # Neither the database nor its WAL keeps the raw id.
     for path in db_path(data_dir).parent.glob("profiles.db*"):
         assert b"user-3" not in path.read_bytes()
-    again = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    again = client.post(WITHDRAW, json={"userId": "user-3"}, headers=step_up(client, "admin"))
     assert again.status_code == 200 and again.json["profileDeleted"] is False
 
 
 def test_research_dataset_is_k_anonymous_and_documented(api):
     _, client, _ = api
     resp = client.post(RESEARCH, json={"attributes": ["goal_category", "plan"]},
-                       headers=auth("analyst"))
+                       headers=step_up(client, "analyst"))
     assert resp.status_code == 201, resp.json
     validate_response(client.get("/api/openapi.json").json, "ResearchDataset", resp.json)
     rows = resp.json["rows"]
@@ -107,14 +107,14 @@ def test_research_dataset_is_k_anonymous_and_documented(api):
     assert Path(resp.json["files"]["csv"]).read_text() == resp.json["csv"]
     # With k above a group's size, that group is not released.
     strict = client.post(RESEARCH, json={"attributes": ["goal_category"], "k": 8},
-                         headers=auth("analyst")).json
+                         headers=step_up(client, "analyst")).json
     assert [r["goal_category"] for r in strict["rows"]] == ["endurance"]
 
 
 def test_laplace_noise_states_its_epsilon(api):
     _, client, _ = api
     resp = client.post(RESEARCH, json={"attributes": ["goal_category"], "epsilon": 1.0},
-                       headers=auth("admin"))
+                       headers=step_up(client, "admin"))
     assert resp.status_code == 201
     noise = resp.json["metadata"]["noise"]
     assert noise["mechanism"] == "laplace" and noise["epsilon"] == 1.0
@@ -131,7 +131,7 @@ def test_laplace_noise_states_its_epsilon(api):
     ({"rows": 1}, "rows")])
 def test_bad_dataset_requests_name_the_field(api, body, field):
     _, client, _ = api
-    resp = client.post(RESEARCH, json=body, headers=auth("analyst"))
+    resp = client.post(RESEARCH, json=body, headers=step_up(client, "analyst"))
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["details"][0]["field"] == field
 
