@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from pulse.fileio import write_atomic
 
+log = logging.getLogger(__name__)
 GRANTS_FILE = "grants.json"
 TOKEN_PREFIX = "pg_"  # tells a reader (and a secret scanner) what the string is
 # How long a grant may run, and a step-up token (seed: time-limited access; issue 18).
@@ -114,9 +116,15 @@ class GrantFile:
     def _read(self) -> tuple[Grant, ...]:
         try:
             doc = json.loads(self.path.read_text())
+            return tuple(_from_record(r) for r in doc.get("grants", ()))
         except FileNotFoundError:
             return ()
-        return tuple(_from_record(r) for r in doc.get("grants", ()))
+        except (ValueError, TypeError, AttributeError) as exc:
+            # Only a hand edit can break the file (it is replaced whole): fail closed, no
+            # grant is valid until it is fixed or the next grant rewrites it.
+            log.error("%s is not a valid grant file (%s): every grant is refused",
+                      self.path, type(exc).__name__)
+            return ()
 
     def _update(self, change) -> object:
         """Apply change(list of grants) -> result under the write lock; write the list back."""

@@ -27,16 +27,13 @@ from pulse.grants import (
     Grant,
     GrantFile,
 )
-from pulse.rfc3339 import parse_time
+from pulse.rfc3339 import parse_time, rfc3339
 
 bp = Blueprint("access", __name__, url_prefix="/api/analytics/access")
 
 
 def _stamp(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds") \
-        .replace("+00:00", "Z")
+    return None if seconds is None else rfc3339(datetime.fromtimestamp(seconds, UTC))
 
 
 def grant_view(grant: Grant, now: float) -> dict:

@@ -65,7 +65,7 @@ def test_a_grant_works_until_revoked_then_401_at_once(client, clock):
     assert set(body) == {"id", "token", "role", "subject", "coachId", "scopes", "issuedAt",
                          "expiresAt"}
     assert body["role"] == "auditor" and body["subject"] == "auditor-jane"
-    assert body["expiresAt"] == "2026-07-01T12:00:00Z"
+    assert body["expiresAt"] == "2026-07-01T12:00:00.000Z"
     assert client.get(AUDIT, headers=bearer(body["token"])).status_code == 200
     # The role is the grant's: an auditor may not write rules.
     assert client.get(GRANTS, headers=bearer(body["token"])).status_code == 403
