@@ -104,7 +104,8 @@ class TokenStore:
                 expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
             self._by_hash[hash_token(t["token"])] = (
                 Principal(t["name"], t["role"], t.get("coach_id"),
-                          frozenset(t["tenants"]) if t.get("tenants") is not None else None),
+                          frozenset(t["tenants"]) if t.get("tenants") is not None else None,
+                          expires_at=expires),
                 expires)
 
     def authenticate(self, token: str, now: float | None = None) -> Principal | None:
