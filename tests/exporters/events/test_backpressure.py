@@ -195,4 +195,5 @@ def test_retry_after_keys_default_and_refuse_zero(tmp_path):
     assert (section.retry_after_disk_full, section.retry_after_queue_full) == ("5s", "1s")
     with pytest.raises(ConfigError) as info:
         events_config(tmp_path, retry_after_disk_full="0s")
-    assert "exporters.events.retry_after_disk_full" in str(info.value)
+    assert "exporters.events.retry_after_disk_full: '0s' does not match the expected form " \
+        "'a duration greater than 0" in str(info.value)
