@@ -216,7 +216,7 @@ class _Renderer:
         if isinstance(node, pp.ParenExpr):
             return f"({self.expr(node.expr)})"
         if isinstance(node, pp.UnaryExpr):
-            return f"-({self.expr(node.expr)})"
+            return f"-{self.operand(node.expr)}"
         if isinstance(node, pp.NumberLiteral):
             return self.number(node.val)
         if isinstance(node, pp.StringLiteral):
