@@ -519,7 +519,8 @@ def _build_response(prom, q: Query, principal, k_anonymity: int,
                            for t, v in zip(res.timestamps, values, strict=True)],
                 "summary": {"aggregation": how, "value": res.summary(values, q.step)},
             })
-    stale = stale_sources(prom, q.end)
+    # `up` carries no coach label, so a coach sees no scrape targets either.
+    stale = stale_sources(prom, q.end) if enforced is None else []
     warnings += [f"scrape target {s['job']}/{s['instance']} is down (stale source)"
                  for s in stale]
     for fld, direction in reversed(q.order_by):
