@@ -25,12 +25,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "rules:read", "rules:write", "rules:expr", "alerts:read", "alerts:test", "incidents:ack",
         "health:read",
         "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
+        "prometheus:read",
         # The intake's dead letters (scrubbed rejected events): admin and engineer only.
         "events:dead_letters",
     }),
     "analyst": frozenset({
         "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
-        "ai:read", "experiments:read", "datasets:generate",
+        "ai:read", "experiments:read", "datasets:generate", "prometheus:read",
         # A step-up token keeps the caller's role; datasets need one (personal_data).
         "access:step_up",
     }),
@@ -38,12 +39,14 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
         "experiments:read",
     }),
-    # A coach sees aggregates of their own clients only; views narrow by g.principal.coach_id.
-    "coach": frozenset({"dashboards:read", "metrics:read"}),
+    # A coach sees aggregates of their own clients only: every query a coach sends gets
+    # coach="<coach_id>" on each selector (bridge/services/promql_scope.py). prometheus:read
+    # is the Prometheus-compatible read API (/prometheus/api/v1/query..., Grafana's).
+    "coach": frozenset({"dashboards:read", "metrics:read", "prometheus:read"}),
     # Read-only, time-limited (tokens of auditors must carry an expiry).
     "auditor": frozenset({
         "rules:read", "alerts:read", "health:read", "metrics:read", "dashboards:read",
-        "ai:read", "experiments:read", "audit:read",
+        "ai:read", "experiments:read", "audit:read", "prometheus:read",
     }),
 }
 
