@@ -52,9 +52,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 # Permissions no role but admin holds (admin's "*" grants them): named here so a route
 # guarded by one is known to be in the table on purpose.
-ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw",
-                                    # Grants: issue, list, revoke.
-                                    "access:grants"})
+ADMIN_ONLY_PERMISSIONS = frozenset({
+    "privacy:withdraw",
+    # Grants: issue, list, revoke.
+    "access:grants",
+    # The privacy-budget ledger: who released what, and what budget is left.
+    "privacy:budget",
+})
 
 
 def known_permission(permission: str) -> bool:
