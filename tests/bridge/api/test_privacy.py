@@ -128,6 +128,8 @@ def test_laplace_noise_states_its_epsilon(api):
     ({"epsilon": 0}, "epsilon"), ({"epsilon": 5e-324}, "epsilon"),
     ({"attributes": [{}]}, "attributes"), ({"epsilon": 11}, "epsilon"),
     ({"epsilon": True}, "epsilon"),
+    ({"epsilon": 1, "delta": 0}, "delta"), ({"epsilon": 1, "delta": 0.5}, "delta"),
+    ({"epsilon": 1, "delta": "1e-6"}, "delta"), ({"delta": 1e-6}, "delta"),
     ({"rows": 1}, "rows")])
 def test_bad_dataset_requests_name_the_field(api, body, field):
     _, client, _ = api
@@ -140,3 +142,53 @@ def test_datasets_need_their_permission(api):
     _, client, _ = api
     assert client.post(RESEARCH, json={}, headers=auth("executive")).status_code == 403
     assert client.post(RESEARCH, json={}).status_code == 401
+
+
+BUDGET = "/api/analytics/datasets/budget"
+
+
+def test_the_dp_release_states_its_guarantee_and_the_exact_one_does_not_claim_dp(api):
+    _, client, _ = api
+    exact = client.post(RESEARCH, json={}, headers=auth("analyst")).json["metadata"]
+    assert exact["guarantee"].startswith("k-anonymity (k = 5)")
+    assert "not differentially private" in exact["guarantee"]
+    noisy = client.post(RESEARCH, json={"epsilon": 2.0, "delta": 1e-7},
+                        headers=auth("analyst")).json["metadata"]
+    assert noisy["noise"]["delta"] <= 1e-7
+    assert noisy["guarantee"].startswith("(2, ") and "differential privacy" in noisy["guarantee"]
+    # 23 users: every combination is far under the threshold that delta asks for.
+    assert noisy["noise"]["counts"]["threshold"] > 23 and noisy["rows"] == 0
+
+
+def test_the_budget_refuses_the_release_that_would_exceed_it_even_after_a_restart(tmp_path):
+    cfg = bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
+                        alertmanager={"url": "http://127.0.0.1:9"},
+                        privacy={"budget": {"epsilon": 1.5, "delta": 1e-5}})
+    client = create_app(cfg).test_client()
+    spec = client.get("/api/openapi.json").json
+    first = client.post(RESEARCH, json={"epsilon": 1.0}, headers=auth("analyst"))
+    assert first.status_code == 201, first.json
+    assert first.json["metadata"]["budget"]["remaining"]["epsilon"] == pytest.approx(0.5)
+    validate_response(spec, "ResearchDataset", first.json)
+    assert client.post(RESEARCH, json={}, headers=auth("analyst")).status_code == 201
+
+    restarted = create_app(cfg).test_client()
+    refused = restarted.post(RESEARCH, json={"epsilon": 1.0}, headers=auth("analyst"))
+    assert refused.status_code == 409, refused.json
+    assert refused.json["error"]["code"] == "privacy_budget_exceeded"
+    detail = refused.json["error"]["details"][0]
+    assert detail["field"] == "epsilon" and "at most 0.5 remains" in detail["problem"]
+    assert restarted.post(RESEARCH, json={"epsilon": 0.5},
+                          headers=auth("analyst")).status_code == 201
+
+    assert restarted.get(BUDGET).status_code == 401
+    denied = restarted.get(BUDGET, headers=auth("analyst"))
+    assert denied.status_code == 403
+    assert denied.json["error"]["details"][0]["problem"] == "privacy:budget required"
+    ledger = restarted.get(BUDGET, headers=auth("admin"))
+    assert ledger.status_code == 200
+    validate_response(spec, "PrivacyBudget", ledger.json)
+    (scope,) = ledger.json["scopes"]
+    assert scope["scope"] == "research" and scope["spent"]["epsilon"] == pytest.approx(1.5)
+    assert scope["dpReleases"] == 2 and scope["exactReleases"] == 1
+    assert {r["requestedBy"] for r in scope["releases"]} == {"analyst-user"}
