@@ -149,11 +149,12 @@ BUDGET = "/api/analytics/datasets/budget"
 
 def test_the_dp_release_states_its_guarantee_and_the_exact_one_does_not_claim_dp(api):
     _, client, _ = api
-    exact = client.post(RESEARCH, json={}, headers=auth("analyst")).json["metadata"]
+    elevated = step_up(client, "analyst")
+    exact = client.post(RESEARCH, json={}, headers=elevated).json["metadata"]
     assert exact["guarantee"].startswith("k-anonymity (k = 5)")
     assert "not differentially private" in exact["guarantee"]
     noisy = client.post(RESEARCH, json={"epsilon": 2.0, "delta": 1e-7},
-                        headers=auth("analyst")).json["metadata"]
+                        headers=elevated).json["metadata"]
     assert noisy["noise"]["delta"] <= 1e-7
     assert noisy["guarantee"].startswith("(2, ") and "differential privacy" in noisy["guarantee"]
     # 23 users: every combination is far under the threshold that delta asks for.
@@ -166,20 +167,22 @@ def test_the_budget_refuses_the_release_that_would_exceed_it_even_after_a_restar
                         privacy={"budget": {"epsilon": 1.5, "delta": 1e-5}})
     client = create_app(cfg).test_client()
     spec = client.get("/api/openapi.json").json
-    first = client.post(RESEARCH, json={"epsilon": 1.0}, headers=auth("analyst"))
+    elevated = step_up(client, "analyst")
+    first = client.post(RESEARCH, json={"epsilon": 1.0}, headers=elevated)
     assert first.status_code == 201, first.json
     assert first.json["metadata"]["budget"]["remaining"]["epsilon"] == pytest.approx(0.5)
     validate_response(spec, "ResearchDataset", first.json)
-    assert client.post(RESEARCH, json={}, headers=auth("analyst")).status_code == 201
+    assert client.post(RESEARCH, json={}, headers=elevated).status_code == 201
 
     restarted = create_app(cfg).test_client()
-    refused = restarted.post(RESEARCH, json={"epsilon": 1.0}, headers=auth("analyst"))
+    elevated = step_up(restarted, "analyst")
+    refused = restarted.post(RESEARCH, json={"epsilon": 1.0}, headers=elevated)
     assert refused.status_code == 409, refused.json
     assert refused.json["error"]["code"] == "privacy_budget_exceeded"
     detail = refused.json["error"]["details"][0]
     assert detail["field"] == "epsilon" and "at most 0.5 remains" in detail["problem"]
     assert restarted.post(RESEARCH, json={"epsilon": 0.5},
-                          headers=auth("analyst")).status_code == 201
+                          headers=elevated).status_code == 201
 
     assert restarted.get(BUDGET).status_code == 401
     denied = restarted.get(BUDGET, headers=auth("analyst"))
