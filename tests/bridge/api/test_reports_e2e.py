@@ -216,11 +216,13 @@ def test_a_coach_sees_only_its_own_clients(history, coaches_bridge):
                 assert entry["summary"]["value"] == pytest.approx(want), entry["metric"]
                 assert all(p["value"] == pytest.approx(want) for p in entry["points"])
             assert all(f'coach="{coach}"' in q["promql"] for q in body["metadata"]["queries"])
-    # Filtering on another coach cannot widen the scope: both matchers apply, no data.
+    # Filtering on another coach cannot widen the scope: a conflicting matcher is refused
+    # (prom-label-proxy's error-on-replace), naming the filter.
     other = coaches_bridge.get("/api/analytics/metrics", query_string={
         **query, "filters": "coach:eq:coach-2"}, headers={
-        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"}).get_json()
-    assert other["data"] == []
+        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"})
+    assert other.status_code == 403, other.get_json()
+    assert other.get_json()["error"]["details"][0]["field"] == "filters"
     below_k = coaches_bridge.get("/api/analytics/metrics", query_string=query, headers={
         "Authorization": f"Bearer {COACH_TOKENS['coach-3']}"}).get_json()
     assert below_k["data"] == [] and len(below_k["warnings"]) >= len(COACH_METRICS)
