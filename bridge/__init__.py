@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge import auth, openapi, services
 from bridge.api import (
+    access,
     ai_performance,
     alert_rules,
     alerts,
@@ -27,6 +28,7 @@ from bridge.api import (
     health,
     metrics,
     privacy,
+    prometheus_read,
     reports,
     ruler,
     runbooks,
@@ -51,7 +53,9 @@ BLUEPRINTS = [
     dashboards.bp,
     alert_rules.bp,
     ruler.bp,
+    prometheus_read.bp,
     audit.bp,
+    access.bp,
     privacy.bp,
     datasets.bp,
     metrics.bp,

@@ -16,8 +16,10 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     TokenStore,
     authenticate,
     check,
+    check_scope,
     credentials,
     hash_token,
+    token_store,
 )
 from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
 from pulse.service import add_access
@@ -27,7 +29,7 @@ def init_app(app: Flask) -> None:
     """Attach the token store and the audit chain shared by every process of the data dir
     (pulse.service.add_access: guarded requests and every 401/403 are recorded)."""
     cfg = app.config["PULSE"]
-    add_access(app, cfg, "bridge", TokenStore(cfg.bridge.tokens))
+    add_access(app, cfg, "bridge", token_store(cfg))
 
 
 def current_principal() -> Principal:
@@ -68,17 +70,22 @@ def current_tenant() -> str:
     return tenant
 
 
-def require(permission: str) -> Callable:
-    """Decorator: the view needs an authenticated principal holding permission (403 names it)."""
+def require(permission: str, scope: str | None = None) -> Callable:
+    """Decorator: the view needs an authenticated principal holding permission (403 names it)
+    and, with scope, a token carrying that scope issued at most 1 h ago (403 names it)."""
     def decorate(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
+            principal = current_principal()
             try:
-                check(current_principal(), permission)
+                check(principal, permission)
+                if scope is not None:
+                    check_scope(principal, scope, current_app.extensions["pulse.tokens"].clock())
             except AccessDenied as exc:
                 raise ApiError(403, "forbidden", exc.message, exc.details) from None
             return view(*args, **kwargs)
         wrapper.permission = permission
+        wrapper.scope = scope
         return wrapper
     return decorate
 

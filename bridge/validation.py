@@ -45,6 +45,23 @@ def _name(parts) -> str:
     return out or "body"
 
 
+def _draft2020(node: Any) -> Any:
+    """An OpenAPI 3.0 schema in JSON Schema 2020-12 terms where the two differ in meaning:
+    3.0's `exclusiveMinimum: true` beside `minimum: m` is 2020-12's `exclusiveMinimum: m`
+    (read as is, True would be the bound 1); likewise for the maximum."""
+    if isinstance(node, list):
+        return [_draft2020(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _draft2020(v) for k, v in node.items()}
+    for bound in ("minimum", "maximum"):
+        flag = "exclusive" + bound.capitalize()
+        if isinstance(out.get(flag), bool):
+            if out.pop(flag) and bound in out:
+                out[flag] = out.pop(bound)
+    return out
+
+
 class _Schema:
     """The root schema walked along an instance path: $ref, allOf/anyOf/oneOf followed."""
 
@@ -109,8 +126,9 @@ class BodyValidator:
                 schema = (content.get("application/json") or {}).get("schema")
                 if schema is None:
                     continue
-                validator = Draft202012Validator({**schema, "components": components},
-                                                 format_checker=FormatChecker())
+                validator = Draft202012Validator(
+                    _draft2020({**schema, "components": components}),
+                    format_checker=FormatChecker())
                 self._by_route[(method.upper(), _route(path))] = validator
 
     def has(self, method: str, path: str) -> bool:

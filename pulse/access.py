@@ -15,6 +15,9 @@ import hmac
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+from pulse.grants import MAX_STEP_UP_SECONDS, GrantFile, grants_path
 
 # Role -> permissions. The one place that says who may do what (seed NF-009).
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -24,6 +27,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "rules:read", "rules:write", "rules:expr", "alerts:read", "alerts:test", "incidents:ack",
         "health:read",
         "metrics:read", "dashboards:read", "ai:read", "experiments:read", "experiments:write",
+        "prometheus:read",
         # The intake's dead letters (scrubbed rejected events): admin and engineer only.
         "events:dead_letters",
         # Reporting to the AI exporter (evaluations, drift, inference: model-ops jobs), and
@@ -33,24 +37,35 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     }),
     "analyst": frozenset({
         "alerts:read", "health:read", "metrics:read", "dashboards:read", "reports:generate",
-        "ai:read", "experiments:read", "datasets:generate", "runbooks:read",
+        "ai:read", "experiments:read", "datasets:generate", "prometheus:read",
+        "runbooks:read",
+        # A step-up token keeps the caller's role; datasets need one (personal_data).
+        "access:step_up",
     }),
     "executive": frozenset({
         "health:read", "metrics:read", "dashboards:read", "reports:generate", "ai:read",
         "experiments:read",
     }),
-    # A coach sees aggregates of their own clients only; views narrow by g.principal.coach_id.
-    "coach": frozenset({"dashboards:read", "metrics:read"}),
+    # A coach sees aggregates of their own clients only: every query a coach sends gets
+    # coach="<coach_id>" on each selector (bridge/services/promql_scope.py). prometheus:read
+    # is the Prometheus-compatible read API (/prometheus/api/v1/query..., Grafana's).
+    "coach": frozenset({"dashboards:read", "metrics:read", "prometheus:read"}),
     # Read-only, time-limited (tokens of auditors must carry an expiry).
     "auditor": frozenset({
         "rules:read", "alerts:read", "health:read", "metrics:read", "dashboards:read",
-        "ai:read", "experiments:read", "audit:read", "runbooks:read",
+        "ai:read", "experiments:read", "audit:read", "prometheus:read", "runbooks:read",
     }),
 }
 
 # Permissions no role but admin holds (admin's "*" grants them): named here so a route
 # guarded by one is known to be in the table on purpose.
-ADMIN_ONLY_PERMISSIONS = frozenset({"privacy:withdraw"})
+ADMIN_ONLY_PERMISSIONS = frozenset({
+    "privacy:withdraw",
+    # Grants: issue, list, revoke.
+    "access:grants",
+    # The privacy-budget ledger: who released what, and what budget is left.
+    "privacy:budget",
+})
 
 
 def known_permission(permission: str) -> bool:
@@ -68,6 +83,12 @@ class Principal:
     coach_id: str | None = None
     # Ruler tenants this token may use (None: all).
     tenants: frozenset[str] | None = None
+    # Set for a token issued at run time (pulse.grants): its grant, when it was issued and
+    # its scopes (a step-up token carries personal_data).
+    grant_id: str | None = None
+    issued_at: float | None = None
+    expires_at: float | None = None
+    scopes: frozenset[str] = frozenset()
 
     def can(self, permission: str) -> bool:
         """True when the role grants the permission."""
@@ -81,9 +102,12 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
-    """Configured tokens, kept as hashes, with their role and optional expiry."""
+    """Configured tokens, kept as hashes, with their role and optional expiry; plus the
+    grants of the data dir (pulse.grants), re-read when their file changes."""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, grants_path: str | Path | None = None, clock=time.time):
+        self.clock = clock  # Unix seconds; a test may stop it
+        self.grants = GrantFile(grants_path) if grants_path is not None else None
         self._by_hash: dict[str, tuple[Principal, float | None]] = {}
         for t in tokens:
             if t["role"] == "auditor" and not t.get("expires"):
@@ -94,17 +118,27 @@ class TokenStore:
                 expires = datetime.fromisoformat(t["expires"].replace("Z", "+00:00")).timestamp()
             self._by_hash[hash_token(t["token"])] = (
                 Principal(t["name"], t["role"], t.get("coach_id"),
-                          frozenset(t["tenants"]) if t.get("tenants") is not None else None),
+                          frozenset(t["tenants"]) if t.get("tenants") is not None else None,
+                          expires_at=expires),
                 expires)
 
     def authenticate(self, token: str, now: float | None = None) -> Principal | None:
-        """The principal of a valid, unexpired token, or None."""
+        """The principal of a valid, unexpired (and, for a grant, unrevoked) token, or None."""
         digest = hash_token(token)
+        now = self.clock() if now is None else now
         for known, (principal, expires) in self._by_hash.items():
             if hmac.compare_digest(known, digest):
-                if expires is not None and (now or time.time()) >= expires:
+                if expires is not None and now >= expires:
                     return None
                 return principal
+        for grant in self.grants.grants() if self.grants is not None else ():
+            if hmac.compare_digest(grant.token_hash, digest):
+                if not grant.active(now):
+                    return None
+                return Principal(
+                    grant.subject, grant.role, grant.coach_id,
+                    frozenset(grant.tenants) if grant.tenants is not None else None,
+                    grant.id, grant.issued_at, grant.expires_at, frozenset(grant.scopes))
         return None
 
 
@@ -115,6 +149,12 @@ def token_for(tokens, permission: str) -> str | None:
         if Principal(t["name"], t["role"]).can(permission) and not t.get("expires"):
             return t["token"]
     return None
+
+
+def token_store(cfg) -> TokenStore:
+    """The tokens of a loaded Config: bridge.tokens and the grants of its data dir (every
+    process that authenticates builds its store here, so a grant works in all of them)."""
+    return TokenStore(cfg.bridge.tokens, grants_path(cfg.data_dir))
 
 
 class AccessDenied(Exception):
@@ -164,6 +204,21 @@ def check(principal: Principal, permission: str) -> None:
         raise AccessDenied(403, "forbidden",
                            f"role {principal.role!r} lacks the permission {permission!r}",
                            [{"field": "permission", "problem": f"{permission} required"}])
+
+
+def check_scope(principal: Principal, scope: str, now: float,
+                max_age: float = MAX_STEP_UP_SECONDS) -> None:
+    """AccessDenied 403 naming the scope unless the principal's token carries it and was
+    issued at most max_age seconds ago (a step-up token, pulse.grants)."""
+    fresh = principal.issued_at is not None and now - principal.issued_at <= max_age
+    if scope not in principal.scopes or not fresh:
+        problem = (f"{scope} required: a token with the {scope!r} scope issued at most "
+                   f"{max_age // 60:.0f} minutes ago (POST /api/analytics/access/step-up)")
+        raise AccessDenied(403, "step-up-required",
+                           f"this request needs a step-up token with the scope {scope!r}"
+                           + ("" if scope not in principal.scopes else
+                              " (this one was issued too long ago)"),
+                           [{"field": "scope", "problem": problem}])
 
 
 # Routes served without a bearer token on purpose, by (process, route template): every

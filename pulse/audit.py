@@ -168,17 +168,19 @@ def outcome(status: int) -> str:
 def request_record(process: str, *, who: str, role: str | None, method: str, route: str,
                    path: str, status: int, tenant: str | None = None,
                    permission: str | None = None, cause: str | None = None,
-                   reason: str | None = None) -> dict:
+                   grant: str | None = None, reason: str | None = None) -> dict:
     """One request's audit record (the fields every process writes; never a token).
 
     route is the route template (a path may carry an id; the template is what is guarded);
     cause says why a refusal happened (anonymous, invalid-token, forbidden, a write key's
-    code); reason is a step-up's stated reason, when the request carried one."""
+    code); grant names a token issued at run time by its grant id (never the token); reason
+    is a step-up's stated reason, when the request carried one."""
     record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
               "process": process, "who": who, "role": role, "tenant": tenant,
               "method": method, "route": route, "path": path, "status": status,
               "outcome": outcome(status)}
-    for key, value in (("permission", permission), ("cause", cause), ("reason", reason)):
+    for key, value in (("permission", permission), ("cause", cause), ("grant", grant),
+                       ("reason", reason)):
         if value is not None:
             record[key] = value
     return record

@@ -24,13 +24,14 @@ class PromError(Exception):
     """
 
     def __init__(self, code: str, message: str, invalid: bool = False,
-                 error_type: str = "", detail: str = ""):
+                 error_type: str = "", detail: str = "", status: int = 0):
         super().__init__(message)
         self.code = code
         self.message = message
         self.invalid = invalid
         self.error_type = error_type
         self.detail = detail
+        self.status = status  # the HTTP status the server answered (0: none)
 
 
 class PromUnavailable(PromError):
@@ -73,10 +74,17 @@ class PrometheusClient:
             raise PromUnavailable("Prometheus", self.url, f"HTTP {resp.status_code}") from None
         if body.get("status") != "success":
             detail = body.get("error", resp.text[:200])
+            # 400 bad_data and 422 execution are the query's fault; 503 and the rest are not.
             raise PromError("prometheus_error", f"Prometheus refused the query: {detail}",
-                            invalid=resp.status_code == 400,
-                            error_type=body.get("errorType", ""), detail=detail)
+                            invalid=resp.status_code in (400, 422),
+                            error_type=body.get("errorType", ""), detail=detail,
+                            status=resp.status_code)
         return body["data"]
+
+    def read(self, path: str, params: dict) -> Any:
+        """The `data` of a read API answer as Prometheus gives it (path: /api/v1/series...;
+        params: values or lists of values, e.g. match[])."""
+        return self._get(path, **params)
 
     def query(self, expr: str, time: float | None = None) -> list[dict]:
         """Instant query; the result vector (a scalar becomes one sample without labels)."""
@@ -225,6 +233,10 @@ class PrometheusReplicas:
         """True when at least one series matches the selector now."""
         return bool(self.query(f"count({selector})"))
 
+    def read(self, path: str, params: dict) -> Any:
+        """A read API answer's `data` from the first replica that answers."""
+        return self._each("read", path, params)
+
     def rules(self, **params) -> list[dict]:
         """Loaded rule groups of the first replica that answers."""
         return self._each("rules", **params)
@@ -349,14 +361,28 @@ class ReadRouter:
     def query(self, expr: str, time: float | None = None) -> list[dict]:
         """Instant query: a time before Prometheus's retention reads a tier (as query_range)."""
         at = self.clock() if time is None else time
-        window = max((_seconds(w) for w in re.findall(r"\[([0-9a-z]+)(?::[0-9a-z]*)?\]", expr)),
-                     default=0.0)
-        tier = self.tier_for(expr, at - window)
+        tier = self.tier_for(expr, at - _longest_range(expr))
         if tier is None:
             self._note("prometheus")
             return self.prom.query(expr, time=time)
         self._note(f"long_term:{tier.name}")
         return self._clients[tier.name].query(expr, time=time)
+
+    def read(self, path: str, params: dict, expr: str | None = None,
+             start: float | None = None) -> Any:
+        """A read API answer's `data` (Prometheus's shape); a query whose start (or instant
+        minus its longest range) is past Prometheus's retention reads the tier it needs."""
+        tier = None
+        if expr is not None:
+            at = self.clock() if start is None else start
+            if path.endswith("/query"):
+                at -= _longest_range(expr)
+            tier = self.tier_for(expr, at)
+        if tier is None:
+            self._note("prometheus")
+            return self.prom.read(path, params)
+        self._note(f"long_term:{tier.name}")
+        return self._clients[tier.name].read(path, params)
 
     @staticmethod
     def recording():
@@ -389,6 +415,12 @@ def read_router(cfg, session: requests.Session | None = None) -> ReadRouter:
 def source_note(seen: list[str]) -> str:
     """The `source` of a response: the one source read, or several joined with '+'."""
     return "+".join(seen) if seen else "prometheus"
+
+
+def _longest_range(expr: str) -> float:
+    """The longest range ([5m], [1h:1m]) of an expression, in seconds (0 without one)."""
+    return max((_seconds(w) for w in re.findall(r"\[([0-9a-z]+)(?::[0-9a-z]*)?\]", expr)),
+               default=0.0)
 
 
 def _seconds(text: str) -> float:

@@ -588,6 +588,14 @@ def pulse_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def step_up(bridge: str, token: str, reason: str = "test: a person's data") -> dict[str, str]:
+    """Headers with a step-up token (personal_data scope) from the live bridge at host:port."""
+    resp = requests.post(f"http://{bridge}/api/analytics/access/step-up", timeout=30,
+                         json={"reason": reason}, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 201, resp.text
+    return {"Authorization": f"Bearer {resp.json()['token']}"}
+
+
 def write_pulse_config(path: Path, data_dir: Path, demo: bool = False,
                        **overrides: Any) -> dict:
     """A pulse.yml with every port free and short intervals; overrides merge per section."""

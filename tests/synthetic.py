@@ -236,7 +236,7 @@ def label_names() -> dict[str, tuple[str, ...]]:
 
 
 def _histograms() -> set[str]:
-    hist = {m.name for m in MAPPING.metrics.values() if m.type == "histogram"}
+    hist = {m.name for m in (*MAPPING.metrics.values(), *SELF_METRICS) if m.type == "histogram"}
     return hist | {"http_server_request_duration_seconds", "app_db_query_duration_seconds",
                    "ai_inference_duration_seconds", "pulse_ingest_batch_duration_seconds"}
 

@@ -20,7 +20,7 @@ FLOOR_NAMES = {BASE: "base", DOMAIN: "shared domain", SERVICE: "services",
                LAUNCHER: "launcher", BUILD: "build-time"}
 BASE_MODULES = ("pulse", "pulse.config", "pulse.log", "pulse.paths", "pulse.fileio",
                 "pulse.promapi", "pulse.rfc3339", "pulse.service", "pulse.schema",
-                "pulse.links", "pulse.access", "pulse.audit")
+                "pulse.links", "pulse.access", "pulse.audit", "pulse.grants")
 DOMAIN_MODULES = ("pulse.profiles", "pulse.dashboards")
 LAUNCHER_MODULES = ("pulse.launcher", "pulse.__main__")
 SERVICES = ("exporters", "bridge", "demo")

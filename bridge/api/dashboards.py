@@ -20,6 +20,7 @@ from flask import Blueprint, current_app, request
 from bridge.auth import ROLE_PERMISSIONS, current_principal, require
 from bridge.errors import ApiError, bad_request
 from bridge.services import PROMETHEUS, service
+from bridge.services.promql_scope import COACH_LABEL, Enforced, coach_scope, scope
 from pulse import dashboards as gq
 from pulse.config import parse_duration
 from pulse.dashboards import DATASOURCE_UID
@@ -201,33 +202,41 @@ def get_dashboard(dashboard_id: str):
     docs = gq.load_all()
     name, doc = find(dashboard_id, docs)
     variables = gq.variables(doc)
-    allowed = {"from", "to", "step", *variables}
+    # The coach dashboard has no coach variable (a coach's queries are scoped by the query
+    # itself); other roles may still narrow it with ?coach=a,b.
+    choices = [*variables, *(["coach"] if audience(doc) == "coach"
+                             and "coach" not in variables else [])]
+    allowed = {"from", "to", "step", *choices}
     for key in request.args:
         if key not in allowed:
             raise bad_request(f"unknown query parameter {key!r}", key,
                               f"allowed: {', '.join(sorted(allowed))}")
     values: dict[str, str] = {}
-    for var in variables:
+    chosen_coaches: list[str] = []
+    for var in choices:
         raw = request.args.getlist(var)
         chosen = [v for item in raw for v in item.split(",") if v]
         for v in chosen:
             if not VALUE.fullmatch(v):
                 raise bad_request(f"{var} has an invalid value", var,
                                   "letters, digits and _ . : / { } @ - only, up to 128")
-        if chosen:
+        if chosen and var in variables:
             values[var] = promql_regex(chosen)
+        elif chosen:
+            chosen_coaches = chosen
+    enforced = None
     if principal.role == "coach":
-        # A coach sees only the coach dashboard, narrowed to their own coach id.
+        # A coach sees only the coach dashboard, every selector narrowed to their coach id.
         if audience(doc) != "coach":
             raise ApiError(403, "forbidden", "coaches may read only the coach dashboard",
                            [{"field": "dashboardId", "problem": "not a coach dashboard"}])
-        if not principal.coach_id:
-            raise ApiError(403, "forbidden", "this coach token carries no coach_id")
-        asked = request.args.get("coach")
-        if asked and asked != principal.coach_id:
+        enforced = coach_scope(principal)
+        if any(c != principal.coach_id for c in chosen_coaches):
             raise ApiError(403, "forbidden", "a coach may only see their own clients",
                            [{"field": "coach", "problem": "not your coach id"}])
-        values["coach"] = promql_regex([principal.coach_id])
+    elif chosen_coaches:
+        enforced = Enforced(COACH_LABEL, "|".join(re.escape(c) for c in chosen_coaches),
+                            regex=True)
 
     now = time.time()
     default_from = doc.get("time", {}).get("from", "now-6h")
@@ -258,11 +267,16 @@ def get_dashboard(dashboard_id: str):
     dashboard = definition(name, doc, time_range, updated)
     prom = service(current_app, PROMETHEUS)
     jobs = [(p, t) for p in gq.panels(doc) for t in p["targets"]]
+    exprs = {}
+    for _panel, target in jobs:
+        expr = gq.expand(target["expr"], range_s=span, step_s=step, scrape_s=scrape_s,
+                         values=values)
+        # Scoped before anything runs: a conflicting matcher refuses the whole request.
+        exprs[id(target)] = expr if enforced is None else scope(expr, enforced, "coach")
 
     def run(job):
         panel, target = job
-        expr = gq.expand(target["expr"], range_s=span, step_s=step, scrape_s=scrape_s,
-                         values=values)
+        expr = exprs[id(target)]
         try:
             return prom.query_range(expr, start, end, step), None
         except PromError as exc:

@@ -14,6 +14,7 @@ from flask import Blueprint, current_app
 from bridge.auth import require
 from bridge.services import EXPERIMENTS, service
 from bridge.validation import request_body
+from pulse.grants import PERSONAL_DATA
 from pulse.profiles import ProfileStore, db_path
 from pulse.profiles.research import delete_all
 from pulse.profiles.store import pseudonymise
@@ -22,7 +23,7 @@ bp = Blueprint("privacy", __name__, url_prefix="/api/analytics/privacy")
 
 
 @bp.post("/withdraw")
-@require("privacy:withdraw")
+@require("privacy:withdraw", scope=PERSONAL_DATA)
 def withdraw():
     """Delete the user's profile and every stored research dataset; later events need consent."""
     user_id = request_body()["userId"]

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from bridge.services.errors import Forbidden, invalid
+from bridge.services.promql_scope import Enforced, coach_scope, scope
 from bridge.services.times import parse_time
 from pulse.config import parse_duration
 from pulse.promapi import ReadRouter, source_note
@@ -404,10 +405,17 @@ def _label_text(labels: dict) -> str:
 
 
 def evaluate(prom, metric: MetricDef, dimensions: list[str], matchers: list[Matcher],
-             start: float, end: float, step: int, k_anonymity: int) -> MetricResult:
-    """Run one catalogue metric over the range; gaps, absence and small groups are reported."""
+             start: float, end: float, step: int, k_anonymity: int,
+             enforced: Enforced | None = None) -> MetricResult:
+    """Run one catalogue metric over the range; gaps, absence and small groups are reported.
+
+    enforced (a coach's coach="<id>") is put on every selector of the compiled PromQL; a
+    filter conflicting with it is a Forbidden naming `filters`.
+    """
     ts = timestamps(start, end, step)
     promql = compile_promql(metric, dimensions, matchers, step)
+    if enforced is not None:
+        promql = scope(promql, enforced, "filters")
     rows = prom.query_range(promql, ts[0], ts[-1], step)
     index = {round(t, 3): i for i, t in enumerate(ts)}
     result = MetricResult(metric, promql, ts, [],
@@ -450,22 +458,20 @@ def stale_sources(prom, at: float) -> list[dict]:
                    for r in rows), key=lambda s: (s["job"], s["instance"]))
 
 
-def coach_matchers(principal, metrics: list[str],
-                   defs: Mapping[str, MetricDef]) -> list[Matcher]:
-    """For a coach (principal: .role, .coach_id): the forced coach matcher (Forbidden for a
-    metric coaches may not see)."""
-    if principal.role != "coach":
-        return []
-    if not principal.coach_id:
-        raise Forbidden("this coach token carries no coach_id",
-                        [{"field": "coach_id", "problem": "required for the coach role"}])
+def coach_enforced(principal, metrics: list[str],
+                   defs: Mapping[str, MetricDef]) -> Enforced | None:
+    """For a coach (principal: .role, .coach_id): the matcher every selector gets (Forbidden
+    for a metric coaches may not see); None for every other role."""
+    enforced = coach_scope(principal)
+    if enforced is None:
+        return None
     for m in metrics:
         if not defs[m].coach:
             raise Forbidden(f"coaches may not query {m!r}",
                             [{"field": "metrics",
                               "problem": f"{m!r} is not a coach metric (coach metrics: "
                                          f"{', '.join(n for n, d in defs.items() if d.coach)})"}])
-    return [Matcher("coach", "eq", (principal.coach_id,))]
+    return enforced
 
 
 def _order_key(field_name: str, entry: dict):
@@ -490,13 +496,13 @@ def build_response(prom, q: Query, principal, k_anonymity: int,
 def _build_response(prom, q: Query, principal, k_anonymity: int,
                     defs: Mapping[str, MetricDef]) -> dict:
     began = time.perf_counter()
-    forced = coach_matchers(principal, q.metrics, defs)
+    enforced = coach_enforced(principal, q.metrics, defs)
     data, queries, warnings = [], [], []
     suppressed = 0
     for name in q.metrics:
         metric = defs[name]
-        res = evaluate(prom, metric, q.dimensions, [*q.filters, *forced], q.start, q.end,
-                       q.step, k_anonymity)
+        res = evaluate(prom, metric, q.dimensions, q.filters, q.start, q.end, q.step,
+                       k_anonymity, enforced)
         suppressed += res.suppressed
         warnings += res.warnings
         how = res.aggregation(q.step)
@@ -513,7 +519,8 @@ def _build_response(prom, q: Query, principal, k_anonymity: int,
                            for t, v in zip(res.timestamps, values, strict=True)],
                 "summary": {"aggregation": how, "value": res.summary(values, q.step)},
             })
-    stale = stale_sources(prom, q.end)
+    # `up` carries no coach label, so a coach sees no scrape targets either.
+    stale = stale_sources(prom, q.end) if enforced is None else []
     warnings += [f"scrape target {s['job']}/{s['instance']} is down (stale source)"
                  for s in stale]
     for fld, direction in reversed(q.order_by):

@@ -31,30 +31,14 @@ SUCCESS_METRICS = (
 )
 PLATFORMS = ("ios", "android", "web")
 MIN_DURATION, MAX_DURATION = 3600, 365 * 86400
-MAX_VARIANTS = 10
 # Below this many exposures in a variant a comparison says "not enough data".
 MIN_SAMPLE = 100
 
 
 # -- validation (pure) -----------------------------------------------------
-def _keys(obj: dict, allowed: set[str], prefix: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            raise invalid(f"{prefix}{key}: unknown field", f"{prefix}{key}",
-                              f"unknown field (allowed: {', '.join(sorted(allowed))})")
-
-
-def _string(obj: dict, key: str, field: str, max_len: int, required: bool = True) -> str | None:
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
-        raise invalid(f"{field} is invalid", field,
-                          f"required, a non-empty string of at most {max_len} characters"
-                          if required else f"a string of at most {max_len} characters")
-    return value
-
-
+# The body has passed the published ExperimentRequest schema (bridge.validation's
+# request_body: types, lengths, patterns, enums, item counts, unknown keys of the nested
+# objects). What follows is what a schema cannot say.
 def slug(name: str) -> str:
     """A label-safe experiment id from its name ('Workout Gen v2!' -> 'workout_gen_v2')."""
     text = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -63,117 +47,91 @@ def slug(name: str) -> str:
     return text[:48].rstrip("_")
 
 
-def validate_experiment(body: Any) -> dict:
-    """An ExperimentRequest, checked and normalised; raises Invalid naming the field."""
-    if not isinstance(body, dict):
-        raise invalid("expected a JSON object", "body", "expected a JSON object")
-    _keys(body, {"name", "description", "modelVariants", "trafficSplit", "successMetrics",
-                 "duration", "targetAudience"}, "")
-    name = _string(body, "name", "name", 100)
+def validate_experiment(body: dict) -> dict:
+    """A schema-checked ExperimentRequest, checked further and normalised; raises Invalid
+    naming the field."""
+    # The response schema Experiment is allOf(ExperimentRequest, ...), so the request schema
+    # cannot close its own keys: unknown top-level fields are refused here.
+    allowed = {"name", "description", "modelVariants", "trafficSplit", "successMetrics",
+               "duration", "targetAudience"}
+    for key in body:
+        if key not in allowed:
+            raise invalid(f"{key}: unknown field", key,
+                          f"unknown field (allowed: {', '.join(sorted(allowed))})")
+    name = body["name"]
+    if not name.strip():
+        raise invalid("name is invalid", "name",
+                      "required, a non-empty string of at most 100 characters")
     exp_id = slug(name)
     if not EXPERIMENT_ID.match(exp_id or "-"):
         raise invalid("name has no letters or digits", "name",
-                          "must contain letters or digits (it becomes the experiment id)")
-    description = _string(body, "description", "description", 2000, required=False) or ""
+                      "must contain letters or digits (it becomes the experiment id)")
 
-    variants = body.get("modelVariants")
-    if not isinstance(variants, list) or not 2 <= len(variants) <= MAX_VARIANTS:
-        raise invalid("modelVariants is invalid", "modelVariants",
-                          f"must be a list of 2 to {MAX_VARIANTS} variants")
     out_variants, seen = [], set()
-    for i, v in enumerate(variants):
+    for i, v in enumerate(body["modelVariants"]):
         f = f"modelVariants[{i}]"
-        if not isinstance(v, dict):
-            raise invalid(f"{f} is invalid", f, "must be an object")
-        _keys(v, {"name", "model", "modelVersion", "control", "description"}, f"{f}.")
-        vname = v.get("name")
-        if not isinstance(vname, str) or not VARIANT.match(vname):
-            raise invalid(f"{f}.name is invalid", f"{f}.name",
-                              "must match ^[a-z][a-z0-9_]{0,31}$")
+        vname = v["name"]
         if vname in seen:
             raise invalid(f"{f}.name is a duplicate", f"{f}.name",
-                              f"variant names must be unique; {vname!r} appears twice")
+                          f"variant names must be unique; {vname!r} appears twice")
         seen.add(vname)
-        model = v.get("model")
-        if not isinstance(model, str) or not MODEL.match(model):
-            raise invalid(f"{f}.model is invalid", f"{f}.model",
-                              "must match ^[a-z][a-z0-9_]{0,63}$")
-        version = v.get("modelVersion")
-        if not isinstance(version, str) or not VERSION.match(version):
+        if not VERSION.match(v["modelVersion"]):
             raise invalid(f"{f}.modelVersion is invalid", f"{f}.modelVersion",
-                              "unknown model version format (expected e.g. 1.4.2, v3)")
-        control = v.get("control", False)
-        if not isinstance(control, bool):
-            raise invalid(f"{f}.control is invalid", f"{f}.control", "must be a boolean")
-        out_variants.append({"name": vname, "model": model, "modelVersion": version,
-                             "control": control,
-                             "description": _string(v, "description", f"{f}.description",
-                                                    500, required=False) or ""})
+                          "unknown model version format (expected e.g. 1.4.2, v3)")
+        out_variants.append({"name": vname, "model": v["model"],
+                             "modelVersion": v["modelVersion"],
+                             "control": v.get("control", False),
+                             "description": v.get("description", "")})
     controls = [v["name"] for v in out_variants if v["control"]]
     if len(controls) > 1:
         raise invalid("more than one control variant", "modelVariants",
-                          f"at most one variant may be the control; got {controls}")
+                      f"at most one variant may be the control; got {controls}")
     if not controls:
         out_variants[0]["control"] = True  # the first variant is the control by convention
 
-    split = body.get("trafficSplit")
-    if not isinstance(split, list) or not split:
-        raise invalid("trafficSplit is invalid", "trafficSplit",
-                          "must be a list of {variant, percentage}")
     weights: dict[str, float] = {}
-    for i, s in enumerate(split):
+    for i, s in enumerate(body["trafficSplit"]):
         f = f"trafficSplit[{i}]"
-        if not isinstance(s, dict):
-            raise invalid(f"{f} is invalid", f, "must be an object")
-        _keys(s, {"variant", "percentage"}, f"{f}.")
-        vname = s.get("variant")
+        vname = s["variant"]
         if vname not in seen:
             raise invalid(f"{f}.variant is unknown", f"{f}.variant",
-                              f"must name one of the modelVariants ({', '.join(sorted(seen))})")
+                          f"must name one of the modelVariants ({', '.join(sorted(seen))})")
         if vname in weights:
             raise invalid(f"{f}.variant is a duplicate", f"{f}.variant",
-                              f"{vname!r} has more than one split")
-        pct = s.get("percentage")
-        if (isinstance(pct, bool) or not isinstance(pct, int | float) or not math.isfinite(pct)
-                or not 0 < pct <= 100):
+                          f"{vname!r} has more than one split")
+        if not math.isfinite(s["percentage"]):  # Python's JSON reads NaN, which no bound stops
             raise invalid(f"{f}.percentage is invalid", f"{f}.percentage",
-                              "must be a number above 0 and at most 100")
-        weights[vname] = float(pct)
+                          "must be a number above 0 and at most 100")
+        weights[vname] = float(s["percentage"])
     missing = seen - set(weights)
     if missing:
         raise invalid("trafficSplit misses variants", "trafficSplit",
-                          f"every variant needs a split; missing {sorted(missing)}")
+                      f"every variant needs a split; missing {sorted(missing)}")
     total = sum(weights.values())
     if abs(total - 100.0) > 1e-6:
         raise invalid("trafficSplit does not sum to 100", "trafficSplit",
-                          f"percentages sum to {total:g}, must sum to 100")
+                      f"percentages sum to {total:g}, must sum to 100")
 
-    metrics = body.get("successMetrics")
-    if not isinstance(metrics, list) or not metrics:
-        raise invalid("successMetrics is invalid", "successMetrics",
-                          "must be a non-empty list of metric names")
-    for i, m in enumerate(metrics):
-        if m not in SUCCESS_METRICS:
-            raise invalid(f"successMetrics[{i}] is unknown", f"successMetrics[{i}]",
-                              f"unknown metric (known: {', '.join(SUCCESS_METRICS)})")
+    metrics = body["successMetrics"]
     if len(set(metrics)) != len(metrics):
         raise invalid("successMetrics has duplicates", "successMetrics",
-                          "each metric may appear once")
+                      "each metric may appear once")
 
-    duration = body.get("duration")
+    duration = body["duration"]
     try:
-        seconds = parse_duration(duration) if isinstance(duration, str) else None
+        seconds = parse_duration(duration)
     except ValueError:
         seconds = None
     if seconds is None or not MIN_DURATION <= seconds <= MAX_DURATION:
         raise invalid("duration is invalid", "duration",
-                          "must be a duration like 14d, 2w or 36h, between 1h and 365d")
+                      "must be a duration like 14d, 2w or 36h, between 1h and 365d")
 
     audience = body.get("targetAudience")
     if audience is not None:
         audience = _audience(audience)
     return {
-        "id": exp_id, "name": name, "description": description, "modelVariants": out_variants,
+        "id": exp_id, "name": name, "description": body.get("description", ""),
+        "modelVariants": out_variants,
         "trafficSplit": [{"variant": v["name"], "percentage": weights[v["name"]]}
                          for v in out_variants],
         "successMetrics": list(metrics), "duration": duration, "durationSeconds": seconds,
@@ -181,29 +139,17 @@ def validate_experiment(body: Any) -> dict:
     }
 
 
-def _audience(audience: Any) -> dict:
+def _audience(audience: dict) -> dict:
     f = "targetAudience"
-    if not isinstance(audience, dict):
-        raise invalid(f"{f} is invalid", f, "must be an object")
-    _keys(audience, {"platforms", "plans", "newUsersOnly"}, f"{f}.")
     out: dict[str, Any] = {}
     if "platforms" in audience:
-        p = audience["platforms"]
-        if not isinstance(p, list) or not p or any(x not in PLATFORMS for x in p):
-            raise invalid(f"{f}.platforms is invalid", f"{f}.platforms",
-                              f"must be a non-empty list of {', '.join(PLATFORMS)}")
-        out["platforms"] = sorted(set(p))
+        out["platforms"] = sorted(set(audience["platforms"]))
     if "plans" in audience:
-        p = audience["plans"]
-        if not isinstance(p, list) or not p or any(
-                not isinstance(x, str) or not MODEL.match(x) for x in p):
+        if not all(MODEL.match(x) for x in audience["plans"]):
             raise invalid(f"{f}.plans is invalid", f"{f}.plans",
-                              "must be a non-empty list of plan names (^[a-z][a-z0-9_]*$)")
-        out["plans"] = sorted(set(p))
+                          "must be a non-empty list of plan names (^[a-z][a-z0-9_]*$)")
+        out["plans"] = sorted(set(audience["plans"]))
     if "newUsersOnly" in audience:
-        if not isinstance(audience["newUsersOnly"], bool):
-            raise invalid(f"{f}.newUsersOnly is invalid", f"{f}.newUsersOnly",
-                              "must be a boolean")
         out["newUsersOnly"] = audience["newUsersOnly"]
     return out
 

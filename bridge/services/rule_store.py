@@ -24,7 +24,6 @@ history and the files agree again.
 from __future__ import annotations
 
 import difflib
-import fcntl
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from bridge.services import RULES
 from bridge.services.errors import Refused, ServiceError, Unavailable, from_prom
-from pulse.fileio import fsync_dir, write_atomic
+from pulse.fileio import file_lock, fsync_dir, write_atomic
 from pulse.paths import bridge_rules_dir
 from pulse.promapi import PromError, PrometheusClient
 
@@ -256,12 +255,8 @@ class RuleStore:
     @contextmanager
     def locked(self):
         """Hold the rule directory's lock (threads of this process and other processes)."""
-        with self._thread_lock, open(self._lock_path, "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with self._thread_lock, file_lock(self._lock_path):
+            yield
 
     def path_of(self, key: str) -> Path:
         """The rule file of a key."""

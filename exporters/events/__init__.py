@@ -104,7 +104,9 @@ def create_app(cfg: Config, registry: CollectorRegistry | None = None, client=No
             max_batches=section.idempotency_max_batches,
             event_id_window=section.event_id_window, dead_letter_max=section.dead_letter_max,
             checkpoint_bytes=section.checkpoint_bytes,
-            free_space_floor=section.free_space_floor, max_commit_queue=section.max_commit_queue)
+            free_space_floor=section.free_space_floor, max_commit_queue=section.max_commit_queue,
+            retry_after_disk_full=parse_duration(section.retry_after_disk_full),
+            retry_after_queue_full=parse_duration(section.retry_after_queue_full))
     duration = Histogram("pulse_ingest_batch_duration_seconds",
                          "Time to validate, map and durably commit one accepted request.",
                          buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5),

@@ -233,7 +233,7 @@ class IngestMiddleware:
         status, answer, wait = intake.commit(batch, accepted, started)
         if status != 200:
             error = orjson.loads(answer)["error"]
-            return 503, [JSON, ("Retry-After", str(wait)), *cors_headers(origin, True)], \
+            return 503, [JSON, ("Retry-After", retry_after(wait)), *cors_headers(origin, True)], \
                 _segment_error(503, error["code"], error["message"], "body")
         return 200, [JSON, *cors_headers(origin, True)], SUCCESS
 

@@ -26,6 +26,7 @@ import orjson
 
 from exporters.events.mapping import OTHER, Mapping
 from exporters.events.segment import Refused
+from exporters.events.sources import retry_after
 from exporters.events.store import Batch, Committed, EventStore, NoRoom, StoreError
 from pulse.rfc3339 import parse_time
 
@@ -189,9 +190,9 @@ class Intake:
             self._count_request_rejection(exc.code)
             return exc.status, exc.body(), []
         status, answer, wait = self.commit(batch, events, started)
-        return status, answer, [("Retry-After", str(wait))] if wait else []
+        return status, answer, [("Retry-After", retry_after(wait))] if wait else []
 
-    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes, int]:
+    def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes, float]:
         """Make a built batch durable and feed the sinks: (200, the answer, 0) once it is,
         else (503, the error, Retry-After seconds): nothing acknowledged."""
         try:

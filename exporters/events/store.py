@@ -37,9 +37,10 @@ class StoreError(Exception):
 
 class NoRoom(StoreError):
     """Backpressure: the log's disk is under its free-space floor or the commit queue is at its
-    bound. Nothing was queued; the client should retry after `retry_after` seconds."""
+    bound. Nothing was queued; the client should retry after `retry_after` seconds (the
+    retry_after_disk_full / retry_after_queue_full keys)."""
 
-    def __init__(self, reason: str, message: str, retry_after: int = 1):
+    def __init__(self, reason: str, message: str, retry_after: float = 1.0):
         super().__init__(message)
         self.reason, self.retry_after = reason, retry_after
 
@@ -51,10 +52,13 @@ class EventStore:
                  batch_window_seconds: float = 86400.0, max_batches: int = 100_000,
                  event_id_window: int = 500_000, dead_letter_max: int = 1000,
                  checkpoint_bytes: int = 8 << 20, free_space_floor: int = 0,
-                 max_commit_queue: int = 0):
+                 max_commit_queue: int = 0, retry_after_disk_full: float = 5.0,
+                 retry_after_queue_full: float = 1.0):
         self.directory = Path(directory)
         self.free_space_floor = free_space_floor
         self.max_commit_queue = max_commit_queue
+        self.retry_after = {"disk_full": retry_after_disk_full,
+                            "queue_full": retry_after_queue_full}
         self.state = MetricState(metrics, batch_window_seconds=batch_window_seconds,
                                  max_batches=max_batches, event_id_window=event_id_window,
                                  dead_letter_max=dead_letter_max)
@@ -77,15 +81,18 @@ class EventStore:
         """Raise NoRoom when a batch now could not be kept (or would wait behind too many)."""
         if self.max_commit_queue and self._writer.queued() >= self.max_commit_queue:
             raise NoRoom("queue_full", f"{self._writer.queued()} batches are waiting for the "
-                         f"log (max_commit_queue={self.max_commit_queue}); retry later")
+                         f"log (max_commit_queue={self.max_commit_queue}); retry later",
+                         self.retry_after["queue_full"])
         if self.free_space_floor:
             try:
                 free = self.free_bytes()
             except OSError as exc:
-                raise NoRoom("disk_full", f"the log's disk cannot be examined: {exc}") from None
+                raise NoRoom("disk_full", f"the log's disk cannot be examined: {exc}",
+                             self.retry_after["disk_full"]) from None
             if free < self.free_space_floor:
                 raise NoRoom("disk_full", f"the log's disk has {free} bytes free, under "
-                             f"free_space_floor={self.free_space_floor}; retry later", 5)
+                             f"free_space_floor={self.free_space_floor}; retry later",
+                             self.retry_after["disk_full"])
 
     def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0) -> Committed:
         """Queue a batch and wait until it is durable (or known to be a retry); NoRoom when

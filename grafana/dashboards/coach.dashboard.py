@@ -1,8 +1,13 @@
-"""Coach: aggregate progress of one coach's clients (groups under k are never exported)."""
+"""Coach: aggregate progress of one coach's clients (groups under k are never exported).
 
-from grafana.lib import dashboard, label_variable, stat, steps, target, timeseries
+No coach variable: a coach reads this dashboard through a datasource on the bridge's
+/prometheus endpoint with their own token, which puts coach="<their id>" on every selector
+(docs/bridge.md, "Coach scoping"); a matcher on coach here would be refused there. On the
+plain Prometheus datasource the panels show every coach together.
+"""
 
-C = 'coach=~"$coach"'
+from grafana.lib import dashboard, stat, steps, target, timeseries
+
 NOTE = (" Aggregate over the coach's clients; groups of fewer than k clients (privacy.k, "
         "default 5) are suppressed by the exporter and show as no data.")
 RATIO = steps(("red", 0), ("orange", 0.5), ("green", 0.75))
@@ -16,38 +21,36 @@ dashboard = dashboard(
     time_from="now-7d",
     refresh="5m",
     tags=["coach"],
-    variables=[label_variable("coach", "Coach", "fitness_coach_clients_active", "coach",
-                              all_=False)],
     panels=[
         stat("Active clients", "Clients active in the last 7 days." + NOTE, "short",
-             [target(f"sum(fitness_coach_clients_active{{{C}}})", "active clients")]),
+             [target("sum(fitness_coach_clients_active)", "active clients")]),
         stat("Workout completion", "Share of started workouts the clients completed." + NOTE,
              "percentunit",
-             [target(f"avg(fitness_coach_workout_completion_ratio{{{C}}})", "completion")],
+             [target("avg(fitness_coach_workout_completion_ratio)", "completion")],
              thresholds=RATIO),
         stat("Goal progress", "Average progress towards the clients' current goals." + NOTE,
              "percentunit",
-             [target(f"avg(fitness_coach_goal_progress_ratio{{{C}}})", "goal progress")],
+             [target("avg(fitness_coach_goal_progress_ratio)", "goal progress")],
              thresholds=RATIO),
         stat("AI recommendations accepted",
              "Share of AI recommendations the clients accepted." + NOTE, "percentunit",
-             [target(f"avg(fitness_coach_ai_acceptance_ratio{{{C}}})", "accepted")],
+             [target("avg(fitness_coach_ai_acceptance_ratio)", "accepted")],
              thresholds=RATIO),
         timeseries("Workout completion and goal progress",
                    "Completion ratio and goal progress over time." + NOTE, "percentunit",
-                   [target(f"avg(fitness_coach_workout_completion_ratio{{{C}}})",
+                   [target("avg(fitness_coach_workout_completion_ratio)",
                            "workout completion"),
-                    target(f"avg(fitness_coach_goal_progress_ratio{{{C}}})", "goal progress",
+                    target("avg(fitness_coach_goal_progress_ratio)", "goal progress",
                            ref="B")], min_=0, max_=1),
         timeseries("AI recommendation effectiveness",
                    "Share of AI recommendations accepted by the clients, over time." + NOTE,
                    "percentunit",
-                   [target(f"avg(fitness_coach_ai_acceptance_ratio{{{C}}})", "accepted")],
+                   [target("avg(fitness_coach_ai_acceptance_ratio)", "accepted")],
                    thresholds=steps(("red", 0), ("green", 0.75)), threshold_line=True,
                    min_=0, max_=1),
         timeseries("Active clients", "Clients active in the last 7 days, over time." + NOTE,
                    "short",
-                   [target(f"sum(fitness_coach_clients_active{{{C}}})", "active clients")],
+                   [target("sum(fitness_coach_clients_active)", "active clients")],
                    w=24),
     ],
 )

@@ -47,3 +47,11 @@ def client(app):
 def auth(role: str) -> dict:
     """Headers carrying the bearer token of a role."""
     return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+def step_up(client, role: str = "admin", reason: str = "test: a person's data") -> dict:
+    """Headers carrying a fresh step-up token (personal_data scope) of a role's token."""
+    resp = client.post("/api/analytics/access/step-up", json={"reason": reason},
+                       headers=auth(role))
+    assert resp.status_code == 201, resp.get_json()
+    return {"Authorization": f"Bearer {resp.get_json()['token']}"}

@@ -58,6 +58,13 @@ COUNTERS = [
                                   "outcome": "rejected"}, 1.0),
     ("ai_recommendations_total", {"model": "workout_generation", "model_version": "v1",
                                   "outcome": "ignored"}, 2.0),
+    # The intake's own: events counted per platform (one lateness observation each) and the
+    # late ones among them, 1 % on ios and 3 % on android; web counted nothing.
+    ("pulse_event_lateness_seconds_count", {"platform": "ios"}, 40.0),
+    ("pulse_event_lateness_seconds_count", {"platform": "android"}, 30.0),
+    ("pulse_events_late_total", {"platform": "ios"}, 0.4),
+    ("pulse_events_late_total", {"platform": "android"}, 0.9),
+    ("pulse_events_late_total", {"platform": "web"}, 0.0),
     ("http_server_request_duration_seconds_count",
      {"http_request_method": "GET", "http_route": "/api/workouts",
       "http_response_status_code": "200"}, 600.0),

@@ -25,6 +25,8 @@ CHURN_REPORTS = ("executive", "business")
 def _settings(cfg) -> dict:
     reports = cfg.bridge.reports.to_dict() if hasattr(cfg.bridge.reports, "to_dict") \
         else dict(cfg.bridge.reports)
+    # The intake's bound of a late event, named beside the report's late share.
+    reports["late_after"] = cfg.exporters.events.late_after
     return reports
 
 

@@ -269,6 +269,61 @@ def _quality(results: list[MetricResult], stale: list[dict], k: int) -> dict:
             "suppressedPoints": suppressed, "kAnonymity": k, "notes": notes}
 
 
+LATE, COUNTED = "pulse_events_late_total", "pulse_event_lateness_seconds_count"
+
+
+def _late_events(prom, req: ReportRequest, late_after: str) -> dict:
+    """How many of the events counted in the range arrived late, per platform.
+
+    The late events (pulse_events_late_total) against the events counted
+    (pulse_event_lateness_seconds_count: one observation per counted event), the range's
+    increases at its end; counts rounded (see ROUNDING), the share the ratio of the
+    increases (what the data-quality dashboard's "Arrived late" shows).
+    """
+    window = max(int(req.end - req.start), 1)
+    promql = {key: f"sum by (platform) (increase({name}[{window}s]))"
+              for key, name in (("late", LATE), ("events", COUNTED))}
+    raw: dict[str, dict[str, float]] = {}
+    for key, expr in promql.items():
+        for r in prom.query(expr, time=req.end):
+            value = float(r["value"][1])
+            if math.isfinite(value):
+                raw.setdefault(r["metric"].get("platform", ""), {})[key] = value
+    out = {"lateAfter": late_after, "promql": promql, "platforms": [], "total": None}
+    if not raw:
+        out["note"] = (f"Arrived late: no data ({LATE} and {COUNTED} have no samples in the "
+                       "range: is the events intake scraped?).")
+        return out
+    texts = []
+    for platform in sorted(raw):
+        row = _late_row(raw[platform].get("late"), raw[platform].get("events"))
+        out["platforms"].append({"platform": platform, **row})
+        texts.append(f"{platform}: {_late_text(row)}")
+    late = [raw[p]["late"] for p in raw if "late" in raw[p]]
+    events = [raw[p]["events"] for p in raw if "events" in raw[p]]
+    out["total"] = _late_row(sum(late) if late else None, sum(events) if events else None)
+    out["note"] = (f"Arrived late (more than late_after={late_after} after they happened): "
+                   f"{_late_text(out['total'])} in total; " + "; ".join(texts) + ".")
+    return out
+
+
+def _late_row(late: float | None, events: float | None) -> dict:
+    share = late / events if late is not None and events else None
+    row = {"late": None if late is None else round(late),
+           "events": None if events is None else round(events), "share": share}
+    if events is None or round(events) == 0:
+        row["note"] = "no events counted"
+    elif late is None:
+        row["note"] = f"{LATE} absent"
+    return row
+
+
+def _late_text(row: dict) -> str:
+    if row.get("note"):
+        return f"no data ({row['note']})"
+    return f"{row['late']:,} of {row['events']:,} counted events ({row['share']:.2%})"
+
+
 def _booked(prom, start: float, end: float) -> dict[tuple[str, str], float]:
     window = max(int(end - start), 1)
     rows = prom.query("sum by (category, currency) "
@@ -498,6 +553,8 @@ def _build_report(prom, req: ReportRequest, settings: Mapping, k: int,
                  if m in items and items[m]["series"]]
     stale = stale_sources(prom, req.end)
     quality = _quality(results, stale, k)
+    quality["lateEvents"] = _late_events(prom, req, settings.get("late_after", "1h"))
+    quality["notes"].append(quality["lateEvents"]["note"])
     took = time.perf_counter() - began
     if took > settings.get("max_report_seconds", 30):
         quality["notes"].append(f"The report took {took:.1f} s to query.")

@@ -130,10 +130,26 @@ def _quality(ws, report: dict) -> None:
     for s in q["staleSources"]:
         _row(ws, [s["job"], s["instance"]])
     _row(ws, [])
+    _late(ws, q["lateEvents"])
+    _row(ws, [])
     _row(ws, ["notes"], bold=True)
     for note in q["notes"]:
         _row(ws, [note])
     ws.column_dimensions["A"].width = 34
+
+
+def _late(ws, late: dict) -> None:
+    """The events counted in the range that arrived late, per platform and in total."""
+    _row(ws, [f"arrived late: platform (late_after {late['lateAfter']})", "late events",
+              "counted events", "late share", "note"], bold=True)
+    rows = [(r["platform"], r) for r in late["platforms"]]
+    if late["total"] is not None:
+        rows.append(("total", late["total"]))
+    for name, r in rows:
+        _row(ws, [name, r["late"], r["events"], r["share"], r.get("note")])
+        ws[f"D{ws.max_row}"].number_format = "0.00%"
+    if not rows:
+        _row(ws, ["no data", None, None, None, late["note"]])
 
 
 def _extras(ws, report: dict, section_id: str) -> None:

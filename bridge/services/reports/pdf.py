@@ -163,6 +163,21 @@ def _churn(m: dict) -> list:
     return out
 
 
+def _late(late: dict) -> list:
+    """The late-arrival table (its figures are in the notes too); nothing without data."""
+    rows = [(r["platform"], r) for r in late["platforms"]]
+    if late["total"] is None:
+        return []
+    rows.append(("total", late["total"]))
+    table = [["Platform", "Late events", "Counted events", "Late share"]]
+    for name, r in rows:
+        table.append([name, fmt(r["late"], "count"), fmt(r["events"], "count"),
+                      fmt(r["share"], "ratio") if r["share"] is not None
+                      else f"no data ({r['note']})"])
+    return [_p(f"Arrived late (more than late_after={late['lateAfter']} after they happened)",
+               "Heading3"), _table(table)]
+
+
 def label_text(labels: dict) -> str:
     """Labels as k=v text."""
     return ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
@@ -209,6 +224,7 @@ def to_pdf(report: dict) -> bytes:
     story.append(_p("Data quality", "Heading1"))
     for note in report["dataQuality"]["notes"]:
         story.append(_p(note))
+    story += _late(report["dataQuality"]["lateEvents"])
     buf = io.BytesIO()
     doc = SimpleDocTemplate(buf, pagesize=A4, title=report["report"]["title"],
                             author="Pulse", leftMargin=2 * cm, rightMargin=2 * cm,

@@ -1,6 +1,7 @@
 """Experiments: validation, durable storage, deterministic assignment, results."""
 
 import hashlib
+import json
 import random
 import signal
 import uuid
@@ -109,12 +110,35 @@ V = EXP["modelVariants"]
     (bad(targetAudience={"platforms": ["windows"]}), "targetAudience.platforms"),
     (bad(targetAudience={"userIds": ["u1"]}), "targetAudience.userIds"),
     (bad(colour="red"), "colour"),
+    (bad(name="   "), "name"),
+    (bad(trafficSplit=[{"variant": "control", "percentage": 0},
+                       {"variant": "candidate", "percentage": 100}]),
+     "trafficSplit[0].percentage"),
+    (bad(successMetrics=["workout_completed", "workout_completed"]), "successMetrics"),
+    (bad(targetAudience={"plans": ["Premium"]}), "targetAudience.plans"),
 ])
 def test_bad_experiment_names_the_field(client, body, field):
     resp = client.post(BASE, json=body, headers=auth("engineer"))
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["details"][0]["field"] == field
     assert client.get(BASE, headers=auth("engineer")).json["experiments"] == []
+
+
+def test_a_small_split_is_accepted(client):
+    # The schema's `exclusiveMinimum: true` (OpenAPI 3.0) bounds at 0, not at 1.
+    body = bad(trafficSplit=[{"variant": "control", "percentage": 99.5},
+                             {"variant": "candidate", "percentage": 0.5}])
+    resp = client.post(BASE, json=body, headers=auth("engineer"))
+    assert resp.status_code == 201, resp.json
+    assert resp.json["trafficSplit"][1]["percentage"] == 0.5
+
+
+def test_a_nan_percentage_names_the_field(client):
+    text = json.dumps(EXP).replace('"percentage": 50}]', '"percentage": NaN}]')
+    resp = client.post(BASE, data=text, content_type="application/json",
+                       headers=auth("engineer"))
+    assert resp.status_code == 400, resp.json
+    assert resp.json["error"]["details"][0]["field"] == "trafficSplit[1].percentage"
 
 
 def test_non_object_body(client):

@@ -231,6 +231,8 @@ def test_coach_sees_only_own_clients(client, fake):
     assert resp.status_code == 200, resp.get_json()
     ran = [q for q in fake.queries if "fitness_coach_" in q]
     assert len(ran) == 2 and all('{coach="coach-1"}' in q for q in ran), ran
+    # Scrape targets carry no coach label: a coach is not told which ones are down.
+    assert "up == 0" not in fake.queries and resp.get_json()["metadata"]["staleSources"] == []
     # Metrics whose series carry no coach label are not coach metrics: 403 naming them.
     for metric in ("revenue", "workout_completion_rate", "ai_accuracy", "active_users"):
         denied = client.get("/api/analytics/metrics", headers=auth("coach"),

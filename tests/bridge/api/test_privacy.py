@@ -12,7 +12,7 @@ import pytest
 
 from bridge import create_app
 from pulse.profiles import ProfileStore, db_path
-from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.conftest import auth, bridge_config, step_up
 from tests.bridge.openapi_check import validate_response
 from tests.pulse.profiles.population import NOW, event
 
@@ -58,18 +58,18 @@ def test_withdrawal_needs_the_permission(api):
     ({"userId": "x" * 257}, "userId"), ({"userId": "a", "extra": 1}, "extra"), ([], "body")])
 def test_bad_withdrawals_name_the_field(api, body, field):
     _, client, _ = api
-    resp = client.post(WITHDRAW, json=body, headers=auth("admin"))
+    resp = client.post(WITHDRAW, json=body, headers=step_up(client, "admin"))
     assert resp.status_code == 400
     assert resp.json["error"]["details"][0]["field"] == field
 
 
 def test_withdrawal_deletes_the_profile_and_every_research_file(api):
     app, client, data_dir = api
-    made = client.post(RESEARCH, json={}, headers=auth("analyst"))
+    made = client.post(RESEARCH, json={}, headers=step_up(client, "analyst"))
     assert made.status_code == 201
     files = made.json["files"]
     assert Path(files["csv"]).exists() and Path(files["metadata"]).exists()
-    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=step_up(client, "admin"))
     assert resp.status_code == 200, resp.json
     validate_response(client.get("/api/openapi.json").json, "Withdrawal", resp.json)
     assert resp.json["profileDeleted"] is True and resp.json["researchFilesDeleted"] == 2
@@ -83,14 +83,14 @@ def test_withdrawal_deletes_the_profile_and_every_research_file(api):
     # Neither the database nor its WAL keeps the raw id.
     for path in db_path(data_dir).parent.glob("profiles.db*"):
         assert b"user-3" not in path.read_bytes()
-    again = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    again = client.post(WITHDRAW, json={"userId": "user-3"}, headers=step_up(client, "admin"))
     assert again.status_code == 200 and again.json["profileDeleted"] is False
 
 
 def test_research_dataset_is_k_anonymous_and_documented(api):
     _, client, _ = api
     resp = client.post(RESEARCH, json={"attributes": ["goal_category", "plan"]},
-                       headers=auth("analyst"))
+                       headers=step_up(client, "analyst"))
     assert resp.status_code == 201, resp.json
     validate_response(client.get("/api/openapi.json").json, "ResearchDataset", resp.json)
     rows = resp.json["rows"]
@@ -107,14 +107,14 @@ def test_research_dataset_is_k_anonymous_and_documented(api):
     assert Path(resp.json["files"]["csv"]).read_text() == resp.json["csv"]
     # With k above a group's size, that group is not released.
     strict = client.post(RESEARCH, json={"attributes": ["goal_category"], "k": 8},
-                         headers=auth("analyst")).json
+                         headers=step_up(client, "analyst")).json
     assert [r["goal_category"] for r in strict["rows"]] == ["endurance"]
 
 
 def test_laplace_noise_states_its_epsilon(api):
     _, client, _ = api
     resp = client.post(RESEARCH, json={"attributes": ["goal_category"], "epsilon": 1.0},
-                       headers=auth("admin"))
+                       headers=step_up(client, "admin"))
     assert resp.status_code == 201
     noise = resp.json["metadata"]["noise"]
     assert noise["mechanism"] == "laplace" and noise["epsilon"] == 1.0
@@ -128,10 +128,12 @@ def test_laplace_noise_states_its_epsilon(api):
     ({"epsilon": 0}, "epsilon"), ({"epsilon": 5e-324}, "epsilon"),
     ({"attributes": [{}]}, "attributes"), ({"epsilon": 11}, "epsilon"),
     ({"epsilon": True}, "epsilon"),
+    ({"epsilon": 1, "delta": 0}, "delta"), ({"epsilon": 1, "delta": 0.5}, "delta"),
+    ({"epsilon": 1, "delta": "1e-6"}, "delta"), ({"delta": 1e-6}, "delta"),
     ({"rows": 1}, "rows")])
 def test_bad_dataset_requests_name_the_field(api, body, field):
     _, client, _ = api
-    resp = client.post(RESEARCH, json=body, headers=auth("analyst"))
+    resp = client.post(RESEARCH, json=body, headers=step_up(client, "analyst"))
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["details"][0]["field"] == field
 
@@ -140,3 +142,56 @@ def test_datasets_need_their_permission(api):
     _, client, _ = api
     assert client.post(RESEARCH, json={}, headers=auth("executive")).status_code == 403
     assert client.post(RESEARCH, json={}).status_code == 401
+
+
+BUDGET = "/api/analytics/datasets/budget"
+
+
+def test_the_dp_release_states_its_guarantee_and_the_exact_one_does_not_claim_dp(api):
+    _, client, _ = api
+    elevated = step_up(client, "analyst")
+    exact = client.post(RESEARCH, json={}, headers=elevated).json["metadata"]
+    assert exact["guarantee"].startswith("k-anonymity (k = 5)")
+    assert "not differentially private" in exact["guarantee"]
+    noisy = client.post(RESEARCH, json={"epsilon": 2.0, "delta": 1e-7},
+                        headers=elevated).json["metadata"]
+    assert noisy["noise"]["delta"] <= 1e-7
+    assert noisy["guarantee"].startswith("(2, ") and "differential privacy" in noisy["guarantee"]
+    # 23 users: every combination is far under the threshold that delta asks for.
+    assert noisy["noise"]["counts"]["threshold"] > 23 and noisy["rows"] == 0
+
+
+def test_the_budget_refuses_the_release_that_would_exceed_it_even_after_a_restart(tmp_path):
+    cfg = bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
+                        alertmanager={"url": "http://127.0.0.1:9"},
+                        privacy={"budget": {"epsilon": 1.5, "delta": 1e-5}})
+    client = create_app(cfg).test_client()
+    spec = client.get("/api/openapi.json").json
+    elevated = step_up(client, "analyst")
+    first = client.post(RESEARCH, json={"epsilon": 1.0}, headers=elevated)
+    assert first.status_code == 201, first.json
+    assert first.json["metadata"]["budget"]["remaining"]["epsilon"] == pytest.approx(0.5)
+    validate_response(spec, "ResearchDataset", first.json)
+    assert client.post(RESEARCH, json={}, headers=elevated).status_code == 201
+
+    restarted = create_app(cfg).test_client()
+    elevated = step_up(restarted, "analyst")
+    refused = restarted.post(RESEARCH, json={"epsilon": 1.0}, headers=elevated)
+    assert refused.status_code == 409, refused.json
+    assert refused.json["error"]["code"] == "privacy_budget_exceeded"
+    detail = refused.json["error"]["details"][0]
+    assert detail["field"] == "epsilon" and "at most 0.5 remains" in detail["problem"]
+    assert restarted.post(RESEARCH, json={"epsilon": 0.5},
+                          headers=elevated).status_code == 201
+
+    assert restarted.get(BUDGET).status_code == 401
+    denied = restarted.get(BUDGET, headers=auth("analyst"))
+    assert denied.status_code == 403
+    assert denied.json["error"]["details"][0]["problem"] == "privacy:budget required"
+    ledger = restarted.get(BUDGET, headers=auth("admin"))
+    assert ledger.status_code == 200
+    validate_response(spec, "PrivacyBudget", ledger.json)
+    (scope,) = ledger.json["scopes"]
+    assert scope["scope"] == "research" and scope["spent"]["epsilon"] == pytest.approx(1.5)
+    assert scope["dpReleases"] == 2 and scope["exactReleases"] == 1
+    assert {r["requestedBy"] for r in scope["releases"]} == {"analyst-user"}

@@ -123,6 +123,27 @@ def test_pdf_report_has_headlines_and_notes(client, fake):
         assert needle in text
 
 
+def test_no_late_event_data_is_said_plainly_in_every_format(client, fake):
+    """Without the intake's late and counted series the late share is "no data", not 0 %."""
+    texts = {}
+    for fmt_name in ("json", "excel", "pdf"):
+        resp = client.post(URL, headers=auth("analyst"), json={
+            "reportType": "executive", "timeRange": "7d", "format": fmt_name})
+        assert resp.status_code == 200
+        texts[fmt_name] = resp.data
+    late = json.loads(texts["json"])["dataQuality"]["lateEvents"]
+    assert late["platforms"] == [] and late["total"] is None
+    assert late["note"].startswith("Arrived late: no data (pulse_events_late_total and "
+                                   "pulse_event_lateness_seconds_count have no samples")
+    assert late["note"] in json.loads(texts["json"])["dataQuality"]["notes"]
+    rows = list(load_workbook(io.BytesIO(texts["excel"]))["Data quality"].iter_rows(
+        values_only=True))
+    head = next(i for i, r in enumerate(rows) if str(r[0]).startswith("arrived late"))
+    assert rows[head + 1][:5] == ("no data", None, None, None, late["note"])
+    pdf = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(texts["pdf"])).pages)
+    assert "Arrived late: no data" in pdf
+
+
 def test_formats():
     assert fmt(0.123456, "ratio") == "12.35%"
     assert fmt(1234.5, "currency") == "1,234.50"

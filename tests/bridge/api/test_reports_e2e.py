@@ -25,6 +25,7 @@ from pypdf import PdfReader
 from bridge import create_app
 from bridge.services.reports.text import fmt, fmt_change
 from tests.bridge.conftest import auth, bridge_config
+from tests.bridge.openapi_check import validate_response
 from tests.bridge.reportdata import (
     ACTIVE_USERS,
     COACHES,
@@ -215,11 +216,13 @@ def test_a_coach_sees_only_its_own_clients(history, coaches_bridge):
                 assert entry["summary"]["value"] == pytest.approx(want), entry["metric"]
                 assert all(p["value"] == pytest.approx(want) for p in entry["points"])
             assert all(f'coach="{coach}"' in q["promql"] for q in body["metadata"]["queries"])
-    # Filtering on another coach cannot widen the scope: both matchers apply, no data.
+    # Filtering on another coach cannot widen the scope: a conflicting matcher is refused
+    # (prom-label-proxy's error-on-replace), naming the filter.
     other = coaches_bridge.get("/api/analytics/metrics", query_string={
         **query, "filters": "coach:eq:coach-2"}, headers={
-        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"}).get_json()
-    assert other["data"] == []
+        "Authorization": f"Bearer {COACH_TOKENS['coach-1']}"})
+    assert other.status_code == 403, other.get_json()
+    assert other.get_json()["error"]["details"][0]["field"] == "filters"
     below_k = coaches_bridge.get("/api/analytics/metrics", query_string=query, headers={
         "Authorization": f"Bearer {COACH_TOKENS['coach-3']}"}).get_json()
     assert below_k["data"] == [] and len(below_k["warnings"]) >= len(COACH_METRICS)
@@ -383,6 +386,57 @@ def test_pdf_text_carries_the_json_numbers_and_renders_charts(executive, tmp_pat
         rgb = mpimg.imread(page)[:, :, :3]
         with_charts += int((rgb[:, :, 2] - rgb[:, :, 0] > 0.25).sum() > 200)
     assert with_charts >= 2
+
+
+def test_the_late_share_of_the_range_in_every_format(history, bridge, executive):
+    """dataQuality.lateEvents: per platform, the range's late events against the events
+    counted, equal to direct PromQL (counts rounded integers, the share the increases'
+    ratio); a platform without counted events says so; Excel and PDF carry the same."""
+    prom, end = history
+    report = json.loads(executive["json"])
+    validate_response(bridge.get("/api/openapi.json").get_json(), "Report", report)
+    late = report["dataQuality"]["lateEvents"]
+    assert late["lateAfter"] == "1h"
+
+    def direct(name: str) -> dict[str, float]:
+        rows = prom.query(f"sum by (platform) (increase({name}[3h]))", time_=end)
+        return {r["metric"]["platform"]: float(r["value"][1]) for r in rows}
+
+    lates, counted = direct("pulse_events_late_total"), direct(
+        "pulse_event_lateness_seconds_count")
+    rows = {r["platform"]: r for r in late["platforms"]}
+    assert set(rows) == {"ios", "android", "web"}
+    for platform, share in (("ios", 0.01), ("android", 0.03)):
+        r = rows[platform]
+        assert r["late"] == round(lates[platform]) and r["events"] == round(counted[platform])
+        assert isinstance(r["late"], int) and isinstance(r["events"], int)
+        assert r["share"] == pytest.approx(lates[platform] / counted[platform])
+        assert r["share"] == pytest.approx(share)
+        assert "note" not in r
+    assert rows["web"] == {"platform": "web", "late": 0, "events": None, "share": None,
+                           "note": "no events counted"}
+    total = late["total"]
+    assert total["events"] == round(counted["ios"] + counted["android"])
+    assert total["share"] == pytest.approx((lates["ios"] + lates["android"]) /
+                                           (counted["ios"] + counted["android"]))
+    ios = rows["ios"]
+    text = f"ios: {ios['late']:,} of {ios['events']:,} counted events ({ios['share']:.2%})"
+    assert text in late["note"] and "web: no data (no events counted)" in late["note"]
+    # Excel: the data-quality sheet's table holds the same numbers as numbers.
+    wb = load_workbook(io.BytesIO(executive["excel"]))
+    cells = list(wb["Data quality"].iter_rows(values_only=True))
+    head = next(i for i, r in enumerate(cells) if str(r[0]).startswith("arrived late"))
+    table = {r[0]: r[1:5] for r in cells[head + 1:head + 5]}
+    for platform, r in rows.items():
+        assert table[platform] == (r["late"], r["events"], r["share"], r.get("note"))
+    assert table["total"] == (total["late"], total["events"], total["share"], None)
+    # PDF: the table's text and the note.
+    pdf = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(executive["pdf"])).pages)
+    assert "Arrived late" in pdf
+    for r in (ios, rows["android"], total):
+        cells = (fmt(r["late"], "count"), fmt(r["events"], "count"), fmt(r["share"], "ratio"))
+        assert "\n".join(cells) in pdf, r  # one table row, a cell a line
+    assert "no data (no events counted)" in pdf
 
 
 def test_business_and_technical_reports(history, bridge):

@@ -80,7 +80,9 @@ def test_a_withdrawn_user_no_longer_counts_anywhere(intake, tmp_path):
                                                   "token": "admin-token-0123456789"}]}},
                           "test", {})
     bridge = create_bridge(bridge_cfg).test_client()
-    headers = {"Authorization": "Bearer admin-token-0123456789"}
+    stepped = bridge.post("/api/analytics/access/step-up", json={"reason": "test withdrawal"},
+                          headers={"Authorization": "Bearer admin-token-0123456789"})
+    headers = {"Authorization": f"Bearer {stepped.json['token']}"}
     users = [f"u-{i}" for i in range(K + 1)]
     steps = ("app_open", "sign_up")
     batch, t0 = [], now()

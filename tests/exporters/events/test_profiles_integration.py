@@ -47,10 +47,9 @@ def test_prometheus_shows_the_profile_series_and_a_withdrawal(tmp_path, service,
     assert prometheus.query_value(
         f'pulse_scrape_collector_success{{instance="{listen}",collector="profiles"}}') == 1
 
-    token = env["PULSE_ADMIN_TOKEN"]
     resp = requests.post(f"http://{bridge}/api/analytics/privacy/withdraw", timeout=30,
                          json={"userId": "member-6"},
-                         headers={"Authorization": f"Bearer {token}"})
+                         headers=harness.step_up(bridge, env["PULSE_ADMIN_TOKEN"]))
     assert resp.status_code == 200 and resp.json()["profileDeleted"] is True
     prometheus.wait_for_value(active % "all", lambda v: v == 6, timeout=60)
 
