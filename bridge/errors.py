@@ -109,7 +109,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        return _answer(http_status(exc), exc.code, exc.message, exc.details)
+        answer = _answer(http_status(exc), exc.code, exc.message, exc.details)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is None:
+            return answer
+        resp = app.make_response(answer)
+        resp.headers["Retry-After"] = str(retry_after)
+        return resp
 
     @app.errorhandler(PromError)
     def prom_error(exc: PromError):

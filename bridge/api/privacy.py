@@ -13,11 +13,16 @@ from flask import Blueprint, current_app
 
 from bridge.auth import require
 from bridge.services import EXPERIMENTS, service
+from bridge.services.errors import Unavailable
 from bridge.validation import request_body
 from pulse.grants import PERSONAL_DATA
 from pulse.profiles import ProfileStore, db_path
 from pulse.profiles.research import delete_all
 from pulse.profiles.store import pseudonymise
+
+# Seconds a client waits before retrying a withdrawal the stream could not take (NATS
+# elects a stream leader in about 4 s; a restarted node rejoins within seconds).
+RETRY_AFTER = 10
 
 bp = Blueprint("privacy", __name__, url_prefix="/api/analytics/privacy")
 
@@ -31,9 +36,18 @@ def withdraw():
     if cfg.exporters.events.log.kind == "jetstream":
         # Profiles live in the aggregators, a user's in one partition: the withdrawal goes
         # through the stream to its owner (docs/scaling.md).
-        from pulse.profiles.stream import publish_withdrawal
+        # First, so that nothing else is deleted when the stream cannot take it (a 503 the
+        # caller retries; a withdrawal applied twice deletes nothing more).
+        from pulse.profiles.stream import LogUnavailable, publish_withdrawal
 
-        existed = publish_withdrawal(cfg, user_id)
+        try:
+            existed = publish_withdrawal(cfg, user_id)
+        except LogUnavailable as exc:
+            raise Unavailable(
+                f"consent withdrawal not applied: the events stream (NATS JetStream) is "
+                f"unavailable: {exc}; nothing was deleted, retry later",
+                [{"field": "exporters.events.log.servers", "problem": str(exc)}],
+                code="dependency_unavailable", retry_after=RETRY_AFTER) from exc
     else:
         store = ProfileStore(db_path(cfg.data_dir), cfg.privacy.salt)
         try:

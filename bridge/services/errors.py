@@ -67,6 +67,11 @@ class Unavailable(ServiceError):
 
     code = "unavailable"
 
+    def __init__(self, message: str, details: list[dict] | None = None,
+                 code: str | None = None, retry_after: int | None = None):
+        super().__init__(message, details, code)
+        self.retry_after = retry_after  # seconds: sent as Retry-After when set
+
 
 def invalid(message: str, field: str | None = None, problem: str | None = None,
             code: str = "invalid_request") -> Invalid:

@@ -100,25 +100,50 @@ class NatsThread:
                 self.run(self.nc.close(), 5)
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
+        try:  # e.g. a connect that timed out still retrying: finish it before the loop stops
+            self.run(_cancel_pending(), 5)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 
 
-def publish_withdrawal(cfg, user_id: str, timeout: float = 10.0) -> bool | None:
+async def _cancel_pending() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=2)
+
+
+class LogUnavailable(Exception):
+    """The stream could not take a message: no NATS server reachable, or no acknowledgement."""
+
+    dependency = "nats"
+
+
+def publish_withdrawal(cfg, user_id: str, timeout: float = 10.0,
+                       connect_timeout: float = ATTEMPT_TIMEOUT) -> bool | None:
     """Send a consent withdrawal to the partition that holds the user's profile.
 
     It travels in the stream, in order with the user's events; the owning aggregator deletes
-    the profile and answers whether one existed (None: no answer within timeout, the
-    withdrawal is applied whenever the partition is next read).
+    the profile and answers whether one existed (None: the stream acknowledged it but no
+    owner answered within timeout; it is applied whenever the partition is next read).
+    Raises LogUnavailable when the stream did not acknowledge it: then nothing was sent.
     """
     log_cfg = cfg.exporters.events.log
     uid = user_key(cfg.privacy.get("salt"), user_id)
     client = NatsThread(log_cfg.servers, "privacy-withdrawal")
     try:
-        client.connect()
-        return client.run(_withdraw(client, log_cfg, uid, timeout), timeout + ATTEMPT_TIMEOUT)
-    except TimeoutError:
-        return None
+        try:
+            client.connect(connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - refused, timed out: the same to the caller
+            raise LogUnavailable(f"no NATS server of exporters.events.log.servers answered "
+                                 f"within {connect_timeout:g}s") from exc
+        return client.run(_withdraw(client, log_cfg, uid, timeout),
+                          timeout + 3 * ATTEMPT_TIMEOUT)
+    except TimeoutError as exc:  # the whole round: the publish was never acknowledged
+        raise LogUnavailable("the stream did not acknowledge the withdrawal in time") from exc
     finally:
         client.close()
 
@@ -129,8 +154,19 @@ async def _withdraw(client: NatsThread, log_cfg, uid: bytes, timeout: float) -> 
     at = time.time()
     payload = orjson.dumps({"w": uid.hex(), "t": at, "reply": inbox})
     n = partition_of(uid, log_cfg.partitions)
-    await client.js.publish(subject(log_cfg.stream, n), payload,
-                            headers={MSG_ID: f"withdraw:{uid.hex()}:{at}"})
+    msg_id = f"withdraw:{uid.hex()}:{at}"
+    # A leader election takes about 4 s: a second attempt with the same id (a duplicate the
+    # stream drops) rides it out; beyond that the caller answers 503 and nothing was applied.
+    for attempt in range(2):
+        try:
+            await client.js.publish(subject(log_cfg.stream, n), payload,
+                                    headers={MSG_ID: msg_id}, timeout=ATTEMPT_TIMEOUT)
+            break
+        except Exception as exc:  # noqa: BLE001 - no responders, timeouts, disconnected
+            if attempt:
+                raise LogUnavailable(f"the stream did not acknowledge the withdrawal: "
+                                     f"{type(exc).__name__}") from exc
+            await asyncio.sleep(0.5)
     try:
         answer = await sub.next_msg(timeout)
     except Exception:  # noqa: BLE001 - no owner answered in time

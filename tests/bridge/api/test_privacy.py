@@ -195,3 +195,36 @@ def test_the_budget_refuses_the_release_that_would_exceed_it_even_after_a_restar
     assert scope["scope"] == "research" and scope["spent"]["epsilon"] == pytest.approx(1.5)
     assert scope["dpReleases"] == 2 and scope["exactReleases"] == 1
     assert {r["requestedBy"] for r in scope["releases"]} == {"analyst-user"}
+
+
+def test_a_withdrawal_with_nats_unreachable_is_a_503_and_deletes_nothing(api, tmp_path):
+    from tests.harness import NatsCluster
+
+    _, local, data_dir = api
+    made = local.post(RESEARCH, json={}, headers=auth("analyst"))
+    assert made.status_code == 201
+    nats = NatsCluster(tmp_path / "nats", nodes=1).start()
+    nats.stop()  # a real server, stopped: its port refuses connections
+    cfg = bridge_config(tmp_path, prometheus={"url": "http://127.0.0.1:9"},
+                        alertmanager={"url": "http://127.0.0.1:9"}, exporters={"events": {
+                            "log": {"kind": "jetstream", "servers": nats.servers},
+                            "aggregators": {"listen": ["127.0.0.1:1"]}}})
+    assert Path(cfg.data_dir) == data_dir
+    client = create_app(cfg).test_client()
+    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    assert resp.status_code == 503, resp.json
+    assert int(resp.headers["Retry-After"]) > 0
+    validate_response(client.get("/api/openapi.json").json, "Error", resp.json)
+    error = resp.json["error"]
+    assert error["code"] == "dependency_unavailable"
+    assert "NATS" in error["message"]
+    assert error["details"][0]["field"] == "exporters.events.log.servers"
+    assert "user-3" not in resp.get_data(as_text=True)
+    # Nothing half-applied: the research files (and the local profiles) are all still there.
+    files = made.json["files"]
+    assert Path(files["csv"]).exists() and Path(files["metadata"]).exists()
+    store = ProfileStore(db_path(data_dir), SALT)
+    try:
+        assert store.count() == 23
+    finally:
+        store.close()
