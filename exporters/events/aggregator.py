@@ -253,9 +253,13 @@ class Aggregator:
 
     async def _run(self) -> None:
         # Renewals never wait behind a slow takeover (a lease must not lapse meanwhile).
-        await asyncio.gather(self._every(self.ttl / 4, self._renew),
-                             self._every(self.ttl / 4, self._acquire),
-                             self._every(self.snapshot_every, self._snapshot_all))
+        loops = [self._every(self.ttl / 4, self._renew),
+                 self._every(self.ttl / 4, self._acquire),
+                 self._every(self.snapshot_every, self._snapshot_all)]
+        if self.profiled:
+            loops.append(self._every(parse_duration(self.section.profiles.retention_interval),
+                                     self._purge_all))
+        await asyncio.gather(*loops)
 
     async def _every(self, seconds: float, step) -> None:
         while not self._stopping:
@@ -273,6 +277,20 @@ class Aggregator:
                 await asyncio.wait_for(self._snapshot(n), max(30.0, self.snapshot_every))
             except Exception as exc:  # noqa: BLE001 - retried next interval
                 log.warning("snapshot of partition %d failed: %r", n, exc)
+
+    async def _purge_all(self) -> None:
+        """The local profile store's retention job, on each owned partition's profiles.
+
+        It runs on the loop that applies the partition's messages (the one writer of its
+        database); the next snapshot carries the deletions.
+        """
+        retention = parse_duration(self.section.profiles.retention)
+        removed = 0
+        for part in list(self.owned.values()):
+            if part.profiles is not None and self.owned.get(part.n) is part:
+                removed += part.profiles.purge(retention)
+        if removed:
+            log.info("retention: deleted %d inactive user records", removed)
 
     # ---- leases -----------------------------------------------------------------------------
 

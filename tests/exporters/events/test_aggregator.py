@@ -102,3 +102,42 @@ def test_a_withdrawal_reaches_the_partition_that_holds_the_profile(tmp_path, nat
         assert profiles() == 5
     finally:
         intake.stop()
+
+
+def test_the_aggregators_run_the_profile_retention_job_on_their_partitions(tmp_path, nats):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.pulse.profiles.population import event
+
+    intake = Intake(tmp_path / "data", nats, profiles={
+        "enabled": True, "retention": "2d", "retention_interval": "1s"})
+    try:
+        now = datetime.now(UTC)
+        old = [event(f"old-{i}", now - timedelta(days=3), "session", "start") for i in range(6)]
+        new = [event(f"new-{i}", now, "session", "start") for i in range(4)]
+        assert intake.post(old + new, batchId="r").status_code == 200
+        wait_until(intake.aggregator.caught_up, 30, 0.05, "the aggregator to catch up")
+        # The users are spread over the partitions: the job runs on each of them.
+        holding = {n for n, p in intake.aggregator.owned.items() if p.profiles.count()}
+        assert len(holding) > 1
+
+        def profiles() -> int:
+            return sum(p.profiles.count() for p in intake.aggregator.owned.values())
+
+        wait_until(lambda: profiles() == 4, 60, 0.1, "the inactive users to be deleted")
+        # The snapshot carries the deletion: a successor whose own job would keep them (a
+        # long retention) does not bring them back.
+        intake.aggregator.stop()
+        section = {**intake.section, "profiles": {**intake.section["profiles"],
+                                                  "retention": "3650d"}}
+        cfg = events_config(intake.data_dir, **section)
+        second = aggregator_app(cfg, f"127.0.0.1:{free_port()}", CollectorRegistry()
+                                ).extensions["pulse.aggregator"]
+        try:
+            wait_until(second.caught_up, 30, 0.05, "the second aggregator to catch up")
+            assert sum(p.profiles.count() for p in second.owned.values()) == 4
+        finally:
+            second.stop()
+    finally:
+        intake.agg_server.shutdown()
+        intake.close()
