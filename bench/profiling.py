@@ -156,7 +156,7 @@ def main() -> None:
         files = sum(p.stat().st_size for p in db.parent.glob("profiles.db*"))
         store = ProfileStore(db, "bench-salt-0123456789")
         started = time.perf_counter()
-        compute(store.conn, time.time(), 5, DEFAULT_FUNNELS)
+        compute(store.conn, time.time(), DEFAULT_FUNNELS)
         refresh_s = time.perf_counter() - started
         store.close()
     finally:

@@ -99,10 +99,18 @@ def _profile_families() -> dict[str, tuple[str, ...]]:
         ProfileStore(path, "synthetic").close()
         conn = sqlite3.connect(path)
         try:
-            fams = aggregates.compute(conn, 1_800_000_000.0, 1, {}, 10)
+            fams = aggregates.compute(conn, 1_800_000_000.0, DEFAULT_FUNNELS, 10)
         finally:
             conn.close()
-    return {f.name: tuple(f.labels) for f in fams}
+    # The scraped families (a gauge histogram as its _bucket/_gcount/_gsum series), and the
+    # series rules/profiles.rules.yml publishes from them.
+    names = {f.name: tuple(f.labels) for f in fams if f.kind == "gauge"}
+    for f in fams:
+        if f.kind == "gaugehistogram":
+            names[f"{f.name}_bucket"] = (*f.labels, "le")
+            names[f"{f.name}_gcount"] = names[f"{f.name}_gsum"] = tuple(f.labels)
+    names[aggregates.K_GAUGE] = ()
+    return {**names, **aggregates.PUBLISHED}
 
 
 def _integrations_collectors() -> tuple[str, ...]:
@@ -181,6 +189,19 @@ PROFILE_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
     ("fitness_funnel_conversion_ratio", "step"): tuple(s for steps in DEFAULT_FUNNELS.values()
                                                        for s in steps),
 }
+# The scraped families they are recorded from take the same values.
+PROFILE_VALUES.update({
+    (raw, label): PROFILE_VALUES[(published, label)] for raw, published, labels in (
+        ("pulse_profiles_active_users", "fitness_active_users", ("window", "platform")),
+        ("pulse_profiles_streak_users", "fitness_streak_users", ("streak",)),
+        ("pulse_profiles_churn_risk_users", "fitness_churn_risk_users", ("inactive_days",)),
+        ("pulse_profiles_segment_users", "fitness_segment_users",
+         ("engagement", "plan", "goal_category")),
+        ("pulse_profiles_subscriptions_active", "business_subscriptions_active", ("plan",)),
+        ("pulse_profiles_funnel_users", "fitness_funnel_conversion_ratio", ("funnel", "step")),
+        ("pulse_profiles_funnel_entered_users", "fitness_funnel_conversion_ratio",
+         ("funnel",)))
+    for label in labels})
 
 # Series of the other exporters, the demo, the bridge and Prometheus itself: name -> labels,
 # with the values where the code has a table. (Their exporters are covered by golden scrapes in

@@ -13,9 +13,12 @@ and returns once it is committed, so:
   never acknowledged; its retry is deduplicated by the intake and not re-delivered, so such
   events are counted in the aggregate counters but missing from profiles (at most once).
 
-`ProfilesCollector` exports the k-anonymous aggregates (pulse.profiles.aggregates), computed
-by a background thread every `refresh_interval` (a full read of the store) and served from
-memory on each scrape; the same thread runs the retention job every `retention_interval`.
+`ProfilesCollector` exports the additive aggregates (pulse.profiles.aggregates) and
+`privacy.k_anonymity` as `pulse_profiles_k_anonymity`, which the recording rules of
+rules/profiles.rules.yml use to publish the k-anonymous series after summing over processes.
+They are computed by a background thread every `refresh_interval` (a full read of the store)
+and served from memory on each scrape; the same thread runs the retention job every
+`retention_interval` (the aggregators run it on their partitions themselves).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import logging
 import threading
 import time
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from exporters.events.groupcommit import GroupClosed, GroupCommit
 from pulse.config import Config, parse_duration
@@ -108,15 +112,15 @@ class ProfilesCollector:
             if self.open_conn is not None:
                 conn = self.open_conn()
                 try:
-                    self.families = aggregates.compute(conn, self.clock(), self.k,
-                                                       self.funnels, self.max_coaches)
+                    self.families = aggregates.compute(conn, self.clock(), self.funnels,
+                                                       self.max_coaches)
                 finally:
                     conn.close()
             else:
                 if self._conn is None:
                     self._conn = connect(self.path, readonly=True)
-                self.families = aggregates.compute(self._conn, self.clock(), self.k,
-                                                   self.funnels, self.max_coaches)
+                self.families = aggregates.compute(self._conn, self.clock(), self.funnels,
+                                                   self.max_coaches)
             self.success = 1.0
             self.refreshed_at = self.clock()
         except Exception:  # noqa: BLE001 - the exporter keeps serving its other metrics
@@ -140,10 +144,23 @@ class ProfilesCollector:
     def collect(self):
         """The aggregates of the last refresh (its health: `last_run()`)."""
         for fam in self.families:
-            out = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
-            for labels, value in fam.samples:
-                out.add_metric(list(labels), value)
+            if fam.kind == "gaugehistogram":
+                out = GaugeHistogramMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+                bounds = [*(floatToGoString(b) for b in fam.buckets), "+Inf"]
+                for labels, (counts, total) in fam.samples:
+                    out.add_metric(list(labels), list(zip(bounds, counts, strict=True)),
+                                   gsum_value=total)
+            else:
+                out = GaugeMetricFamily(fam.name, fam.help, labels=list(fam.labels))
+                for labels, value in fam.samples:
+                    out.add_metric(list(labels), value)
             yield out
+        if self.families:  # with the families only: a failed refresh publishes nothing
+            k = GaugeMetricFamily(aggregates.K_GAUGE,
+                                  "privacy.k_anonymity: the published profile series "
+                                  "(rules/profiles.rules.yml) leave out groups of fewer users.")
+            k.add_metric([], float(self.k))
+            yield k
         at = GaugeMetricFamily("pulse_profiles_refresh_timestamp_seconds",
                                "When the profile aggregates were last computed.")
         at.add_metric([], self.refreshed_at)

@@ -1,16 +1,20 @@
-"""The bounded, k-anonymous aggregates of the profile store (what Prometheus gets).
+"""The bounded aggregates of the profile store (what Prometheus scrapes), all additive.
 
-`compute(conn, now, k, funnels)` reads every record once (and the funnel steps of users who
-entered a funnel in the last 30 days) and returns metric families as plain data. Every group
-that describes between 1 and k-1 users is left out (not exported at all); an empty group of
-a fixed-shape family (e.g. no active user on android) is exported as 0, as it describes nobody.
+`compute(conn, now, funnels)` reads every record once (and the funnel steps of users who
+entered a funnel in the last 30 days) and returns metric families as plain data: counts of
+users, sums and histograms only, never a ratio, a median or a k-anonymity cut. With the
+JetStream log every aggregator exports the families of its own partitions (a user lives in
+one), so Prometheus's `sum` of a family over the processes is the global count; the
+published k-anonymous series (`PUBLISHED`, docs/profiles.md: fitness_active_users,
+fitness_stickiness_ratio, ...) are recording rules over those sums (rules/profiles.rules.yml),
+which suppress every group of 1 to k-1 users where the global count is known. The single
+process (local log) exports the same families, so both give identical published series.
 Days are UTC days; weeks are ISO weeks (Monday first).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import statistics
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -78,12 +82,18 @@ FROM users WHERE coach IS NOT NULL GROUP BY coach"""
 
 @dataclass
 class Family:
-    """One gauge family: name, help, label names and (label values, value) samples."""
+    """One gauge family: name, help, label names and (label values, value) samples.
+
+    kind "gaugehistogram": each sample's value is (cumulative bucket counts in the order of
+    `buckets`, then +Inf; sum of the observations).
+    """
 
     name: str
     help: str
     labels: tuple[str, ...] = ()
-    samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
+    samples: list[tuple[tuple[str, ...], object]] = field(default_factory=list)
+    kind: str = "gauge"
+    buckets: tuple[float, ...] = ()
 
 
 def cohort_label(week: int) -> str:
@@ -100,9 +110,9 @@ def engagement_level(active_days_30: int) -> str:
     return "dormant"
 
 
-def compute(conn: sqlite3.Connection, now: float, k: int, funnels: dict,
+def compute(conn: sqlite3.Connection, now: float, funnels: dict,
             max_coaches: int = 1000) -> list[Family]:
-    """Every exported family, from one consistent read of the store."""
+    """Every exported (additive) family, from one consistent read of the store."""
     today = int(now // DAY)
     this_week = week_of(today)
     active = {(w, p): 0 for w, _ in WINDOWS for p in ("ios", "android", "web", "all")}
@@ -148,65 +158,64 @@ def compute(conn: sqlite3.Connection, now: float, k: int, funnels: dict,
     for coach, *acc in coach_rows:
         coaches[coach] = [v or 0 for v in acc]
 
-    def shown(n: int) -> bool:
-        return n == 0 or n >= k
-
     fams = []
-    f = Family("fitness_active_users",
+    f = Family("pulse_profiles_active_users",
                "Distinct profiled users active in the trailing 1, 7 or 30 UTC days, by platform "
-               "(platform=all counts a user on several platforms once).", ("window", "platform"))
-    f.samples = [((w, p), float(n)) for (w, p), n in active.items() if shown(n)]
+               "(platform=all counts a user on several platforms once); not k-anonymous.",
+               ("window", "platform"))
+    f.samples = [((w, p), float(n)) for (w, p), n in active.items()]
     fams.append(f)
-    dau, mau = active[("1d", "all")], active[("30d", "all")]
-    f = Family("fitness_stickiness_ratio", "Daily over monthly active users (DAU/MAU).")
-    if mau >= k and shown(dau):
-        f.samples = [((), dau / mau)]
-    fams.append(f)
-    f = Family("fitness_cohort_users", "Users first active in each of the last 12 ISO weeks.",
+    f = Family("pulse_profiles_cohort_users",
+               "Users first active in each of the last 12 ISO weeks; not k-anonymous.",
                ("cohort",))
-    r = Family("fitness_cohort_retention_ratio",
-               "Share of a weekly cohort active in its week 0..11 (week 0 is the first week).",
-               ("cohort", "week"))
+    r = Family("pulse_profiles_cohort_retained_users",
+               "Users of a weekly cohort active in its week 0..11 (week 0 is the first week); "
+               "not k-anonymous.", ("cohort", "week"))
     for cw, size in sorted(cohort_size.items()):
-        if size < k:
-            continue
         f.samples.append(((cohort_label(cw),), float(size)))
         for w in range(this_week - cw + 1):
-            n = retained.get((cw, w), 0)
-            if shown(n):
-                r.samples.append(((cohort_label(cw), str(w)), n / size))
+            r.samples.append(((cohort_label(cw), str(w)), float(retained.get((cw, w), 0))))
     fams += [f, r]
-    f = Family("fitness_segment_users",
+    f = Family("pulse_profiles_segment_users",
                "Profiled users by engagement level (active days of the last 30), plan and goal "
-               "category.", ("engagement", "plan", "goal_category"))
-    f.samples = [(key, float(n)) for key, n in sorted(segments.items()) if n >= k]
+               "category; not k-anonymous.", ("engagement", "plan", "goal_category"))
+    f.samples = [(key, float(n)) for key, n in sorted(segments.items()) if n]
     fams.append(f)
-    f = Family("fitness_streak_users",
-               "Users active in the last 30 days by current streak of consecutive active days.",
-               ("streak",))
-    f.samples = [((label,), float(n)) for label, n in streaks.items() if shown(n)]
+    f = Family("pulse_profiles_streak_users",
+               "Users active in the last 30 days by current streak of consecutive active days; "
+               "not k-anonymous.", ("streak",))
+    f.samples = [((label,), float(n)) for label, n in streaks.items()]
     fams.append(f)
-    f = Family("fitness_churn_risk_users",
-               "Users active in the last 90 days but not in the last 7, 14 or 30 days.",
-               ("inactive_days",))
-    f.samples = [((str(n),), float(v)) for n, v in churn.items() if shown(v)]
+    f = Family("pulse_profiles_churn_risk_users",
+               "Users active in the last 90 days but not in the last 7, 14 or 30 days; not "
+               "k-anonymous.", ("inactive_days",))
+    f.samples = [((str(n),), float(v)) for n, v in churn.items()]
     fams.append(f)
-    f = Family("business_subscriptions_active",
-               "Profiled users whose current plan is paid, by plan.", ("plan",))
-    f.samples = [((plan,), float(n)) for plan, n in subs.items() if shown(n)]
+    f = Family("pulse_profiles_subscriptions_active",
+               "Profiled users whose current plan is paid, by plan; not k-anonymous.", ("plan",))
+    f.samples = [((plan,), float(n)) for plan, n in subs.items()]
     fams.append(f)
-    fams += _funnels(funnel_rows, funnels, k)
-    fams += _coaches(coaches, k, max_coaches)
+    fams += _funnels(funnel_rows, funnels)
+    fams += _coaches(coaches, max_coaches)
     return fams
 
 
-def _funnels(rows: list, funnels: dict, k: int) -> list[Family]:
-    conv = Family("fitness_funnel_conversion_ratio",
-                  "Share of the users who entered the funnel (first step) in the last 30 days "
-                  "who reached the step.", ("funnel", "step"))
-    med = Family("fitness_funnel_step_median_seconds",
-                 "Median time from the previous step to this one, over users who reached both.",
-                 ("funnel", "step"))
+# Upper bounds (seconds) of the funnel step-time histogram: a minute to a month.
+STEP_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0,
+                172800.0, 259200.0, 604800.0, 1209600.0, 2592000.0)
+
+
+def _funnels(rows: list, funnels: dict) -> list[Family]:
+    entered_f = Family("pulse_profiles_funnel_entered_users",
+                       "Users who entered the funnel (its first step) in the last 30 days; not "
+                       "k-anonymous.", ("funnel",))
+    reached_f = Family("pulse_profiles_funnel_users",
+                       "Of the users who entered the funnel in the last 30 days, those who "
+                       "reached the step; not k-anonymous.", ("funnel", "step"))
+    times_f = Family("pulse_profiles_funnel_step_seconds",
+                     "Time from the previous step to this one, over users who reached both "
+                     "in order (a gauge histogram); not k-anonymous.", ("funnel", "step"),
+                     kind="gaugehistogram", buckets=STEP_BUCKETS)
     reached: dict[tuple[str, int], int] = {}
     gaps: dict[tuple[str, int], list[float]] = {}
     user, steps = None, {}
@@ -225,40 +234,64 @@ def _funnels(rows: list, funnels: dict, k: int) -> list[Family]:
         steps[(funnel, step)] = ts
     flush()
     for funnel, names in funnels.items():
-        entered = reached.get((funnel, 0), 0)
-        if entered < k:
-            continue
+        entered_f.samples.append(((funnel,), float(reached.get((funnel, 0), 0))))
         for i, name in enumerate(names):
-            n = reached.get((funnel, i), 0)
-            if n == 0 or n >= k:
-                conv.samples.append(((funnel, name), n / entered))
+            reached_f.samples.append(((funnel, name), float(reached.get((funnel, i), 0))))
+            if i == 0:
+                continue
             times = gaps.get((funnel, i), [])
-            if len(times) >= k:
-                med.samples.append(((funnel, name), float(statistics.median(times))))
-    return [conv, med]
+            counts = [float(sum(1 for t in times if t <= le)) for le in STEP_BUCKETS]
+            times_f.samples.append(((funnel, name), (counts + [float(len(times))],
+                                                     float(sum(times)))))
+    return [entered_f, reached_f, times_f]
 
 
-def _coaches(coaches: dict[str, list], k: int, max_coaches: int) -> list[Family]:
-    active = Family("fitness_coach_clients_active",
-                    "Clients of the coach active in the last 7 days.", ("coach",))
-    completion = Family("fitness_coach_workout_completion_ratio",
-                        "Completed over started workouts of the coach's clients.", ("coach",))
-    progress = Family("fitness_coach_goal_progress_ratio",
-                      "Mean progress (0-1) of the coach's clients towards their current goal.",
-                      ("coach",))
-    ai = Family("fitness_coach_ai_acceptance_ratio",
-                "Accepted over all AI recommendation outcomes of the coach's clients.",
-                ("coach",))
-    eligible = sorted(((c, v) for c, v in coaches.items() if v[0] >= k),
-                      key=lambda item: (-item[1][0], item[0]))[:max_coaches]
-    for coach, (_clients, act, n_started, started, completed, prog, n_prog, n_ai, shown,
-                accepted) in sorted(eligible):
-        if act == 0 or act >= k:
-            active.samples.append(((coach,), float(act)))
-        if n_started >= k:
-            completion.samples.append(((coach,), min(1.0, completed / started)))
-        if n_prog >= k:
-            progress.samples.append(((coach,), prog / n_prog))
-        if n_ai >= k:
-            ai.samples.append(((coach,), accepted / shown))
-    return [active, completion, progress, ai]
+# The coach families, in the order of COACHES_SQL's columns after the coach.
+COACH_FAMILIES = (
+    ("pulse_profiles_coach_clients", "Clients of the coach."),
+    ("pulse_profiles_coach_clients_active", "Clients of the coach active in the last 7 days."),
+    ("pulse_profiles_coach_clients_started", "Clients of the coach who started a workout."),
+    ("pulse_profiles_coach_workouts_started", "Workouts the coach's clients started."),
+    ("pulse_profiles_coach_workouts_completed",
+     "Workouts completed by the coach's clients who started one."),
+    ("pulse_profiles_coach_goal_progress_sum",
+     "Sum of the progress (0-1) of the coach's clients towards their current goal."),
+    ("pulse_profiles_coach_clients_with_goal", "Clients of the coach with a current goal."),
+    ("pulse_profiles_coach_clients_with_ai",
+     "Clients of the coach who were shown an AI recommendation."),
+    ("pulse_profiles_coach_ai_recommendations", "AI recommendation outcomes of the clients."),
+    ("pulse_profiles_coach_ai_accepted",
+     "Accepted AI recommendations of the clients who were shown one."),
+)
+
+
+def _coaches(coaches: dict[str, list], max_coaches: int) -> list[Family]:
+    fams = [Family(name, f"{text} Not k-anonymous.", ("coach",)) for name, text in COACH_FAMILIES]
+    # The cap bounds this process's series (most clients first); the k cut is the rules'.
+    kept = sorted(coaches.items(), key=lambda item: (-item[1][0], item[0]))[:max_coaches]
+    for coach, values in sorted(kept):
+        for fam, value in zip(fams, values, strict=True):
+            fam.samples.append(((coach,), float(value)))
+    return fams
+
+
+# The published, k-anonymous series the recording rules of rules/profiles.rules.yml derive
+# from the sums of the families above (name -> labels): what dashboards, reports and the
+# bridge's catalogue read.
+PUBLISHED: dict[str, tuple[str, ...]] = {
+    "fitness_active_users": ("window", "platform"),
+    "fitness_stickiness_ratio": (),
+    "fitness_cohort_users": ("cohort",),
+    "fitness_cohort_retention_ratio": ("cohort", "week"),
+    "fitness_segment_users": ("engagement", "plan", "goal_category"),
+    "fitness_streak_users": ("streak",),
+    "fitness_churn_risk_users": ("inactive_days",),
+    "business_subscriptions_active": ("plan",),
+    "fitness_funnel_conversion_ratio": ("funnel", "step"),
+    "fitness_funnel_step_median_seconds": ("funnel", "step"),
+    "fitness_coach_clients_active": ("coach",),
+    "fitness_coach_workout_completion_ratio": ("coach",),
+    "fitness_coach_goal_progress_ratio": ("coach",),
+    "fitness_coach_ai_acceptance_ratio": ("coach",),
+}
+K_GAUGE = "pulse_profiles_k_anonymity"

@@ -85,6 +85,28 @@ GAUGES: list[tuple[str, dict, float]] = [
      100e9),
     ("node_filesystem_avail_bytes", {"device": "/dev/vda", "fstype": "ext4", "mountpoint": "/"},
      60e9),
+    # The profile families (one process's, every group at least k: all published).
+    ("pulse_profiles_k_anonymity", {}, 5),
+    *[("pulse_profiles_active_users", {"window": w, "platform": "all"}, n)
+      for w, n in (("1d", 20), ("30d", 80))],
+    ("pulse_profiles_cohort_users", {"cohort": "2026-W48"}, 10),
+    ("pulse_profiles_cohort_retained_users", {"cohort": "2026-W48", "week": "0"}, 10),
+    ("pulse_profiles_segment_users", {"engagement": "low", "plan": "free",
+                                      "goal_category": "none"}, 10),
+    ("pulse_profiles_streak_users", {"streak": "1"}, 10),
+    ("pulse_profiles_churn_risk_users", {"inactive_days": "7"}, 10),
+    ("pulse_profiles_subscriptions_active", {"plan": "monthly"}, 10),
+    ("pulse_profiles_funnel_entered_users", {"funnel": "onboarding"}, 10),
+    ("pulse_profiles_funnel_users", {"funnel": "onboarding", "step": "sign_up"}, 8),
+    *[("pulse_profiles_funnel_step_seconds_bucket",
+       {"funnel": "onboarding", "step": "sign_up", "le": le}, n)
+      for le, n in (("60.0", 4), ("300.0", 8), ("+Inf", 8))],
+    ("pulse_profiles_funnel_step_seconds_gcount", {"funnel": "onboarding", "step": "sign_up"}, 8),
+    *[(f"pulse_profiles_coach_{name}", {"coach": "coach-1"}, n) for name, n in (
+        ("clients", 10), ("clients_active", 8), ("clients_started", 8),
+        ("workouts_started", 20), ("workouts_completed", 15), ("goal_progress_sum", 5),
+        ("clients_with_goal", 8), ("clients_with_ai", 8), ("ai_recommendations", 20),
+        ("ai_accepted", 12))],
 ]
 # (name, labels, per-second rate, {le: cumulative share}, mean)
 HISTOGRAMS: list[tuple[str, dict, float, dict, float]] = [

@@ -19,8 +19,7 @@ from bridge.services.analytics import (
     compile_promql,
     parse_query,
 )
-from pulse.profiles.aggregates import compute
-from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
+from pulse.profiles.aggregates import PUBLISHED
 from tests.bridge.analytics_fake import NOW, FakeProm
 from tests.bridge.conftest import auth
 from tests.bridge.openapi_check import validate_response
@@ -28,17 +27,14 @@ from tests.harness import require_binary
 from tests.synthetic import rule_files
 
 # Raw series the catalogue may read besides recording rules (docs/architecture.md); the
-# events intake's profile gauges (docs/profiles.md) are read raw too (see profile_families).
+# published profile series (docs/profiles.md) are recording rules too (profile_families).
 RAW = {"node_cpu_seconds_total", "node_memory_MemTotal_bytes"}
 
 
 def profile_families(tmp_path) -> dict[str, tuple[str, ...]]:
-    """name -> label names of every family the profiles exporter exports (empty store)."""
-    store = ProfileStore(tmp_path / "p.db", "test-salt-0123456789abcdef")
-    try:
-        return {f.name: f.labels for f in compute(store.conn, NOW, 5, DEFAULT_FUNNELS)}
-    finally:
-        store.close()
+    """name -> label names of every published profile series (rules/profiles.rules.yml
+    records them from the exporters' additive families)."""
+    return dict(PUBLISHED)
 
 
 def test_catalogue_compiles_with_promtool(tmp_path):

@@ -11,9 +11,11 @@ from bridge import create_app as create_bridge
 from exporters.scrape import ScrapeCollector
 from pulse.config import validate
 from pulse.profiles import ProfileStore, db_path
+from pulse.profiles.aggregates import PUBLISHED
 from tests import harness
 from tests.exporters.events.conftest import ENV, Intake
 from tests.pulse.profiles.population import event
+from tests.pulse.profiles.published import published
 
 K = 5
 SALT = ENV["PULSE_PRIVACY_SALT"]
@@ -31,9 +33,15 @@ def collector(app: Intake):
     return app.intake.sinks[0].collector
 
 
+def published_value(app: Intake, name: str, **labels) -> float | None:
+    """One series the rules publish from this intake's families (tests/pulse/profiles)."""
+    key = tuple(labels[n] for n in PUBLISHED[name])
+    return published([collector(app).families], K).get((name, key))
+
+
 def refreshed(app: Intake, name: str, **labels) -> float | None:
     collector(app).refresh()
-    return app.value(name, **labels)
+    return published_value(app, name, **labels)
 
 
 def store_of(app: Intake) -> ProfileStore:
@@ -97,18 +105,18 @@ def test_a_withdrawn_user_no_longer_counts_anywhere(intake, tmp_path):
     assert bridge.post("/api/analytics/datasets/research", json={},
                        headers=headers).status_code == 201
     before = {"active": refreshed(intake, "fitness_active_users", window="7d", platform="web"),
-              "subs": intake.value("business_subscriptions_active", plan="annual"),
-              "coach": intake.value("fitness_coach_clients_active", coach="coach-7"),
-              "funnel": intake.value("fitness_funnel_step_median_seconds",
+              "subs": published_value(intake, "business_subscriptions_active", plan="annual"),
+              "coach": published_value(intake, "fitness_coach_clients_active", coach="coach-7"),
+              "funnel": published_value(intake, "fitness_funnel_step_median_seconds",
                                      funnel="onboarding", step="sign_up")}
     assert before == {"active": K + 1, "subs": K + 1, "coach": K + 1, "funnel": 30.0}
 
     resp = bridge.post("/api/analytics/privacy/withdraw", json={"userId": "u-0"}, headers=headers)
     assert resp.status_code == 200 and resp.json["researchFilesDeleted"] == 2
     assert refreshed(intake, "fitness_active_users", window="7d", platform="web") == K
-    assert intake.value("business_subscriptions_active", plan="annual") == K
-    assert intake.value("fitness_coach_clients_active", coach="coach-7") == K
-    assert intake.value("fitness_segment_users", engagement="low", plan="annual",
+    assert published_value(intake, "business_subscriptions_active", plan="annual") == K
+    assert published_value(intake, "fitness_coach_clients_active", coach="coach-7") == K
+    assert published_value(intake, "fitness_segment_users", engagement="low", plan="annual",
                         goal_category="none") == K
     assert list((intake.data_dir / "profiles" / "research").iterdir()) == []
     # Events sent under the old consent are not profiled again...
@@ -131,7 +139,8 @@ def test_the_exposition_with_profiles_passes_promtool(intake):
     intake.post([workout(f"u-{i}", platform=p) for i in range(K) for p in ("ios", "web")])
     collector(intake).refresh()
     text = intake.client.get("/metrics").get_data()
-    assert b'fitness_active_users{platform="all",window="1d"} 5.0' in text
+    assert b'pulse_profiles_active_users{platform="all",window="1d"} 5.0' in text
+    assert b"pulse_profiles_k_anonymity 5.0" in text
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

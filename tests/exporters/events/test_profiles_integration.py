@@ -37,13 +37,16 @@ def test_prometheus_shows_the_profile_series_and_a_withdrawal(tmp_path, service,
                          json={"events": events, "batchId": str(uuid.uuid4()),
                                "clientTimestamp": t0.isoformat()})
     assert resp.status_code == 200 and resp.json()["accepted"] == len(events)
-    prometheus.configure(targets={"events": [listen]})
-    active = f'fitness_active_users{{instance="{listen}",window="1d",platform="%s"}}'
+    # The published series are the rules' (summed over processes, then k applied).
+    prometheus.configure(targets={"events": [listen]},
+                         rule_files=[harness.ROOT / "rules" / "profiles.rules.yml"])
+    active = 'fitness_active_users{window="1d",platform="%s"}'
     prometheus.wait_for_value(active % "all", lambda v: v == 7, timeout=60)
     assert prometheus.query_value(active % "android") == 5
-    assert prometheus.query_value(active % "ios") is None  # 2 users, fewer than k: not exported
+    assert prometheus.query_value(active % "ios") is None  # 2 users, fewer than k: not published
     assert prometheus.query_value(
-        f'fitness_coach_workout_completion_ratio{{instance="{listen}",coach="coach-1"}}') == 1
+        f'pulse_profiles_active_users{{instance="{listen}",window="1d",platform="ios"}}') == 2
+    assert prometheus.query_value('fitness_coach_workout_completion_ratio{coach="coach-1"}') == 1
     assert prometheus.query_value(
         f'pulse_scrape_collector_success{{instance="{listen}",collector="profiles"}}') == 1
 

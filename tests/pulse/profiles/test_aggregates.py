@@ -1,4 +1,5 @@
-"""The exported aggregates equal the truth of a synthetic population, and respect k."""
+"""The exported aggregates equal the truth of a synthetic population; what the rules publish
+from them (tests/pulse/profiles/published.py) respects k."""
 
 from __future__ import annotations
 
@@ -7,15 +8,21 @@ from datetime import timedelta
 
 import pytest
 
-from pulse.profiles.aggregates import compute
+from pulse.profiles.aggregates import STEP_BUCKETS, compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore
 from tests.pulse.profiles.population import NOW, ONBOARDING, TODAY, event, population
+from tests.pulse.profiles.published import histogram_quantile, published
 
 K = 5
 SALT = "test-salt-0123456789abcdef"
 
 
 def samples(fams) -> dict:
+    """What the rules publish from one process's families."""
+    return published([fams], K)
+
+
+def raw(fams) -> dict:
     return {(f.name, labels): value for f in fams for labels, value in f.samples}
 
 
@@ -30,8 +37,8 @@ def load(tmp_path, events, chunk=50) -> ProfileStore:
 def world(tmp_path_factory):
     users, events = population()
     store = load(tmp_path_factory.mktemp("pop"), events)
-    out = samples(compute(store.conn, NOW.timestamp(), K, DEFAULT_FUNNELS))
-    return users, events, store, out
+    fams = compute(store.conn, NOW.timestamp(), DEFAULT_FUNNELS)
+    return users, events, store, {**samples(fams), **raw(fams)}
 
 
 def iso(day) -> str:
@@ -97,8 +104,21 @@ def test_funnel_conversion_and_median_step_time_are_exact(world):
             assert got == pytest.approx(len(reached) / len(entered), abs=1e-12), step
         if s:
             gaps = [(u.funnel[s] - u.funnel[s - 1]).total_seconds() for u in reached]
+            counts, total = out[("pulse_profiles_funnel_step_seconds", ("onboarding", step))]
+            # The histogram is exact; the published median is its estimate, in the
+            # bucket that holds the true median.
+            assert counts == [sum(1 for g in gaps if g <= le) for le in STEP_BUCKETS] + [
+                len(gaps)]
+            assert total == pytest.approx(sum(gaps))
             got = out.get(("fitness_funnel_step_median_seconds", ("onboarding", step)))
-            assert got == (pytest.approx(statistics.median(gaps)) if len(gaps) >= K else None)
+            if len(gaps) < K:
+                assert got is None
+                continue
+            assert got == histogram_quantile(0.5, STEP_BUCKETS, counts)
+            median = statistics.median(gaps)
+            i = next((i for i, le in enumerate(STEP_BUCKETS) if median <= le), None)
+            if i is not None:
+                assert (STEP_BUCKETS[i - 1] if i else 0) <= got <= STEP_BUCKETS[i], step
 
 
 def test_stickiness_and_subscriptions(world):
@@ -168,11 +188,11 @@ def test_small_groups_vanish_and_large_ones_appear(tmp_path):
     few = [event(f"x{i}", NOW - timedelta(hours=1), "goal", "set",
                  props={"goalCategory": "sleep", "coachId": "coach-z"}) for i in range(K - 1)]
     store = load(tmp_path, few)
-    out = samples(compute(store.conn, NOW.timestamp(), K, DEFAULT_FUNNELS))
+    out = samples(compute(store.conn, NOW.timestamp(), DEFAULT_FUNNELS))
     assert all(v == 0 for v in out.values()), out
     store.apply(store.project([event("x-last", NOW - timedelta(hours=1), "goal", "set",
                                       props={"goalCategory": "sleep", "coachId": "coach-z"})]))
-    out = samples(compute(store.conn, NOW.timestamp(), K, DEFAULT_FUNNELS))
+    out = samples(compute(store.conn, NOW.timestamp(), DEFAULT_FUNNELS))
     assert out[("fitness_active_users", ("1d", "all"))] == K
     assert out[("fitness_segment_users", ("low", "free", "sleep"))] == K
     assert out[("fitness_coach_clients_active", ("coach-z",))] == K

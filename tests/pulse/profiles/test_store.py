@@ -7,6 +7,7 @@ from datetime import timedelta
 from pulse.profiles.aggregates import compute
 from pulse.profiles.store import DEFAULT_FUNNELS, ProfileStore, pseudonymise
 from tests.pulse.profiles.population import NOW, event
+from tests.pulse.profiles.published import published
 
 SALT = "test-salt-0123456789abcdef"
 
@@ -16,8 +17,7 @@ def make(tmp_path, clock=NOW.timestamp) -> ProfileStore:
 
 
 def samples(store, k=1) -> dict:
-    return {(f.name, labels): v for f in compute(store.conn, NOW.timestamp(), k, DEFAULT_FUNNELS)
-            for labels, v in f.samples}
+    return published([compute(store.conn, NOW.timestamp(), DEFAULT_FUNNELS)], k)
 
 
 def test_keys_are_keyed_hashes_and_raw_ids_are_never_stored(tmp_path):
