@@ -97,3 +97,58 @@ def test_ha_option_runs_the_launchers_cluster_and_prometheus_sends_to_every_peer
     doc = yaml.safe_load(prom.read_text())
     assert doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
         "alertmanager:9093", "alertmanager-2:9095", "alertmanager-3:9097"]
+
+
+def test_events_ha_profile_runs_the_rendered_jetstream_topology():
+    from pulse.config import listen_list
+    from pulse.launcher.render import compose_host, compose_nats_configs, nats_nodes
+    from pulse.launcher.supervisor import nats_argv
+
+    here = ROOT / "deploy/compose/events-ha"
+    ha = load_config(here / "pulse.yml", env=ENV)
+    section = ha.exporters.events
+    assert section.log.kind == "jetstream" and not ha.nats.manage
+    services = {name: s for name, s in COMPOSE["services"].items()
+                if "events-ha" in s.get("profiles", [])}
+    hint = ("regenerate with: pulse render --config deploy/compose/events-ha/pulse.yml "
+            "--compose deploy/compose/events-ha (then delete its alertmanager.yml)")
+    # 3 NATS nodes, each on its rendered config; the configs are what pulse renders.
+    nodes = nats_nodes(section.log.servers)
+    assert len(nodes) == 3
+    for name, text in compose_nats_configs(ha).items():
+        assert (here / name).read_text() == text, hint
+    for node in nodes:
+        service = services[compose_host("nats", node.index)]
+        conf = f"/etc/nats/{node.name}.conf"
+        assert service["command"] == nats_argv(conf)[1:]  # the image's entrypoint
+        assert f"./deploy/compose/events-ha/{node.name}.conf:{conf}:ro" in service["volumes"]
+        assert node.host == compose_host("nats", node.index)
+    # 2 intakes and 2 aggregators, each on its listen address of the rendered config.
+    expected = {}
+    for module, key, addresses in (
+            ("exporters.events", "events-ha", listen_list(section.listen)),
+            ("exporters.events.aggregator", "events-aggregator", section.aggregators.listen)):
+        assert len(addresses) == 2
+        for i, address in enumerate(addresses):
+            expected[compose_host(key, i)] = (module, address)
+    for name, (module, address) in expected.items():
+        service = services[name]
+        assert service["command"] == ["python", "-m", module, "--listen", address]
+        port = address.rsplit(":", 1)[1]
+        assert service["ports"] == [f"{port}:{port}"]
+        assert service["environment"]["PULSE_CONFIG"] == "/etc/pulse/events-ha.yml"
+        assert "./deploy/compose/events-ha/pulse.yml:/etc/pulse/events-ha.yml:ro" in \
+            service["volumes"]
+    assert set(services) == set(expected) | {compose_host("nats", n.index) for n in nodes}
+    # Prometheus's config for the profile scrapes exactly those intakes and aggregators.
+    prom = here / "prometheus.yml"
+    assert prom.read_text() == dump(prometheus_config(ha, demo=True, compose=True)), hint
+    doc = yaml.safe_load(prom.read_text())
+    events = next(j for j in doc["scrape_configs"] if j["job_name"] == "events")
+    assert events["static_configs"][0]["targets"] == [
+        f"{name}:{address.rsplit(':', 1)[1]}" for name, (_, address) in expected.items()
+        if name.startswith("events-ha")] + [
+        f"{name}:{address.rsplit(':', 1)[1]}" for name, (_, address) in expected.items()
+        if name.startswith("events-aggregator")]
+    volume = COMPOSE["services"]["prometheus"]["volumes"][0]
+    assert volume.startswith("${PULSE_PROMETHEUS_CONFIG:-./deploy/compose/prometheus.yml}:")

@@ -225,7 +225,12 @@ def cmd_status(args) -> int:
 def cmd_render(args) -> int:
     """Write prometheus.yml and alertmanager.yml (native data dir, or --compose OUT)."""
     from pulse.fileio import write_atomic
-    from pulse.launcher.render import alertmanager_config, dump, prometheus_config
+    from pulse.launcher.render import (
+        alertmanager_config,
+        compose_nats_configs,
+        dump,
+        prometheus_config,
+    )
     from pulse.launcher.supervisor import render_configs
 
     path = _config_path(args.config)
@@ -240,6 +245,9 @@ def cmd_render(args) -> int:
                                                                     compose=True)))
         write_atomic(out / "alertmanager.yml", dump(alertmanager_config(cfg, compose=True)))
         print(f"wrote {out / 'prometheus.yml'} and {out / 'alertmanager.yml'}")
+        for name, text in compose_nats_configs(cfg).items():
+            write_atomic(out / name, text)
+            print(f"wrote {out / name}")
     else:
         for name, written in render_configs(cfg, args.demo).items():
             print(f"{name}: {written}")

@@ -17,6 +17,7 @@ import requests
 
 from exporters.events.examples import example_event
 from tests.harness import (
+    ROOT,
     NatsCluster,
     PrometheusServer,
     free_port,
@@ -69,7 +70,9 @@ def test_exact_counts_through_the_loss_of_an_intake_a_nats_node_and_an_aggregato
             procs[f"intake{i}"] = start_service("exporters.events", config, env, address,
                                                 tmp_path / f"intake{i}.log", timeout=90,
                                                 args=["--listen", address])
-        prom = PrometheusServer(tmp_path / "prom", targets={"events": intakes + aggregators})
+        # The profile series are published by the rules, after the sum over aggregators.
+        prom = PrometheusServer(tmp_path / "prom", targets={"events": intakes + aggregators},
+                                rule_files=[ROOT / "rules" / "profiles.rules.yml"])
         prom.start()
 
         session = requests.Session()
@@ -112,7 +115,7 @@ def test_exact_counts_through_the_loss_of_an_intake_a_nats_node_and_an_aggregato
         assert prom.query_value("sum(pulse_events_duplicates_total)") == 0
         assert prom.query_value(
             'sum(fitness_workouts_started_total)') == EVENTS
-        prom.wait_for_value('sum(fitness_active_users{window="1d",platform="all"})',
+        prom.wait_for_value('fitness_active_users{window="1d",platform="all"}',
                             lambda v: v == USERS, 60)
         # The surviving aggregator owns every partition.
         wait_until(lambda: prom.query_value("sum(pulse_events_partitions_owned)") == 8, 30)
