@@ -94,7 +94,9 @@ class NatsThread:
         self.js = self.nc.jetstream(timeout=ATTEMPT_TIMEOUT, publish_async_max_pending=20000)
 
     def close(self) -> None:
-        """Drain the connection and stop the loop."""
+        """Drain the connection and stop the loop (once: a second call does nothing)."""
+        if not self.loop.is_running():  # closed already: nothing would run the coroutines
+            return
         if self.nc is not None:
             try:
                 self.run(self.nc.close(), 5)
