@@ -265,8 +265,15 @@ COACH_FAMILIES = (
 )
 
 
+# The scraped coach families name the coach in `coach_id`, not `coach`: a coach's scoped
+# queries (bridge.services.promql_scope adds coach="<id>" to every selector) then never
+# reach these partial, not k-anonymous counts, only the published fitness_coach_* series.
+RAW_COACH_LABEL = "coach_id"
+
+
 def _coaches(coaches: dict[str, list], max_coaches: int) -> list[Family]:
-    fams = [Family(name, f"{text} Not k-anonymous.", ("coach",)) for name, text in COACH_FAMILIES]
+    fams = [Family(name, f"{text} Not k-anonymous.", (RAW_COACH_LABEL,))
+            for name, text in COACH_FAMILIES]
     # The cap bounds this process's series (most clients first); the k cut is the rules'.
     kept = sorted(coaches.items(), key=lambda item: (-item[1][0], item[0]))[:max_coaches]
     for coach, values in sorted(kept):

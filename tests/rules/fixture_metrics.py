@@ -102,7 +102,7 @@ GAUGES: list[tuple[str, dict, float]] = [
        {"funnel": "onboarding", "step": "sign_up", "le": le}, n)
       for le, n in (("60.0", 4), ("300.0", 8), ("+Inf", 8))],
     ("pulse_profiles_funnel_step_seconds_gcount", {"funnel": "onboarding", "step": "sign_up"}, 8),
-    *[(f"pulse_profiles_coach_{name}", {"coach": "coach-1"}, n) for name, n in (
+    *[(f"pulse_profiles_coach_{name}", {"coach_id": "coach-1"}, n) for name, n in (
         ("clients", 10), ("clients_active", 8), ("clients_started", 8),
         ("workouts_started", 20), ("workouts_completed", 15), ("goal_progress_sum", 5),
         ("clients_with_goal", 8), ("clients_with_ai", 8), ("ai_recommendations", 20),

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from werkzeug.serving import make_server
 
+from bridge.services.promql_scope import Enforced, scope
 from exporters.events import create_app
 from exporters.events.aggregator import create_app as aggregator_app
 from pulse.profiles.aggregates import PUBLISHED
@@ -121,6 +122,13 @@ def test_two_aggregators_publish_what_one_process_publishes(tmp_path, nats, prom
         harness.wait_until(lambda: published_series(prom) == expected, 60, 0.5,
                            "Prometheus to publish the sums of both aggregators")
         two = published_series(prom)
+        # A coach's scoped queries (the bridge's /prometheus) reach the published series of
+        # their own clients, never the scraped partial counts (those name the coach in
+        # coach_id, and hold groups under k).
+        coach = Enforced("coach", "coach-1")
+        assert prom.query(scope('{__name__=~"pulse_profiles_.+"}', coach)) == []
+        assert prom.query(scope('pulse_profiles_coach_clients', coach)) == []
+        assert len(prom.query(scope("fitness_coach_workout_completion_ratio", coach))) == 1
     finally:
         for server in servers:
             server.shutdown()
