@@ -201,7 +201,7 @@ def test_a_withdrawal_with_nats_unreachable_is_a_503_and_deletes_nothing(api, tm
     from tests.harness import NatsCluster
 
     _, local, data_dir = api
-    made = local.post(RESEARCH, json={}, headers=auth("analyst"))
+    made = local.post(RESEARCH, json={}, headers=step_up(local, "analyst"))
     assert made.status_code == 201
     nats = NatsCluster(tmp_path / "nats", nodes=1).start()
     nats.stop()  # a real server, stopped: its port refuses connections
@@ -211,7 +211,7 @@ def test_a_withdrawal_with_nats_unreachable_is_a_503_and_deletes_nothing(api, tm
                             "aggregators": {"listen": ["127.0.0.1:1"]}}})
     assert Path(cfg.data_dir) == data_dir
     client = create_app(cfg).test_client()
-    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=auth("admin"))
+    resp = client.post(WITHDRAW, json={"userId": "user-3"}, headers=step_up(client, "admin"))
     assert resp.status_code == 503, resp.json
     assert int(resp.headers["Retry-After"]) > 0
     validate_response(client.get("/api/openapi.json").json, "Error", resp.json)
