@@ -11,7 +11,10 @@ a crash neither loses nor doubles a count (retries are dropped by JetStream's du
 window and, beyond it, by the state's batch-id and event-id windows).
 
 /metrics holds the owned partitions' series summed (no partition label): Prometheus sums
-across aggregators, and distinct users are exact because a user lives in one partition.
+across aggregators, and distinct users are exact because a user lives in one partition. The
+profile families are additive too (pulse.profiles.aggregates): the k-anonymous ratios and
+counts are recording rules after that sum (rules/profiles.rules.yml). Each aggregator runs
+the profile retention job on the partitions it owns.
 """
 
 from __future__ import annotations
