@@ -132,6 +132,7 @@ def test_two_aggregators_publish_what_one_process_publishes(tmp_path, nats, prom
     finally:
         for server in servers:
             server.shutdown()
+            server.server_close()  # refused at once, not a scrape left hanging
         for aggregator, _ in aggregators:
             aggregator.stop()
         intake.extensions["pulse.events"].store.close()
@@ -143,8 +144,9 @@ def test_two_aggregators_publish_what_one_process_publishes(tmp_path, nats, prom
         listen = f"127.0.0.1:{harness.free_port()}"
         server = serve(local.app, listen)
         try:
-            prom.configure(targets={"local": [listen]})
-            # The aggregators' series went stale (they are gone); the single process's count.
+            # The aggregators stay listed, now down: a failed scrape marks their series stale
+            # (a job removed by a reload may leave them for the 5-minute lookback).
+            prom.configure(targets={"aggregators": listens, "local": [listen]})
             prom.wait_for_value('absent(pulse_profiles_k_anonymity{job="aggregators"})',
                                 timeout=60)
             prom.wait_for_value('pulse_profiles_k_anonymity{job="local"}', timeout=60)
@@ -152,6 +154,7 @@ def test_two_aggregators_publish_what_one_process_publishes(tmp_path, nats, prom
                                "the single process to publish the same series")
         finally:
             server.shutdown()
+            server.server_close()
     finally:
         local.close()
     # The figures themselves: 6 users (3 + 3, each under k = 5), completion 6 of 9 workouts
