@@ -1,17 +1,22 @@
 """Per-user profiling behind the intake: a sink feeding the profile store, and its collector.
 
-`ProfileSink.consume` is called by the intake after a batch is durable in the event log and
-before the answer is sent (events with canProfile true only). It projects the events (no
-I/O) and hands them to one writer thread that applies everything pending in one SQLite
-transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`)
-and returns once it is committed, so:
+`ProfileSink.consume` is called by the intake once the event log's writer knows which events
+of a batch are new, while it makes them durable, and before the answer is sent (events with
+canProfile true only). It projects the events (no I/O) and hands them to one writer thread
+that applies everything pending in one SQLite transaction (group commit, the same writer as
+the event log's: `exporters.events.groupcommit`); the intake waits for that commit (after
+feeding its other sinks) before answering, so:
 
 - every acknowledged event is in the profile store exactly once: the commit precedes the
   acknowledgement, the intake never re-delivers an id it counted, and counters also check
   their own record of event ids (`seen`, kept `dedup_window`) beyond the intake's window;
-- a batch interrupted by a crash between the event log's fsync and the profile commit was
-  never acknowledged; its retry is deduplicated by the intake and not re-delivered, so such
-  events are counted in the aggregate counters but missing from profiles (at most once).
+- a batch whose log record then fails to become durable (an I/O error, a crash before the
+  fsync) is not acknowledged and nothing of it is counted; its retry delivers the same events
+  again, which the store's idempotence (`seen`, maxima, bit sets) absorbs;
+- a batch interrupted by a crash after the event log's fsync and before the profile commit
+  was never acknowledged; its retry is deduplicated by the intake and not re-delivered, so
+  such events are counted in the aggregate counters but missing from profiles (at most
+  once).
 
 `ProfilesCollector` exports the k-anonymous aggregates (pulse.profiles.aggregates), computed
 by a background thread every `refresh_interval` (a full read of the store) and served from
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client.core import GaugeMetricFamily
 
@@ -45,19 +51,26 @@ class ProfileSink:
         self.committed = 0
         self._writer = GroupCommit(self._commit, "profiles-writer")
 
-    def consume(self, events: list[dict], batch_id: str) -> None:
-        """Project a batch, queue it, and wait until its profile changes are committed."""
+    def consume(self, events: list[dict], batch_id: str) -> Callable[[], None] | None:
+        """Project a batch and queue it; returns what waits until its profile changes are
+        committed (the intake calls it after feeding its other sinks, which run meanwhile)."""
         observations = self.store.project(events)
         if not observations:
-            return
+            return None
         try:
-            self._writer.submit(observations, COMMIT_TIMEOUT)
+            waiter = self._writer.enqueue(observations)
         except GroupClosed:
-            return
-        except TimeoutError:
-            log.error("profiles of batch %s not committed within %ss", batch_id, COMMIT_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
-            log.error("profiles of batch %s not written: %s", batch_id, exc)
+            return None
+
+        def wait() -> None:
+            try:
+                self._writer.wait(waiter, COMMIT_TIMEOUT)
+            except TimeoutError:
+                log.error("profiles of batch %s not committed within %ss", batch_id,
+                          COMMIT_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
+                log.error("profiles of batch %s not written: %s", batch_id, exc)
+        return wait
 
     def _commit(self, group: list[list]) -> list[None]:
         """Apply every queued batch's observations in one transaction."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from exporters.events.groupcommit import GroupClosed, GroupCommit
@@ -70,7 +71,7 @@ class EventStore:
         log.info("restored %d log records (%d dead letters, %d batch ids)", records,
                  len(self.state.dead_letters), len(self.state.batches))
         self.dead_letters = self.state.dead_letters
-        self._writer = GroupCommit(self.commit_group, "events-wal")
+        self._writer = GroupCommit(self.commit_group, "events-wal", announce=True)
 
     def free_bytes(self) -> int:
         """Bytes an unprivileged writer may still use on the log's filesystem."""
@@ -102,16 +103,20 @@ class EventStore:
                          f"free_space_floor={self.free_space_floor}; retry later",
                          self.retry_after["disk_full"])
 
-    def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0) -> Committed:
+    def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0,
+               on_counted: Callable[[Committed], None] | None = None) -> Committed:
         """Queue a batch and wait until it is durable (or known to be a retry); NoRoom when
         the queue is at its bound (nothing queued then) or the disk under its floor (nothing
         written).
 
         `events` (the accepted raw events) is what the JetStream log partitions by; the
-        local log's records carry the batch alone."""
+        local log's records carry the batch alone. on_counted(committed), when given, is
+        called in this thread once the writer knows which events are new, while it makes the
+        record durable (the intake's sinks run then, not after the fsync); the commit may
+        still fail after it."""
         self.check_room()
         try:
-            return self._writer.submit(batch, timeout)
+            return self._writer.submit(batch, timeout, on_counted)
         except GroupClosed:
             raise StoreError("the intake is shutting down") from None
         except TimeoutError:
@@ -121,7 +126,8 @@ class EventStore:
         except Exception as exc:  # noqa: BLE001 - whatever failed, nothing was acknowledged
             raise StoreError(str(exc)) from exc
 
-    def commit_group(self, group: list[Batch]) -> list[Committed | Exception]:
+    def commit_group(self, group: list[Batch], announce: Callable[[list], None] = lambda r: None
+                     ) -> list[Committed | Exception]:
         """The writer's step: plan the group, write its records with one fsync, apply them
         (or refuse the whole group, writing nothing, when the disk is under its floor)."""
         try:
@@ -129,6 +135,7 @@ class EventStore:
         except NoRoom as exc:
             return [exc] * len(group)
         planned = self.state.plan(group)
+        announce([p.outcome for p in planned])
         data = b"".join(p.framed for p in planned)
         if data:
             self.log.append(data)
