@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,9 @@ class EventStore:
         log.info("restored %d log records (%d dead letters, %d batch ids)", records,
                  len(self.state.dead_letters), len(self.state.batches))
         self.dead_letters = self.state.dead_letters
+        # Held while a snapshot is being written (one at a time, beside the writer).
+        self._checkpointing = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
         self._writer = GroupCommit(self.commit_group, "events-wal", announce=True)
 
     def free_bytes(self) -> int:
@@ -143,20 +147,41 @@ class EventStore:
             for p in planned:
                 if p.record is not None:
                     self.state.apply(p.record, p.outcome.body)
-        if self.log.full:
+        if self.log.full and self._checkpointing.acquire(blocking=False):
             try:
-                self.checkpoint()
+                segment = self.log.rotate()
+                state = self.state.snapshot()
             except OSError as exc:  # the group is durable already; the next one retries
+                self._checkpointing.release()
                 log.error("checkpoint failed: %s", exc)
+            else:
+                # Serialising and fsyncing the snapshot (~0.1 s at a full id window) stalled
+                # every request behind the writer: it is written beside it instead.
+                self._checkpointer = threading.Thread(
+                    target=self._write_checkpoint, args=(state, segment),
+                    name="events-checkpoint", daemon=True)
+                self._checkpointer.start()
         return [p.outcome for p in planned]
 
+    def _write_checkpoint(self, state: dict, segment: int) -> None:
+        try:
+            self.log.write_snapshot(state, segment)
+            self.log.prepare_next()
+        except OSError as exc:  # the old segments stay: the next checkpoint retries
+            log.error("checkpoint failed: %s", exc)
+        finally:
+            self._checkpointing.release()
+
     def checkpoint(self) -> None:
-        """Snapshot the whole state, start a new log segment, drop the old ones."""
-        self.log.checkpoint(self.state.snapshot())
+        """Snapshot the whole state, start a new log segment, drop the old ones (now)."""
+        with self._checkpointing:
+            self.log.checkpoint(self.state.snapshot())
 
     def close(self) -> None:
         """Finish pending commits, stop the writer, release the log."""
         self._writer.close()
+        if self._checkpointer is not None:
+            self._checkpointer.join(60)
         self.log.close()
 
     # ---- reading ----------------------------------------------------------------------------

@@ -111,6 +111,24 @@ def test_a_record_that_cannot_be_written_fails_alone(tmp_path):
     store.close()
 
 
+def test_a_crash_between_a_rotation_and_its_snapshot_loses_nothing(tmp_path):
+    from exporters.events.store import Batch
+    store = EventStore(tmp_path / "events", {}, checkpoint_bytes=1 << 30)
+    for i in range(3):
+        store.commit(Batch(f"b{i}", b"{}", ((i, ()),), (), (), 1))
+    store.log.rotate()  # the writer moved on; the snapshot (written beside it) never landed
+    store.commit(Batch("b3", b"{}", ((3, ()),), (), (), 1))
+    store._writer.close()
+    store.log.close()  # killed: no snapshot
+    again = EventStore(tmp_path / "events", {})
+    assert again.counter_value("pulse_events_accepted_total") == 4
+    assert again.commit(Batch("b1", b"{}", ((1, ()),), (), (), 1)).replayed
+    again.checkpoint()
+    again.close()
+    names = sorted(p.name for p in (tmp_path / "events").iterdir())
+    assert "snapshot.json" in names and len([n for n in names if n.endswith(".wal")]) == 1
+
+
 def test_the_intakes_sums_per_series_plan_exactly_what_the_events_one_by_one_do():
     from exporters.events.mapping import MetricDef
     from exporters.events.state import Batch, MetricState
