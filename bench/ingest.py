@@ -1,7 +1,8 @@
 """Event ingest: events/s and batch latency of the intake against the HTTP floor, one run.
 
 Starts the real intake (`python -m exporters.events`, waitress, default mapping, durable log on
-the data disk) and, in the same run, the same waitress server answering a bare endpoint that
+the data disk, per-user profiles and experiment units on; every batch is one user's, from a
+pool of 20,000) and, in the same run, the same waitress server answering a bare endpoint that
 reads the body and returns `{}` (the floor). `wrk` posts 100-event batches (~50 KB, every
 request with fresh event ids, so nothing is deduplicated away) over keep-alive connections to
 each, then keeps posting to the intake until it has counted 1 million events and reads its RSS.
