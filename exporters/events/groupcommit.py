@@ -8,10 +8,8 @@ for one each.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -25,19 +23,12 @@ class GroupClosed(Exception):
 
 
 class _Waiter:
-    __slots__ = ("item", "done", "outcome", "planned", "announced")
+    __slots__ = ("item", "done", "outcome")
 
-    def __init__(self, item, early: bool):
+    def __init__(self, item):
         self.item = item
         self.done = threading.Event()
         self.outcome = None
-        # Set when the writer announced this item's result before making it durable (or,
-        # failing that, when it is done): only for a submit with `early`.
-        self.planned = threading.Event() if early else None
-        self.announced = _NOTHING
-
-
-_NOTHING = object()
 
 
 class GroupCommit(Generic[T, R]):
@@ -45,17 +36,10 @@ class GroupCommit(Generic[T, R]):
 
     `commit` returns one outcome per item, in order: a result, or an exception for an item
     that failed alone. If it raises, every item of the group fails with that exception.
-
-    With `announce=True`, `commit(items, announce)` may call `announce(results)` once, before
-    its slow part (the fsync), with what each item's result will be if the group becomes
-    durable: a submitter's `early` callback then runs in its own thread at the same time as
-    the writer's fsync, instead of after it.
     """
 
-    def __init__(self, commit: Callable[..., list[R | Exception]], name: str,
-                 announce: bool = False):
+    def __init__(self, commit: Callable[[list[T]], list[R | Exception]], name: str):
         self._commit = commit
-        self._announce = announce
         self.name = name
         self._pending: list[_Waiter] = []
         self._cv = threading.Condition()
@@ -63,17 +47,13 @@ class GroupCommit(Generic[T, R]):
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, item: T, timeout: float, early: Callable[[R], None] | None = None) -> R:
-        """Queue an item and wait for its group's commit: its result, or raise its failure.
+    def submit(self, item: T, timeout: float) -> R:
+        """Queue an item and wait for its group's commit: its result, or raise its failure."""
+        return self.wait(self.enqueue(item), timeout)
 
-        early(result), when given, is called in this thread with the announced result while
-        the writer makes it durable (never when the group failed before announcing it); the
-        item may still fail after it (then this raises as usual)."""
-        return self.wait(self.enqueue(item, early is not None), timeout, early)
-
-    def enqueue(self, item: T, early: bool = False) -> _Waiter:
+    def enqueue(self, item: T) -> _Waiter:
         """Queue an item without waiting; `wait` for it later (do something else meanwhile)."""
-        waiter = _Waiter(item, early)
+        waiter = _Waiter(item)
         with self._cv:
             if self._closing:
                 raise GroupClosed(f"{self.name} is shutting down")
@@ -81,16 +61,9 @@ class GroupCommit(Generic[T, R]):
             self._cv.notify()
         return waiter
 
-    def wait(self, waiter: _Waiter, timeout: float,
-             early: Callable[[R], None] | None = None) -> R:
-        """Wait for an enqueued item's commit (see `submit`): its result, or raise its failure."""
-        deadline = time.monotonic() + timeout
-        if early is not None:
-            if not waiter.planned.wait(timeout):
-                raise TimeoutError(f"{self.name} did not commit within {timeout}s")
-            if waiter.announced is not _NOTHING:
-                early(waiter.announced)
-        if not waiter.done.wait(max(0.0, deadline - time.monotonic())):
+    def wait(self, waiter: _Waiter, timeout: float) -> R:
+        """Wait for an enqueued item's commit: its result, or raise its failure."""
+        if not waiter.done.wait(timeout):
             raise TimeoutError(f"{self.name} did not commit within {timeout}s")
         if isinstance(waiter.outcome, Exception):
             raise waiter.outcome
@@ -108,20 +81,14 @@ class GroupCommit(Generic[T, R]):
                 if not self._pending:
                     return
                 group, self._pending = self._pending, []
-            items = [w.item for w in group]
             try:
-                if self._announce:
-                    outcomes = self._commit(items, functools.partial(_announce, group))
-                else:
-                    outcomes = self._commit(items)
+                outcomes = self._commit([w.item for w in group])
             except Exception as exc:  # noqa: BLE001 - every waiter must learn it failed
                 log.error("%s: commit of %d items failed: %s", self.name, len(group), exc)
                 outcomes = [exc] * len(group)
             for waiter, outcome in zip(group, outcomes, strict=True):
                 waiter.outcome = outcome
                 waiter.done.set()
-                if waiter.planned is not None:
-                    waiter.planned.set()  # wakes an early waiter the announcement did not
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued, then stop the writer."""
@@ -130,10 +97,3 @@ class GroupCommit(Generic[T, R]):
             self._cv.notify()
         self._thread.join(timeout)
 
-
-def _announce(group: list[_Waiter], results: list) -> None:
-    """Hand each early waiter its coming result (exceptions are not announced)."""
-    for waiter, result in zip(group, results, strict=True):
-        if waiter.planned is not None and not isinstance(result, Exception):
-            waiter.announced = result
-            waiter.planned.set()

@@ -53,14 +53,13 @@ class Limits:
 
 
 class Sink(Protocol):
-    """Something that wants each accepted event before it is acknowledged (e.g. profiling).
+    """Something that wants each accepted event after it is durable (e.g. user profiling).
 
     `consume` is called in the request thread with the events counted for the first time in
     one batch (consented: canTrack is true; and, when `requires_profile_consent` is true, only
-    those with canProfile true), while the log makes them durable: if that then fails, the
-    batch is not acknowledged and its retry delivers the same events again, so what a sink
-    writes must be idempotent (the profile and experiment stores are). It must be quick and
-    must not raise; an exception is logged and never affects the acknowledgement.
+    those with canProfile true). It may return what waits for its own commit: every sink is
+    fed before any is waited for. It must be quick and must not raise; an exception is
+    logged and never affects the acknowledgement.
     """
 
     requires_profile_consent: bool
@@ -200,19 +199,9 @@ class Intake:
 
     def commit(self, batch: Batch, events: list, started: float) -> tuple[int, bytes, float]:
         """Make a built batch durable and feed the sinks: (200, the answer, 0) once it is,
-        else (503, the error, Retry-After seconds): nothing acknowledged.
-
-        The sinks are fed as soon as the log's writer knows which events are new, while it
-        makes them durable: their commits overlap the log's fsync instead of following it."""
-        fed = []
-
-        def feed(committed: Committed) -> None:
-            fed.append(True)
-            if committed.counted:
-                self._feed_sinks(batch.batch_id, committed, events)
-
+        else (503, the error, Retry-After seconds): nothing acknowledged."""
         try:
-            committed = self.store.commit(batch, events, on_counted=feed if self.sinks else None)
+            committed = self.store.commit(batch, events)
         except NoRoom as exc:
             # Backpressure, not loss: nothing was queued, the client keeps the batch.
             self._count_request_rejection(exc.reason)
@@ -223,7 +212,7 @@ class Intake:
             return 503, RequestError(
                 503, "unavailable", "the event log could not be written; retry with the same "
                 "batchId").body(), 1
-        if self.sinks and committed.counted and not fed:
+        if self.sinks and committed.counted:
             self._feed_sinks(batch.batch_id, committed, events)
         self._observe_duration(time.perf_counter() - started)
         return 200, committed.body, 0

@@ -126,11 +126,9 @@ class JetStreamLog:
             record["d"] = batch.dead_letters
         return home, [(p, orjson.dumps(parts[p])) for p in sorted(parts)]
 
-    def commit(self, batch: Batch, events: list[dict] = (), timeout: float | None = None,
-               on_counted=None) -> Committed:
-        """Publish a batch and return once JetStream acknowledged all of it (or raise).
-
-        on_counted is never called: the intake counts nothing here (the aggregators do)."""
+    def commit(self, batch: Batch, events: list[dict] = (), timeout: float | None = None
+               ) -> Committed:
+        """Publish a batch and return once JetStream acknowledged all of it (or raise)."""
         from exporters.events.store import StoreError
 
         home, messages = self.messages(batch, list(events))

@@ -1,22 +1,18 @@
 """Per-user profiling behind the intake: a sink feeding the profile store, and its collector.
 
-`ProfileSink.consume` is called by the intake once the event log's writer knows which events
-of a batch are new, while it makes them durable, and before the answer is sent (events with
-canProfile true only). It projects the events (no I/O) and hands them to one writer thread
-that applies everything pending in one SQLite transaction (group commit, the same writer as
-the event log's: `exporters.events.groupcommit`); the intake waits for that commit (after
-feeding its other sinks) before answering, so:
+`ProfileSink.consume` is called by the intake after a batch is durable in the event log and
+before the answer is sent (events with canProfile true only). It projects the events (no
+I/O) and hands them to one writer thread that applies everything pending in one SQLite
+transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`);
+the intake waits for that commit (after feeding its other sinks, whose writes overlap it)
+before answering, so:
 
 - every acknowledged event is in the profile store exactly once: the commit precedes the
   acknowledgement, the intake never re-delivers an id it counted, and counters also check
   their own record of event ids (`seen`, kept `dedup_window`) beyond the intake's window;
-- a batch whose log record then fails to become durable (an I/O error, a crash before the
-  fsync) is not acknowledged and nothing of it is counted; its retry delivers the same events
-  again, which the store's idempotence (`seen`, maxima, bit sets) absorbs;
-- a batch interrupted by a crash after the event log's fsync and before the profile commit
-  was never acknowledged; its retry is deduplicated by the intake and not re-delivered, so
-  such events are counted in the aggregate counters but missing from profiles (at most
-  once).
+- a batch interrupted by a crash between the event log's fsync and the profile commit was
+  never acknowledged; its retry is deduplicated by the intake and not re-delivered, so such
+  events are counted in the aggregate counters but missing from profiles (at most once).
 
 `ProfilesCollector` exports the k-anonymous aggregates (pulse.profiles.aggregates), computed
 by a background thread every `refresh_interval` (a full read of the store) and served from

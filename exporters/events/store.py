@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from exporters.events.groupcommit import GroupClosed, GroupCommit
@@ -75,7 +74,7 @@ class EventStore:
         # Held while a snapshot is being written (one at a time, beside the writer).
         self._checkpointing = threading.Lock()
         self._checkpointer: threading.Thread | None = None
-        self._writer = GroupCommit(self.commit_group, "events-wal", announce=True)
+        self._writer = GroupCommit(self.commit_group, "events-wal")
 
     def free_bytes(self) -> int:
         """Bytes an unprivileged writer may still use on the log's filesystem."""
@@ -107,20 +106,16 @@ class EventStore:
                          f"free_space_floor={self.free_space_floor}; retry later",
                          self.retry_after["disk_full"])
 
-    def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0,
-               on_counted: Callable[[Committed], None] | None = None) -> Committed:
+    def commit(self, batch: Batch, events: list[dict] = (), timeout: float = 60.0) -> Committed:
         """Queue a batch and wait until it is durable (or known to be a retry); NoRoom when
         the queue is at its bound (nothing queued then) or the disk under its floor (nothing
         written).
 
         `events` (the accepted raw events) is what the JetStream log partitions by; the
-        local log's records carry the batch alone. on_counted(committed), when given, is
-        called in this thread once the writer knows which events are new, while it makes the
-        record durable (the intake's sinks run then, not after the fsync); the commit may
-        still fail after it."""
+        local log's records carry the batch alone."""
         self.check_room()
         try:
-            return self._writer.submit(batch, timeout, on_counted)
+            return self._writer.submit(batch, timeout)
         except GroupClosed:
             raise StoreError("the intake is shutting down") from None
         except TimeoutError:
@@ -130,8 +125,7 @@ class EventStore:
         except Exception as exc:  # noqa: BLE001 - whatever failed, nothing was acknowledged
             raise StoreError(str(exc)) from exc
 
-    def commit_group(self, group: list[Batch], announce: Callable[[list], None] = lambda r: None
-                     ) -> list[Committed | Exception]:
+    def commit_group(self, group: list[Batch]) -> list[Committed | Exception]:
         """The writer's step: plan the group, write its records with one fsync, apply them
         (or refuse the whole group, writing nothing, when the disk is under its floor)."""
         try:
@@ -139,7 +133,6 @@ class EventStore:
         except NoRoom as exc:
             return [exc] * len(group)
         planned = self.state.plan(group)
-        announce([p.outcome for p in planned])
         data = b"".join(p.framed for p in planned)
         if data:
             self.log.append(data)
