@@ -1,7 +1,8 @@
 """Event ingest: events/s and batch latency of the intake against the HTTP floor, one run.
 
 Starts the real intake (`python -m exporters.events`, waitress, default mapping, durable log on
-the data disk) and, in the same run, the same waitress server answering a bare endpoint that
+the data disk, per-user profiles and experiment units on; every batch is one user's, from a
+pool of 20,000) and, in the same run, the same waitress server answering a bare endpoint that
 reads the body and returns `{}` (the floor). `wrk` posts 100-event batches (~50 KB, every
 request with fresh event ids, so nothing is deduplicated away) over keep-alive connections to
 each, then keeps posting to the intake until it has counted 1 million events and reads its RSS.
@@ -49,6 +50,9 @@ from pulse.launcher.supervisor import service_argv  # noqa: E402
 from tests.harness import free_port, wait_until  # noqa: E402
 
 PLACEHOLDER = "@@@@@@@@@@"
+# Every batch is one user's (a device sends its own user's events), drawn from a pool: the
+# profile store sees many users, as it would in production.
+USER, POOL = "##USER##", 20_000
 # The one wrk script of the benchmarks: POST the body file with every event id made
 # unique per run, thread and request (a repeated id would not be counted); optionally
 # a user placeholder too, spread over a pool of users.
@@ -113,8 +117,9 @@ def make_body(path: Path, user: str | None = None, users_per_batch: int = 1,
     return len(body)
 
 
-def make_segment_body(path: Path) -> int:
-    """A 100-message Segment batch of track events feeding the same rules as make_body."""
+def make_segment_body(path: Path, user: str | None = None) -> int:
+    """A 100-message Segment batch of track events feeding the same rules as make_body
+    (with user: of user-<user>, a placeholder the wrk script replaces)."""
     names = {(r.event_type, r.category, r.action): name
              for name, r in load_table().track.items()}
     table = load_table().track
@@ -130,7 +135,8 @@ def make_segment_body(path: Path) -> int:
         if "value" in fields:
             path_ = table[name].value or ("properties", "value")
             props[path_[1]] = fields["value"]
-        batch.append({"type": "track", "event": name, "userId": "u-10293",
+        batch.append({"type": "track", "event": name,
+                      "userId": "u-10293" if user is None else f"user-{user}-0",
                       "anonymousId": None, "messageId": f"bench-{PLACEHOLDER}-{i:03d}",
                       "timestamp": "2026-11-25T10:15:00.000+00:00", "properties": props,
                       "context": ctx, "integrations": {}})
@@ -266,11 +272,14 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="pulse-bench-ingest-"))
-    size = make_body(work / "body.json")
-    segment_size = make_segment_body(work / "segment.json")
+    size = make_body(work / "body.json", USER)
+    segment_size = make_segment_body(work / "segment.json", USER)
     intake_port, floor_port = free_port(), free_port()
     (work / "pulse.yml").write_text(
         f"data_dir: {work / 'data'}\nlog_level: warning\n"
+        # The salt turns per-user profiling (and experiment units) on: the target is with
+        # profiles on.
+        "privacy: {salt: '${PULSE_PRIVACY_SALT}'}\n"
         f"exporters:\n  events:\n    listen: 127.0.0.1:{intake_port}\n"
         f"    sources:\n      - {{name: bench, write_key: {WRITE_KEY}, platform: ios}}\n")
     env = dict(os.environ, PULSE_PRIVACY_SALT="bench-salt-0123456789",
@@ -283,14 +292,15 @@ def main() -> None:
     names = ("floor", "intake", "segment") if args.segment else ("floor", "intake")
     ports = {"floor": floor_port, "intake": intake_port, "segment": intake_port}
     try:
-        results = alternate(args, lambda name: script_for(work, segment=name == "segment"),
+        results = alternate(args, lambda name: script_for(work, USER, POOL,
+                                                          segment=name == "segment"),
                             {name: ports[name] for name in names})
         metrics = f"http://127.0.0.1:{intake_port}/metrics"
         counted = counter(metrics, "pulse_events_accepted_total")
         rate = median([r["rps"] for r in results["intake"]]) * 100
         while counted < args.total:
             remaining = (args.total - counted) / max(rate, 1000)
-            run_wrk(script_for(work), f"http://127.0.0.1:{intake_port}",
+            run_wrk(script_for(work, USER, POOL), f"http://127.0.0.1:{intake_port}",
                     max(2, min(60, remaining * 1.1)), args.connections)
             counted = counter(metrics, "pulse_events_accepted_total")
         rss = rss_mb(intake.pid)

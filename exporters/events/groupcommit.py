@@ -49,12 +49,20 @@ class GroupCommit(Generic[T, R]):
 
     def submit(self, item: T, timeout: float) -> R:
         """Queue an item and wait for its group's commit: its result, or raise its failure."""
+        return self.wait(self.enqueue(item), timeout)
+
+    def enqueue(self, item: T) -> _Waiter:
+        """Queue an item without waiting; `wait` for it later (do something else meanwhile)."""
         waiter = _Waiter(item)
         with self._cv:
             if self._closing:
                 raise GroupClosed(f"{self.name} is shutting down")
             self._pending.append(waiter)
             self._cv.notify()
+        return waiter
+
+    def wait(self, waiter: _Waiter, timeout: float) -> R:
+        """Wait for an enqueued item's commit: its result, or raise its failure."""
         if not waiter.done.wait(timeout):
             raise TimeoutError(f"{self.name} did not commit within {timeout}s")
         if isinstance(waiter.outcome, Exception):
@@ -88,3 +96,4 @@ class GroupCommit(Generic[T, R]):
             self._closing = True
             self._cv.notify()
         self._thread.join(timeout)
+

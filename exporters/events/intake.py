@@ -57,13 +57,15 @@ class Sink(Protocol):
 
     `consume` is called in the request thread with the events counted for the first time in
     one batch (consented: canTrack is true; and, when `requires_profile_consent` is true, only
-    those with canProfile true). It must be quick and must not raise; an exception is logged
-    and never affects the acknowledgement.
+    those with canProfile true). It may return what waits for its own commit: every sink is
+    fed before any is waited for. It must be quick and must not raise; an exception is
+    logged and never affects the acknowledgement.
     """
 
     requires_profile_consent: bool
 
-    def consume(self, events: list[dict], batch_id: str) -> None: ...
+    def consume(self, events: list[dict], batch_id: str) -> Callable[[], None] | None:
+        """Take the events; return None when done, or what waits until they are written."""
 
 
 class RequestError(Exception):
@@ -158,6 +160,9 @@ class Intake:
         # The label values pulse_events_unmapped_total may take (bounded): other for the rest.
         self.categories = categories | {c for c, _ in mapping.index}
         self.mapping = mapping
+        # Histograms among what an event feeds: their observations are kept one by one.
+        self.histograms = frozenset({LATENESS} | {
+            name for name, d in mapping.metrics.items() if d.type == "histogram"})
         self.limits = limits
         schema = json.loads(EVENT_SCHEMA.read_text())
         # One compiled validator of the published schema (draft 7, formats checked): it
@@ -334,6 +339,11 @@ class Intake:
         rejected = {"invalid": 0, "checksum_mismatch": 0, "no_consent": 0}
         validate, observe = self.validate, self.mapping.observe
         categories, late_after = self.categories, self.late_after
+        histograms = self.histograms
+        # What the accepted events feed, summed per series (the log's writer takes these when
+        # every event turns out to be new, instead of going through each event again).
+        totals: dict[tuple[str, tuple], float] = {}
+        hists: dict[tuple[str, tuple], list[float]] = {}
         received = datetime.now(UTC)
         now = None
         for index, event in enumerate(events):
@@ -406,18 +416,31 @@ class Intake:
                 fed.append((LATENESS, platform, late if late > 0 else 0.0))
                 if late > late_after:
                     fed.append((LATE, platform, 1.0))
+            for name, labels, amount in fed:
+                if name in histograms:
+                    values = hists.get((name, labels))
+                    if values is None:
+                        hists[(name, labels)] = [amount]
+                    else:
+                        values.append(amount)
+                else:
+                    totals[(name, labels)] = totals.get((name, labels), 0.0) + amount
             accepted_events.append((event_id_hash(event["id"]), fed))
             accepted_raw.append(event)
         response = {"accepted": len(accepted_events), "rejected": len(events) -
                     len(accepted_events), "errors": errors, "batchId": batch_id}
         batch = Batch(batch_id=batch_id, response=orjson.dumps(response),
                       events=tuple(accepted_events), rejected=tuple(rejected.items()),
-                      dead_letters=tuple(dead), received=len(events))
+                      dead_letters=tuple(dead), received=len(events), totals=totals,
+                      hists=hists)
         return batch, accepted_raw
 
     def _feed_sinks(self, batch_id: str, committed: Committed, events: list[dict]) -> None:
         fresh = [events[i] for i in committed.counted]
         profiled = None
+        # A sink may return what waits for its own commit: every sink is fed first, then
+        # waited for, so their commits (each in its own thread or file) overlap.
+        waits = []
         for sink in self.sinks:
             chosen = fresh
             if getattr(sink, "requires_profile_consent", True):
@@ -427,7 +450,14 @@ class Intake:
             if not chosen:
                 continue
             try:
-                sink.consume(chosen, batch_id)
+                wait = sink.consume(chosen, batch_id)
+                if wait is not None:
+                    waits.append((sink, wait))
+            except Exception:  # noqa: BLE001 - a sink never breaks the acknowledgement
+                log.exception("sink %s failed on batch %s", type(sink).__name__, batch_id)
+        for sink, wait in waits:
+            try:
+                wait()
             except Exception:  # noqa: BLE001 - a sink never breaks the acknowledgement
                 log.exception("sink %s failed on batch %s", type(sink).__name__, batch_id)
 

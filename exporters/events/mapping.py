@@ -63,20 +63,25 @@ class Rule:
     name: str
     metric: MetricDef
     event_types: frozenset[str] | None
-    has: tuple[Any, ...]
-    value: Any  # getter or None
-    labels: list[tuple[Any, Any]] = field(default_factory=list)  # (getter, chooser)
+    has: tuple[tuple[str, str], ...]  # fields that must be present: (head, key or "")
+    value: tuple[str, str] | None  # the amount's field, or None (count 1)
+    # One step per label, in the metric's order: (head, key or "", allowed values or None,
+    # chooser or None); a const label is (const, "", None, None).
+    labels: list[tuple[str, str, frozenset | None, Any]] = field(default_factory=list)
 
 
-def _getter(path: str):
+def _path(path: str) -> tuple[str, str]:
+    """A field path as (head, key): 'deviceInfo.platform' or ('action', '')."""
     head, _, key = path.partition(".")
-    if not key:
-        return lambda ev: ev.get(head)
+    return head, key
 
-    def get(ev: dict):
-        inner = ev.get(head)
-        return inner.get(key) if isinstance(inner, dict) else None
-    return get
+
+def _field(ev: dict, head: str, key: str):
+    """The value at (head, key) of an event, None when absent."""
+    value = ev.get(head)
+    if key:
+        return value.get(key) if value.__class__ is dict else None
+    return value
 
 
 def looks_like_pii(value: str, patterns: Iterable[re.Pattern]) -> bool:
@@ -84,16 +89,25 @@ def looks_like_pii(value: str, patterns: Iterable[re.Pattern]) -> bool:
     return any(p.search(value) for p in patterns)
 
 
-def _chooser(spec: dict, pii: tuple[re.Pattern, ...]):
-    if "values" in spec:
-        allowed = frozenset(spec["values"])
-        return lambda v: v if v.__class__ is str and v in allowed else OTHER
-    pattern = re.compile(spec["pattern"])
+CHOICES_CACHED = 4096  # distinct values remembered per pattern label
+
+
+def _chooser(pattern: re.Pattern, pii: tuple[re.Pattern, ...]):
+    """The label value of a pattern-checked field: itself, or other. A pure function of the
+    value, remembered (the same app versions, endpoints and models come again and again; one
+    regex and every PII pattern per event was a tenth of the mapping's time)."""
+    cache: dict[str, str] = {}
 
     def choose(v):
-        if v.__class__ is not str or not pattern.match(v) or looks_like_pii(v, pii):
+        if v.__class__ is not str:
             return OTHER
-        return v
+        chosen = cache.get(v)
+        if chosen is None:
+            chosen = OTHER if not pattern.match(v) or looks_like_pii(v, pii) else v
+            if len(cache) >= CHOICES_CACHED:
+                cache.clear()  # bounded: a flood of distinct values cannot grow memory
+            cache[v] = chosen
+        return chosen
     return choose
 
 
@@ -167,16 +181,18 @@ class Mapping:
             rule = Rule(
                 name=spec.get("name", f"rule{i}"), metric=metric,
                 event_types=frozenset(_listify(types)) if types else None,
-                has=tuple(_getter(p) for p in match.get("has", ())),
-                value=_getter(spec["value"]) if "value" in spec else None)
+                has=tuple(_path(p) for p in match.get("has", ())),
+                value=_path(spec["value"]) if "value" in spec else None)
             label_specs = spec.get("labels", {})
             for label in metric.labels:
                 ls = label_specs[label]
                 if "const" in ls:
-                    const = ls["const"]
-                    rule.labels.append((None, const))
+                    rule.labels.append((ls["const"], "", None, None))
+                elif "values" in ls:
+                    rule.labels.append((*_path(ls["from"]), frozenset(ls["values"]), None))
                 else:
-                    rule.labels.append((_getter(ls["from"]), _chooser(ls, pii)))
+                    rule.labels.append((*_path(ls["from"]), None,
+                                        _chooser(re.compile(ls["pattern"]), pii)))
             for category in _listify(match["category"]):
                 for action in _listify(match["action"]):
                     self.index.setdefault((category, action), []).append(rule)
@@ -189,22 +205,35 @@ class Mapping:
         if not rules:
             return []
         out = []
+        get = event.get
+        # The hot path of the mapping (once per accepted event): field lookups are inlined
+        # rather than made by one small function per field.
         for rule in rules:
             if rule.event_types is not None and event["eventType"] not in rule.event_types:
                 continue
-            if rule.has and any(get(event) is None for get in rule.has):
+            if rule.has and any(_field(event, h, k) is None for h, k in rule.has):
                 continue
             if rule.value is None:
                 amount = 1.0
             else:
-                amount = rule.value(event)
+                amount = _field(event, *rule.value)
                 if amount.__class__ not in (int, float) or not math.isfinite(amount):
                     continue
                 if rule.metric.type == "sum" and amount < 0:
                     continue
-            labels = tuple(chooser if get is None else chooser(get(event))
-                           for get, chooser in rule.labels)
-            out.append((rule.metric.name, labels, amount))
+            labels = []
+            for head, key, allowed, choose in rule.labels:
+                if allowed is None and choose is None:
+                    labels.append(head)  # const
+                    continue
+                v = get(head)
+                if key:
+                    v = v.get(key) if v.__class__ is dict else None
+                if allowed is not None:
+                    labels.append(v if v.__class__ is str and v in allowed else OTHER)
+                else:
+                    labels.append(choose(v))
+            out.append((rule.metric.name, tuple(labels), amount))
         return out
 
 

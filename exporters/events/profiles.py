@@ -3,8 +3,9 @@
 `ProfileSink.consume` is called by the intake after a batch is durable in the event log and
 before the answer is sent (events with canProfile true only). It projects the events (no
 I/O) and hands them to one writer thread that applies everything pending in one SQLite
-transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`)
-and returns once it is committed, so:
+transaction (group commit, the same writer as the event log's: `exporters.events.groupcommit`);
+the intake waits for that commit (after feeding its other sinks, whose writes overlap it)
+before answering, so:
 
 - every acknowledged event is in the profile store exactly once: the commit precedes the
   acknowledgement, the intake never re-delivers an id it counted, and counters also check
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
@@ -49,19 +51,26 @@ class ProfileSink:
         self.committed = 0
         self._writer = GroupCommit(self._commit, "profiles-writer")
 
-    def consume(self, events: list[dict], batch_id: str) -> None:
-        """Project a batch, queue it, and wait until its profile changes are committed."""
+    def consume(self, events: list[dict], batch_id: str) -> Callable[[], None] | None:
+        """Project a batch and queue it; returns what waits until its profile changes are
+        committed (the intake calls it after feeding its other sinks, which run meanwhile)."""
         observations = self.store.project(events)
         if not observations:
-            return
+            return None
         try:
-            self._writer.submit(observations, COMMIT_TIMEOUT)
+            waiter = self._writer.enqueue(observations)
         except GroupClosed:
-            return
-        except TimeoutError:
-            log.error("profiles of batch %s not committed within %ss", batch_id, COMMIT_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
-            log.error("profiles of batch %s not written: %s", batch_id, exc)
+            return None
+
+        def wait() -> None:
+            try:
+                self._writer.wait(waiter, COMMIT_TIMEOUT)
+            except TimeoutError:
+                log.error("profiles of batch %s not committed within %ss", batch_id,
+                          COMMIT_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - logged; never breaks the acknowledgement
+                log.error("profiles of batch %s not written: %s", batch_id, exc)
+        return wait
 
     def _commit(self, group: list[list]) -> list[None]:
         """Apply every queued batch's observations in one transaction."""

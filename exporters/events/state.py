@@ -57,6 +57,10 @@ class Batch:
     rejected: tuple[tuple[str, int], ...]  # (reason, events rejected for it)
     dead_letters: tuple[dict, ...]
     received: int
+    # The observations of `events` summed per series, as if every event were new (None: the
+    # writer sums them itself): counters (metric, labels) -> amount, histograms -> values.
+    totals: dict[tuple[str, tuple], float] | None = None
+    hists: dict[tuple[str, tuple], list[float]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,19 @@ class MetricState:
         group_batches: dict[str, Committed] = {}
         group_ids: set[int] = set()
         new_series: dict[str, set] = {}
+
+        def cap(name: str, labels: tuple) -> tuple:
+            # A series not seen yet, in the state or this group, may be over the metric's cap.
+            d = self.defs[name]
+            existing = self.hists[name] if d.type == "histogram" else self.counters[name]
+            if labels not in existing:
+                fresh = new_series.setdefault(name, set())
+                if labels not in fresh:
+                    labels = d.capped(labels, len(existing) + len(fresh))
+                    if labels not in existing:
+                        fresh.add(labels)
+            return labels
+
         for batch in group:
             previous = self.batches.get(batch.batch_id)
             if previous is not None:
@@ -144,22 +161,30 @@ class MetricState:
             observed: list[list] = []
             counted: list[int] = []
             duplicates = 0
-            for pos, (key, observations) in enumerate(batch.events):
-                if key in self.ids or key in group_ids:
+            keys = [key for key, _ in batch.events]
+            ids = self.ids
+            if (batch.totals is not None and len(set(keys)) == len(keys)
+                    and not any(k in ids or k in group_ids for k in keys)):
+                # Every event is new (the usual case): the sums the intake made per series
+                # stand for its events' observations, one cap decision per series.
+                counted = list(range(len(keys)))
+                group_ids.update(keys)
+                for (name, labels), amount in batch.totals.items():
+                    labels = cap(name, labels)
+                    counts[(name, labels)] = counts.get((name, labels), 0.0) + amount
+                for (name, labels), values in batch.hists.items():
+                    labels = cap(name, labels)
+                    observed += [[name, labels, v] for v in values]
+                keys = ()
+            for pos, key in enumerate(keys):
+                if key in ids or key in group_ids:
                     duplicates += 1
                     continue
                 group_ids.add(key)
                 counted.append(pos)
-                for name, labels, amount in observations:
-                    d = self.defs[name]
-                    existing = self.hists[name] if d.type == "histogram" else self.counters[name]
-                    if labels not in existing:
-                        fresh = new_series.setdefault(name, set())
-                        if labels not in fresh:
-                            labels = d.capped(labels, len(existing) + len(fresh))
-                            if labels not in existing:
-                                fresh.add(labels)
-                    if d.type == "histogram":
+                for name, labels, amount in batch.events[pos][1]:
+                    labels = cap(name, labels)
+                    if name in self.hists:
                         observed.append([name, labels, amount])
                     else:
                         counts[(name, labels)] = counts.get((name, labels), 0.0) + amount

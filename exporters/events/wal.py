@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FRAME = struct.Struct("<II")
 SEGMENT_SLACK = 1 << 20  # a segment is preallocated to checkpoint_bytes plus this
 SNAPSHOT = "snapshot.json"
+SPARE = "next-segment.tmp"  # the next segment, preallocated ahead (not a log-*.wal: not replayed)
 
 
 class LogError(Exception):
@@ -126,6 +127,9 @@ class EventLog:
         update (the journal commit) that appending needs: about three times faster here.
         """
         path = self.dir / f"log-{seq:08d}.wal"
+        spare = self.dir / SPARE
+        if not path.exists() and spare.exists():
+            os.replace(spare, path)  # made ahead by `prepare_next`: zeros, already fsynced
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         size = os.fstat(fd).st_size
         if size < self.checkpoint_bytes + SEGMENT_SLACK:
@@ -166,14 +170,37 @@ class EventLog:
 
     def checkpoint(self, state: dict) -> None:
         """Snapshot the whole state, start a new log segment, drop the old ones."""
+        self.write_snapshot(state, self.rotate())
+
+    def rotate(self) -> int:
+        """Send new records to a new segment; returns its number (what the snapshot of the
+        state as it is now must name)."""
         next_seq = self.segment + 1
-        data = orjson.dumps({"version": 1, "segment": next_seq, "written": time.time(), **state})
-        self._open_segment(next_seq)  # new records go to the new segment from now on
+        self._open_segment(next_seq)
+        return next_seq
+
+    def write_snapshot(self, state: dict, segment: int) -> None:
+        """Write the snapshot of the state up to `segment` (from `rotate`), then drop the
+        segments before it. Until the snapshot is durable the old segments stay, so a crash
+        in between replays them from the previous snapshot: nothing is lost either way."""
+        data = orjson.dumps({"version": 1, "segment": segment, "written": time.time(), **state})
         write_atomic(self.dir / SNAPSHOT, data, mode=0o600, sync_dir=True)
         for seq, path in self._segments():
-            if seq < next_seq:
+            if seq < segment:
                 path.unlink(missing_ok=True)
-        log.info("checkpoint: snapshot of %d bytes, log segment %d", len(data), next_seq)
+        log.info("checkpoint: snapshot of %d bytes, log segment %d", len(data), segment)
+
+    def prepare_next(self) -> None:
+        """Preallocate the next segment (zeros, fsynced), so `rotate` does not wait for it."""
+        fd = os.open(self.dir / SPARE, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            chunk = bytes(1 << 20)
+            for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
+                os.pwrite(fd, chunk, start)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Close the segment and release the directory."""

@@ -109,3 +109,54 @@ def test_a_record_that_cannot_be_written_fails_alone(tmp_path):
     assert not isinstance(good_outcome, Exception) and good_outcome.body == b'{"batchId":"good"}'
     assert store.counter_value("pulse_events_accepted_total") == 1
     store.close()
+
+
+def test_a_crash_between_a_rotation_and_its_snapshot_loses_nothing(tmp_path):
+    from exporters.events.store import Batch
+    store = EventStore(tmp_path / "events", {}, checkpoint_bytes=1 << 30)
+    for i in range(3):
+        store.commit(Batch(f"b{i}", b"{}", ((i, ()),), (), (), 1))
+    store.log.rotate()  # the writer moved on; the snapshot (written beside it) never landed
+    store.commit(Batch("b3", b"{}", ((3, ()),), (), (), 1))
+    store._writer.close()
+    store.log.close()  # killed: no snapshot
+    again = EventStore(tmp_path / "events", {})
+    assert again.counter_value("pulse_events_accepted_total") == 4
+    assert again.commit(Batch("b1", b"{}", ((1, ()),), (), (), 1)).replayed
+    again.checkpoint()
+    again.close()
+    names = sorted(p.name for p in (tmp_path / "events").iterdir())
+    assert "snapshot.json" in names and len([n for n in names if n.endswith(".wal")]) == 1
+
+
+def test_the_intakes_sums_per_series_plan_exactly_what_the_events_one_by_one_do():
+    from exporters.events.mapping import MetricDef
+    from exporters.events.state import Batch, MetricState
+
+    metric = MetricDef("m_total", "counter", "help", ("k",), max_series=3)
+    hist = MetricDef("h_seconds", "histogram", "help", ("k",), buckets=(1.0, 10.0))
+    events = tuple((i, (("m_total", (f"v{i % 5}",), 1.0), ("h_seconds", ("a",), float(i))))
+                   for i in range(1, 9))
+    totals: dict = {}
+    hists: dict = {}
+    for _, fed in events:
+        for name, labels, amount in fed:
+            if name == "h_seconds":
+                hists.setdefault((name, labels), []).append(amount)
+            else:
+                totals[(name, labels)] = totals.get((name, labels), 0.0) + amount
+
+    def planned(batch_events, **sums):
+        state = MetricState({"m_total": metric, "h_seconds": hist})
+        state.ids.add(99)  # an id seen before: a batch repeating it takes the slow path
+        records = [p.record for p in state.plan([Batch("b", b"{}", batch_events, (), (), 8,
+                                                       **sums)])]
+        return [{k: v for k, v in r.items() if k not in ("t", "r")} for r in records]
+
+    # All new: the sums (capped once per series, the overflow in other) equal the slow way.
+    assert planned(events, totals=totals, hists=hists) == planned(events)
+    assert ["m_total", ["other"], 4.0] in planned(events)[0]["c"]  # v3, v4, v0, v3
+    # A repeated id inside the batch or one seen before: the writer goes event by event.
+    repeated = events + ((3, events[2][1]), (99, events[0][1]))
+    assert planned(repeated, totals=totals, hists=hists) == planned(repeated)
+    assert ["pulse_events_duplicates_total", [], 2] in planned(repeated)[0]["c"]
