@@ -138,6 +138,9 @@ def serve(app, listen: str, component: str, threads: int = 8) -> None:
 
     def stop(signum, frame):
         log.info("signal %s: stopping", signum)
+        # Task threads first: one still serving a kept-alive request would write to (and
+        # wake the trigger of) a server already closed ("Bad file descriptor").
+        server.task_dispatcher.shutdown()
         server.close()
         raise SystemExit(0)
 
