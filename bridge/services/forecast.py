@@ -112,8 +112,9 @@ def forecast_series(values: list[float | None], timestamps: list[float], step: i
     base_name = "seasonal naive" if m else "naive"
     model_name = (f"Holt-Winters (additive damped trend, season {m})" if m
                   else "Holt (additive damped trend)")
-    use_model = bool(bt.get("origins")) and bt["model"]["mae"] is not None and (
-        np.isfinite(bt["model"]["mae"]) and bt["model"]["mae"] < bt["baseline"]["mae"])
+    # bool(): numpy comparisons give numpy.bool_, which no report writer serialises.
+    use_model = bool(bt.get("origins") and bt["model"]["mae"] is not None and (
+        np.isfinite(bt["model"]["mae"]) and bt["model"]["mae"] < bt["baseline"]["mae"]))
     last_t = timestamps[-1] if timestamps else 0.0
     times = [last_t + step * (i + 1) for i in range(h)]
     if use_model:

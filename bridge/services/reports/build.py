@@ -583,6 +583,8 @@ def clean(value):
     Ten significant digits survive every writer unchanged (JSON, the Excel XML, the PDF
     text), so the same number reads back identically from each format.
     """
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        value = value.item()  # a numpy scalar (numpy.bool_ is no bool to a writer)
     if isinstance(value, float):
         return float(f"{value:.10g}") if math.isfinite(value) else None
     if isinstance(value, dict):

@@ -84,3 +84,15 @@ def test_crossing_days_with_interval():
     c = crossing(points, 0.8, 0.0)
     assert c["days"] == 6 and c["earliestDays"] == 5 and c["latestDays"] == 9
     assert crossing(points, 5.0, 0.0)["days"] is None
+
+
+def test_numpy_scalars_reach_every_report_writer_as_plain_values():
+    """A backtest over numpy values once put numpy.bool_ into beatsBaseline: the JSON writer
+    refused it and the report was a 500 (long-term history, issue 22's test)."""
+    import json
+
+    from bridge.services.reports.build import clean
+    report = {"beatsBaseline": np.bool_(True), "mae": np.float64(1.25), "n": [np.int64(3)]}
+    assert json.loads(json.dumps(clean(report))) == {"beatsBaseline": True, "mae": 1.25,
+                                                     "n": [3]}
+    assert type(clean(np.bool_(False))) is bool
