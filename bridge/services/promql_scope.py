@@ -262,6 +262,8 @@ class _Renderer:
         it conflicts with it or names a series it hides."""
         if name != e.label:
             return False
+        if text == e.text():
+            return True
         if e.negate:
             # Matchers may narrow what a negated matcher leaves; naming what it hides (a
             # regex without metacharacters names one series too) is a 403.
@@ -269,8 +271,6 @@ class _Renderer:
             if literal and e.hides(value):
                 raise self.hidden(e, value)
             return False
-        if text == e.text():
-            return True
         raise Forbidden(
             f"label matcher {text} conflicts with the enforced {e.text()}",
             [{"field": self.field,
