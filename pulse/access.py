@@ -65,6 +65,9 @@ ADMIN_ONLY_PERMISSIONS = frozenset({
     "access:grants",
     # The privacy-budget ledger: who released what, and what budget is left.
     "privacy:budget",
+    # The raw pulse_profiles_* series (groups under k) through /prometheus/api/v1
+    # (bridge.services.promql_scope.RAW_GUARD hides them from every other role).
+    "prometheus:raw",
 })
 
 

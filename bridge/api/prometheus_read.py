@@ -3,10 +3,12 @@
 
 A coach's query gets `coach="<coach_id>"` on every selector (bridge.services.promql_scope;
 a conflicting matcher is a 403 naming it); for series and labels every `match[]` is scoped,
-or `match[]={coach="<id>"}` is added when none is given. Every other role holding the
-permission reads unchanged. Answers keep Prometheus's JSON (status, data; errorType and
-error on failure, bridge.errors), so Grafana's Prometheus datasource can point here
-(docs/bridge.md, "Coach scoping"). `/prometheus/api/v1/rules` and `/alerts` are the ruler's.
+or a scoped `match[]={__name__=~".+"}` is added when none is given. Every principal but
+admin also gets `__name__!~"pulse_profiles_.*"` the same way (the raw profile series, groups
+under k included, stay behind the bridge; naming one is a 403); admin reads unchanged.
+Answers keep Prometheus's JSON (status, data; errorType and error on failure,
+bridge.errors), so Grafana's Prometheus datasource can point here (docs/bridge.md, "Coach
+scoping"). `/prometheus/api/v1/rules` and `/alerts` are the ruler's.
 """
 
 from __future__ import annotations
@@ -19,14 +21,7 @@ from bridge.auth import current_principal, require
 from bridge.errors import bad_request
 from bridge.services import PROMETHEUS, service
 from bridge.services.errors import Invalid, Refused
-from bridge.services.promql_scope import (
-    COACH_LABEL,
-    LABEL_NAME,
-    coach_scope,
-    quote,
-    scope,
-    scope_selector,
-)
+from bridge.services.promql_scope import LABEL_NAME, principal_scope, scope, scope_selector
 from pulse.promapi import PromError
 
 bp = Blueprint("prometheus_read", __name__, url_prefix="/prometheus/api/v1")
@@ -80,8 +75,8 @@ def _query(kind: str, path: str, start_field: str):
     expr = params.get("query")
     if expr is None:
         raise bad_request("query is required", "query", "a PromQL expression")
-    enforced = coach_scope(current_principal())
-    if enforced is not None:
+    enforced = principal_scope(current_principal())
+    if enforced:
         params["query"] = scope(expr, enforced, "query")
     return _read(path, params, params["query"], _unix(params.get(start_field), start_field))
 
@@ -90,39 +85,38 @@ def _matches(required: bool) -> list[str]:
     matches = request.values.getlist("match[]")
     if required and not matches:
         raise bad_request("match[] is required", "match[]", "at least one series selector")
-    enforced = coach_scope(current_principal())
-    if enforced is None:
+    enforced = principal_scope(current_principal())
+    if not enforced:
         return matches
-    if not matches:
-        return ["{" + f"{COACH_LABEL}={quote(enforced.value)}" + "}"]
-    return [scope_selector(m, enforced, "match[]") for m in matches]
+    # No match[]: every series, scoped like any other selector.
+    return [scope_selector(m, enforced, "match[]") for m in matches or ['{__name__=~".+"}']]
 
 
 @bp.route("/query", methods=METHODS)
 @require(PERMISSION)
 def query():
-    """An instant query, as Prometheus answers it (scoped for a coach)."""
+    """An instant query, as Prometheus answers it (scoped: coach, raw series)."""
     return _query("query", "/api/v1/query", "time")
 
 
 @bp.route("/query_range", methods=METHODS)
 @require(PERMISSION)
 def query_range():
-    """A range query, as Prometheus answers it (scoped for a coach)."""
+    """A range query, as Prometheus answers it (scoped: coach, raw series)."""
     return _query("query_range", "/api/v1/query_range", "start")
 
 
 @bp.route("/series", methods=METHODS)
 @require(PERMISSION)
 def series():
-    """The series matching every match[] (each scoped for a coach)."""
+    """The series matching every match[] (each scoped: coach, raw series)."""
     return _read("/api/v1/series", {**_params("series"), "match[]": _matches(required=True)})
 
 
 @bp.route("/labels", methods=METHODS)
 @require(PERMISSION)
 def labels():
-    """Label names (of the series a coach may see: match[] scoped or added)."""
+    """Label names (of the series the caller may see: match[] scoped or added)."""
     matches = _matches(required=False)
     return _read("/api/v1/labels", {**_params("labels"),
                                     **({"match[]": matches} if matches else {})})
@@ -131,7 +125,7 @@ def labels():
 @bp.route("/label/<name>/values", methods=["GET"])
 @require(PERMISSION)
 def label_values(name: str):
-    """The values of one label (of the series a coach may see)."""
+    """The values of one label (of the series the caller may see)."""
     if not LABEL_NAME.fullmatch(name):
         raise bad_request("name is not a label name", "name",
                           "letters, digits and _, not starting with a digit")

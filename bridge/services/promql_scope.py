@@ -7,6 +7,13 @@ both sides of every binary operator, each `or` group of a selector), and a match
 label that is not exactly the enforced one is a `Forbidden` naming it, never a silent
 override. Series without the label are then invisible to the scoped principal.
 
+The same injection hides the raw profile series (`pulse_profiles_*`: additive counts, groups
+under k included, that rules/profiles.rules.yml sums and publishes k-anonymously) from every
+principal without `prometheus:raw` (admin only): `__name__!~"pulse_profiles_.*"` goes into
+every selector that does not name its metric, so `{__name__=~".+"}`, regexes and `or`/
+`unless` cannot reach them, and a selector naming one (`pulse_profiles_users`,
+`{__name__="pulse_profiles_users"}`) is a `Forbidden` naming it (docs/profiles.md).
+
 The expression is written back by this module's own renderer, never by promql-parser's
 `str()`: that one drops string escapes (`foo{a="\\"} or bar{b=\\""}` would come back as two
 selectors, one of them unscoped) and a subquery's default step. Every node type is rendered
@@ -29,6 +36,11 @@ from bridge.services.errors import Forbidden, ServiceError, invalid
 
 # The label a coach principal is scoped by (docs/bridge.md, "Coach scoping").
 COACH_LABEL = "coach"
+# The raw, not k-anonymous profile series (pulse.profiles.aggregates) and the permission that
+# may read them through the bridge (pulse.access: admin only).
+RAW_PREFIX = "pulse_profiles_"
+RAW_PERMISSION = "prometheus:raw"
+METRIC_LABEL = "__name__"
 # Limits checked before the parser sees the text: promql-parser's time grows with the square
 # of a chain of operators (2,000 take over a second) and a deep nesting overflows its stack
 # (the process dies), so neither may reach it.
@@ -62,15 +74,42 @@ def _pick(member, pairs) -> str | None:
 
 @dataclass(frozen=True)
 class Enforced:
-    """The matcher a principal is held to: label = value (or =~ a regex, for a choice)."""
+    """The matcher a principal is held to: label = value (or =~ a regex, for a choice);
+    negated (!=, !~), what it matches is hidden instead."""
 
     label: str
     value: str
     regex: bool = False
+    negate: bool = False
+    # Why a negated matcher hides what it does (the problem of a Forbidden naming a series).
+    why: str = ""
 
     def text(self) -> str:
         """The matcher as PromQL."""
-        return f"{self.label}{'=~' if self.regex else '='}{quote(self.value)}"
+        op = {(False, False): "=", (False, True): "=~", (True, False): "!=",
+              (True, True): "!~"}[(self.negate, self.regex)]
+        return f"{self.label}{op}{quote(self.value)}"
+
+    def hides(self, value: str) -> bool:
+        """True when a negated matcher hides the series whose label is exactly value."""
+        if not self.negate:
+            return False
+        return bool(re.fullmatch(self.value, value)) if self.regex else value == self.value
+
+
+# Added to every selector of a principal without RAW_PERMISSION.
+RAW_GUARD = Enforced(
+    METRIC_LABEL, re.escape(RAW_PREFIX) + ".*", regex=True, negate=True,
+    why="raw pulse_profiles_* series count groups under k and are read by admin only; "
+        "query the published, k-anonymous fitness_* series instead (docs/profiles.md)")
+# What a principal's selectors are held to: one matcher, several, or none.
+Scope = Enforced | tuple[Enforced, ...] | None
+
+
+def _all(enforced: Scope) -> tuple[Enforced, ...]:
+    if enforced is None:
+        return ()
+    return (enforced,) if isinstance(enforced, Enforced) else tuple(enforced)
 
 
 def quote(value: str) -> str:
@@ -131,12 +170,12 @@ def parse(text: str, field: str = "query"):
                       f"parse error: {str(exc)[:300]}") from None
 
 
-def scope(text: str, enforced: Enforced, field: str = "query") -> str:
-    """text with the enforced matcher on every selector (Forbidden on a conflicting one)."""
+def scope(text: str, enforced: Scope, field: str = "query") -> str:
+    """text with the enforced matchers on every selector (Forbidden on a conflicting one)."""
     return render(parse(text, field), enforced, field)
 
 
-def scope_selector(text: str, enforced: Enforced, field: str = "match[]") -> str:
+def scope_selector(text: str, enforced: Scope, field: str = "match[]") -> str:
     """A series selector (series/labels `match[]`) with the enforced matcher; anything but a
     plain selector is Invalid naming the field."""
     node = parse(text, field)
@@ -157,15 +196,25 @@ def coach_scope(principal) -> Enforced | None:
     return Enforced(COACH_LABEL, principal.coach_id)
 
 
+def raw_guard(principal) -> Enforced | None:
+    """RAW_GUARD for a principal without RAW_PERMISSION, None for one holding it (admin)."""
+    return None if principal.can(RAW_PERMISSION) else RAW_GUARD
+
+
+def principal_scope(principal) -> tuple[Enforced, ...]:
+    """Every matcher a principal's selectors get: the coach's and the raw-series guard."""
+    return tuple(e for e in (coach_scope(principal), raw_guard(principal)) if e is not None)
+
+
 def for_principal(principal, text: str, field: str = "query") -> str:
-    """text as the principal may run it: scoped for a coach, unchanged for every other role."""
-    enforced = coach_scope(principal)
-    return text if enforced is None else scope(text, enforced, field)
+    """text as the principal may run it: scoped (coach, raw guard); as is for admin."""
+    enforced = principal_scope(principal)
+    return scope(text, enforced, field) if enforced else text
 
 
 # -- the renderer --------------------------------------------------------------------
-def render(node, enforced: Enforced | None, field: str = "query") -> str:
-    """PromQL text of an AST, with the enforced matcher on every selector (None: as is)."""
+def render(node, enforced: Scope, field: str = "query") -> str:
+    """PromQL text of an AST, with the enforced matchers on every selector (None: as is)."""
     try:
         return _Renderer(enforced, field).expr(node)
     except (ServiceError, KeyboardInterrupt, SystemExit):
@@ -195,12 +244,38 @@ def selectors(node) -> Iterator:
 
 
 class _Renderer:
-    def __init__(self, enforced: Enforced | None, field: str):
-        self.enforced = enforced
+    def __init__(self, enforced: Scope, field: str):
+        self.enforced = _all(enforced)
         self.field = field
 
     def refuse(self, problem: str):
         return _fail(self.field, problem)
+
+    def hidden(self, e: Enforced, name: str):
+        return Forbidden(f"series {name[:80]} is not readable with this token",
+                         [{"field": self.field,
+                           "problem": f"{name[:80]} matches the hidden {e.text()}: "
+                                      f"{e.why or 'not readable with this token'}"}])
+
+    def drops(self, e: Enforced, name: str, op: str, value: str, text: str) -> bool:
+        """True when a user matcher is the enforced one (added once, later); Forbidden when
+        it conflicts with it or names a series it hides."""
+        if name != e.label:
+            return False
+        if text == e.text():
+            return True
+        if e.negate:
+            # Matchers may narrow what a negated matcher leaves; naming what it hides (a
+            # regex without metacharacters names one series too) is a 403.
+            literal = op == "=" or (op == "=~" and re.escape(value) == value)
+            if literal and e.hides(value):
+                raise self.hidden(e, value)
+            return False
+        raise Forbidden(
+            f"label matcher {text} conflicts with the enforced {e.text()}",
+            [{"field": self.field,
+              "problem": f"the matcher {text} is not allowed: this token sees only "
+                         f"{e.text()}"}])
 
     def expr(self, node) -> str:
         if isinstance(node, pp.VectorSelector):
@@ -276,7 +351,7 @@ class _Renderer:
                 raise self.refuse(f"bad label name {name[:40]!r}")
         return f"({', '.join(names)})"
 
-    def matchers(self, group) -> list[str]:
+    def matchers(self, group, named: bool) -> list[str]:
         out = []
         for m in group:
             if not LABEL_NAME.fullmatch(m.name):
@@ -285,18 +360,15 @@ class _Renderer:
             if op is None:
                 raise self.refuse(f"unsupported matcher operator on {m.name}")
             text = f"{m.name}{op}{quote(m.value)}"
-            e = self.enforced
-            if e is not None and m.name == e.label:
-                if text == e.text():
-                    continue  # identical to the enforced one: it is added once below
-                raise Forbidden(
-                    f"label matcher {text} conflicts with the enforced {e.text()}",
-                    [{"field": self.field,
-                      "problem": f"the matcher {text} is not allowed: this token sees only "
-                                 f"{e.text()}"}])
+            # Not `any(...)`: every enforced matcher must see it (each may refuse it).
+            if [e for e in self.enforced if self.drops(e, m.name, op, m.value, text)]:
+                continue  # identical to an enforced one: it is added once below
             out.append(text)
-        if self.enforced is not None:
-            out.append(self.enforced.text())
+        for e in self.enforced:
+            # Prometheus refuses a __name__ matcher beside a metric name (set twice); the
+            # name itself was checked against the enforced matcher by vector().
+            if not (named and e.label == METRIC_LABEL):
+                out.append(e.text())
         return out
 
     def vector(self, vs) -> str:
@@ -304,13 +376,16 @@ class _Renderer:
         head = []
         prefix = ""
         if name is not None:
+            for e in self.enforced:
+                if e.label == METRIC_LABEL and e.hides(name):
+                    raise self.hidden(e, name)
             if METRIC_NAME.fullmatch(name) and name.lower() not in KEYWORDS:
                 prefix = name
             else:
                 head = [f"__name__={quote(name)}"]
         groups = [list(vs.matchers.matchers)] if not vs.matchers.or_matchers \
             else [list(g) for g in vs.matchers.or_matchers]
-        rendered = [", ".join(head + self.matchers(g)) for g in groups]
+        rendered = [", ".join(head + self.matchers(g, bool(prefix))) for g in groups]
         if not any(rendered):
             if not prefix:
                 raise self.refuse("a selector needs a metric name or a matcher")

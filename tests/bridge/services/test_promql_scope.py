@@ -10,6 +10,7 @@ from bridge.services.errors import Forbidden, Invalid
 from bridge.services.promql_scope import (
     MAX_DEPTH,
     MAX_OPERATORS,
+    RAW_GUARD,
     Enforced,
     for_principal,
     parse,
@@ -178,6 +179,8 @@ def test_series_selectors():
 def test_only_coaches_are_scoped():
     coach = Principal("c", "coach", "coach-1")
     assert for_principal(coach, "x") == 'x{coach="coach-1"}'
+    assert for_principal(coach, '{a="b"}') == \
+        '{a="b", coach="coach-1", __name__!~"pulse_profiles_.*"}'
     for role in ("admin", "engineer", "analyst", "auditor"):
         assert for_principal(Principal("p", role), 'x{coach=~".*"}') == 'x{coach=~".*"}'
     with pytest.raises(Forbidden) as err:
@@ -208,3 +211,86 @@ def test_real_prometheus_reads_every_output_as_scoped(prometheus_factory):
     resp = requests.get(f"{prom.url}/api/v1/format_query",
                         params={"query": scope(OR_GROUPS, COACH)}, timeout=10)
     assert resp.status_code == 400
+
+
+def _no_raw(text: str) -> None:
+    """Every selector of text names a metric that is not raw, or carries the raw guard."""
+    for vs in selectors(pp.parse(text)):
+        if vs.name is not None:
+            assert not vs.name.startswith("pulse_profiles_"), text
+            continue
+        for group in vs.matchers.or_matchers or [vs.matchers.matchers]:
+            guard = [m for m in group
+                     if m.name == "__name__" and m.op == pp.MatchOp.NotRe]
+            assert [m.value for m in guard] == ["pulse_profiles_.*"], text
+
+
+@pytest.mark.parametrize("expr", [*CORPUS, OR_GROUPS])
+def test_every_unnamed_selector_gets_the_raw_guard(expr):
+    for enforced in (RAW_GUARD, (COACH, RAW_GUARD)):
+        out = scope(expr, enforced)
+        _no_raw(out)
+        assert scope(out, enforced) == out
+
+
+def test_the_raw_guard_beside_a_name_and_the_coach():
+    both = (COACH, RAW_GUARD)
+    assert scope('{__name__=~".+"}', RAW_GUARD) == \
+        '{__name__=~".+", __name__!~"pulse_profiles_.*"}'
+    assert scope("rate(fitness_x[5m]) or {a=\"b\"}", both) == \
+        'rate(fitness_x{coach="coach-1"}[5m]) or ' \
+        '{a="b", coach="coach-1", __name__!~"pulse_profiles_.*"}'
+    # A keyword name is a __name__ matcher: the guard fits beside it.
+    assert scope('sum{a="1"}', RAW_GUARD) == \
+        '{__name__="sum", a="1", __name__!~"pulse_profiles_.*"}'
+    assert scope_selector("fitness_active_users", RAW_GUARD) == "fitness_active_users"
+    # A regex with metacharacters narrows what the guard leaves (empty), never a 403.
+    assert scope('{__name__=~"pulse_profiles_u.*"}', RAW_GUARD) == \
+        '{__name__=~"pulse_profiles_u.*", __name__!~"pulse_profiles_.*"}'
+
+
+@pytest.mark.parametrize("expr", [
+    "pulse_profiles_users",
+    'pulse_profiles_users{window="1d"}',
+    "sum(rate(pulse_profiles_users[5m]))",
+    "fitness_active_users or pulse_profiles_users",
+    "x + on() group_left max_over_time(pulse_profiles_users[1h:5m])",
+    '{__name__="pulse_profiles_users"}',
+    '{__name__=~"pulse_profiles_users"}',
+    'count({__name__="pulse_profiles_users", window="1d"})',
+])
+def test_naming_a_raw_series_is_forbidden_and_named(expr):
+    for enforced in (RAW_GUARD, (COACH, RAW_GUARD)):
+        with pytest.raises(Forbidden) as err:
+            scope(expr, enforced)
+        assert "pulse_profiles_users" in str(err.value)
+        detail = err.value.details[0]
+        assert detail["field"] == "query" and "k-anonymous" in detail["problem"]
+    with pytest.raises(Forbidden):
+        scope_selector("pulse_profiles_users", RAW_GUARD)
+
+
+def test_every_role_but_admin_is_held_to_the_raw_guard():
+    admin = Principal("a", "admin")
+    assert for_principal(admin, "pulse_profiles_users") == "pulse_profiles_users"
+    assert for_principal(admin, '{__name__=~".+"}') == '{__name__=~".+"}'
+    for role in ("engineer", "analyst", "auditor", "executive"):
+        p = Principal("p", role)
+        assert for_principal(p, '{__name__=~".+"}') == \
+            '{__name__=~".+", __name__!~"pulse_profiles_.*"}', role
+        with pytest.raises(Forbidden):
+            for_principal(p, "pulse_profiles_users")
+
+
+@pytest.mark.integration
+def test_real_prometheus_reads_every_guarded_output(prometheus_factory):
+    """Prometheus's parser accepts the guard everywhere it is put (never a metric name set
+    twice), and every selector it reads back is named or guarded."""
+    prom = prometheus_factory()
+    for expr in CORPUS:
+        for enforced in (RAW_GUARD, (COACH, RAW_GUARD)):
+            out = scope(expr, enforced)
+            body = requests.get(f"{prom.url}/api/v1/format_query", params={"query": out},
+                                timeout=10).json()
+            assert body["status"] == "success", (expr, out, body)
+            _no_raw(body["data"])
