@@ -128,6 +128,17 @@ def load_or_exit(path: str | os.PathLike | None,
         raise SystemExit(2) from None
 
 
+def close_server(server) -> None:
+    """Stop a waitress server: its task threads first, then its sockets.
+
+    A task thread still serving a kept-alive request after close() writes its wake-up byte
+    to the closed trigger's fd number, which by then may belong to another socket of the
+    process ("Bad file descriptor", or a stray b"x" read as "xGET" / HTTP 405 elsewhere).
+    """
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+    server.close()
+
+
 def serve(app, listen: str, component: str, threads: int = 8) -> None:
     """Serve a WSGI app with waitress until SIGTERM or SIGINT."""
     from waitress.server import create_server
@@ -138,10 +149,7 @@ def serve(app, listen: str, component: str, threads: int = 8) -> None:
 
     def stop(signum, frame):
         log.info("signal %s: stopping", signum)
-        # Task threads first: one still serving a kept-alive request would write to (and
-        # wake the trigger of) a server already closed ("Bad file descriptor").
-        server.task_dispatcher.shutdown()
-        server.close()
+        close_server(server)
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from werkzeug.test import Client
 
 from exporters.instrument import Instrumentation, compile_routes, flask_rule_template
+from pulse.service import close_server
 from tests import harness
 
 H = "http_server_request_duration_seconds"
@@ -224,11 +225,7 @@ def test_real_prometheus_scrapes_waitress_served_app(prometheus):
             f'histogram_quantile(0.95, sum by (le) ({H}_bucket{{job="instrumented"}}))')
         assert p95 is not None and 0 < p95 < 10
     finally:
-        # Task threads first: one still serving a kept-alive scrape after close() writes its
-        # wake-up byte b"x" to the closed trigger's fd number, which by then belongs to
-        # another socket of this process (seen as "xGET" / HTTP 405 in later tests).
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        server.close()
+        close_server(server)
 
 
 @pytest.mark.integration
