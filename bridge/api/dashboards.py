@@ -267,16 +267,16 @@ def get_dashboard(dashboard_id: str):
     dashboard = definition(name, doc, time_range, updated)
     prom = service(current_app, PROMETHEUS)
     jobs = [(p, t) for p in gq.panels(doc) for t in p["targets"]]
-    exprs = {}
-    for _panel, target in jobs:
+
+    def prepared(target) -> str:
         expr = gq.expand(target["expr"], range_s=span, step_s=step, scrape_s=scrape_s,
                          values=values)
-        # Scoped before anything runs: a conflicting matcher refuses the whole request.
-        exprs[id(target)] = expr if enforced is None else scope(expr, enforced, "coach")
+        return expr if enforced is None else scope(expr, enforced, "coach")
 
-    def run(job):
-        panel, target = job
-        expr = exprs[id(target)]
+    # Scoped before anything runs: a conflicting matcher refuses the whole request.
+    exprs = [prepared(target) for _panel, target in jobs]
+
+    def run(expr):
         try:
             return prom.query_range(expr, start, end, step), None
         except PromError as exc:
@@ -288,7 +288,7 @@ def get_dashboard(dashboard_id: str):
             ThreadPoolExecutor(min(WORKERS, max(1, len(jobs)))) as pool:
         # Each job runs in a copy of this context, so the sources it reads land in `seen`.
         ctx = contextvars.copy_context()
-        results = list(pool.map(lambda job: ctx.copy().run(run, job), jobs))
+        results = list(pool.map(lambda expr: ctx.copy().run(run, expr), exprs))
 
     data, widgets_quality = [], []
     by_panel: dict[int, list] = {}

@@ -21,7 +21,7 @@ from bridge.auth import current_principal, require
 from bridge.errors import bad_request
 from bridge.services import PROMETHEUS, service
 from bridge.services.errors import Invalid, Refused
-from bridge.services.promql_scope import LABEL_NAME, principal_scope, scope, scope_selector
+from bridge.services.promql_scope import LABEL_NAME, for_principal, principal_scope, scope_selector
 from pulse.promapi import PromError
 
 bp = Blueprint("prometheus_read", __name__, url_prefix="/prometheus/api/v1")
@@ -75,9 +75,7 @@ def _query(kind: str, path: str, start_field: str):
     expr = params.get("query")
     if expr is None:
         raise bad_request("query is required", "query", "a PromQL expression")
-    enforced = principal_scope(current_principal())
-    if enforced:
-        params["query"] = scope(expr, enforced, "query")
+    params["query"] = for_principal(current_principal(), expr, "query")
     return _read(path, params, params["query"], _unix(params.get(start_field), start_field))
 
 
