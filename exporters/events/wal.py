@@ -133,9 +133,7 @@ class EventLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         size = os.fstat(fd).st_size
         if size < self.checkpoint_bytes + SEGMENT_SLACK:
-            chunk = bytes(1 << 20)
-            for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
-                os.pwrite(fd, chunk, start)
+            self._zero_fill(fd, size)
             os.fsync(fd)
         fsync_dir(self.dir)
         if self._fd >= 0:
@@ -143,6 +141,12 @@ class EventLog:
         self._fd = fd
         self.segment = seq
         self.size = position
+
+    def _zero_fill(self, fd: int, size: int) -> None:
+        """Write zeros from `size` up to a segment's preallocated length."""
+        chunk = bytes(1 << 20)
+        for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
+            os.pwrite(fd, chunk, start)
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -194,10 +198,7 @@ class EventLog:
         """Preallocate the next segment (zeros, fsynced), so `rotate` does not wait for it."""
         fd = os.open(self.dir / SPARE, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            size = os.fstat(fd).st_size
-            chunk = bytes(1 << 20)
-            for start in range(size, self.checkpoint_bytes + SEGMENT_SLACK, len(chunk)):
-                os.pwrite(fd, chunk, start)
+            self._zero_fill(fd, os.fstat(fd).st_size)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -24,9 +24,10 @@ def test_partitions_are_the_same_in_every_process():
     assert len({partition_of(f"user-{i}".encode(), 8) for i in range(200)}) == 8
 
 
-def aggregator(intake: Intake, ident: str | None = None):
-    """Another aggregator process's app on the intake's stream (in this process)."""
-    cfg = events_config(intake.data_dir, **intake.section)
+def aggregator(intake: Intake, ident: str | None = None, **section):
+    """Another aggregator process's app on the intake's stream (in this process); `section`
+    replaces parts of the intake's configuration section."""
+    cfg = events_config(intake.data_dir, **{**intake.section, **section})
     registry = CollectorRegistry()
     app = aggregator_app(cfg, ident or f"127.0.0.1:{free_port()}", registry)
     return app.extensions["pulse.aggregator"], registry
@@ -128,11 +129,8 @@ def test_the_aggregators_run_the_profile_retention_job_on_their_partitions(tmp_p
         # The snapshot carries the deletion: a successor whose own job would keep them (a
         # long retention) does not bring them back.
         intake.aggregator.stop()
-        section = {**intake.section, "profiles": {**intake.section["profiles"],
-                                                  "retention": "3650d"}}
-        cfg = events_config(intake.data_dir, **section)
-        second = aggregator_app(cfg, f"127.0.0.1:{free_port()}", CollectorRegistry()
-                                ).extensions["pulse.aggregator"]
+        second, _ = aggregator(intake, profiles={**intake.section["profiles"],
+                                                 "retention": "3650d"})
         try:
             wait_until(second.caught_up, 30, 0.05, "the second aggregator to catch up")
             assert sum(p.profiles.count() for p in second.owned.values()) == 4
