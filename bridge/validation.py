@@ -118,7 +118,7 @@ class BodyValidator:
 
     def __init__(self, doc: dict):
         self._by_route: dict[tuple[str, str], Draft202012Validator] = {}
-        components = doc.get("components") or {}
+        components = _draft2020(doc.get("components") or {})  # once, shared by every route
         for path, ops in (doc.get("paths") or {}).items():
             for method, op in ops.items():
                 content = ((op.get("requestBody") or {}).get("content") or {}) \
@@ -127,7 +127,7 @@ class BodyValidator:
                 if schema is None:
                     continue
                 validator = Draft202012Validator(
-                    _draft2020({**schema, "components": components}),
+                    {**_draft2020(schema), "components": components},
                     format_checker=FormatChecker())
                 self._by_route[(method.upper(), _route(path))] = validator
 

@@ -20,15 +20,9 @@ from pulse.config import parse_duration
 from pulse.profiles.experiments import UnitStore
 from pulse.profiles.experiments import db_path as unit_db_path
 
-VARIANT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MODEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 VERSION = re.compile(r"^v?[0-9]{1,6}(\.[0-9]{1,6}){0,2}(-[a-z0-9]{1,16}(\.[a-z0-9]{1,16})?)?$")
 EXPERIMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-# The `metric` label values of ai_experiment_conversions_total a success metric can name.
-SUCCESS_METRICS = (
-    "recommendation_accepted", "workout_started", "workout_completed", "goal_achieved",
-    "nutrition_logged", "session_started", "subscription_started", "feedback_positive",
-)
 PLATFORMS = ("ios", "android", "web")
 MIN_DURATION, MAX_DURATION = 3600, 365 * 86400
 # Below this many exposures in a variant a comparison says "not enough data".
