@@ -19,7 +19,6 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     check_scope,
     credentials,
     hash_token,
-    token_store,
 )
 from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
 from pulse.service import add_access
@@ -29,7 +28,7 @@ def init_app(app: Flask) -> None:
     """Attach the token store and the audit chain shared by every process of the data dir
     (pulse.service.add_access: guarded requests and every 401/403 are recorded)."""
     cfg = app.config["PULSE"]
-    add_access(app, cfg, "bridge", token_store(cfg))
+    add_access(app, cfg, "bridge")
 
 
 def current_principal() -> Principal:

@@ -15,7 +15,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from pulse import __version__
-from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials, token_store
+from pulse.access import AccessDenied, authenticate, check, credentials, token_store
 from pulse.audit import AuditLog, audit_log_path, request_record
 from pulse.config import Config, ConfigError, load_config, split_listen
 from pulse.log import register_secrets, setup
@@ -44,15 +44,14 @@ def add_standard_routes(app: Flask, registry: CollectorRegistry, component: str)
         return {"status": "ready", "component": component}
 
 
-def add_access(app: Flask, cfg: Config, component: str,
-               tokens: TokenStore | None = None) -> None:
+def add_access(app: Flask, cfg: Config, component: str) -> None:
     """Give app the stack's tokens (bridge.tokens and the data dir's grants) and the data
     dir's audit chain, and record
     every request to a guarded route (allowed or refused) and every 401/403 of app.
 
     Allowed requests to open routes (/metrics, health, accepted ingest) are not recorded:
     they are the bulk of the traffic, and are counted by metrics instead."""
-    app.extensions["pulse.tokens"] = tokens or token_store(cfg)
+    app.extensions["pulse.tokens"] = token_store(cfg)
     app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
     app.extensions["pulse.component"] = component
     app.after_request(_audit_response)
