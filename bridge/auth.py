@@ -19,34 +19,25 @@ from pulse.access import (  # noqa: F401  (re-exported: the bridge's views impor
     check_scope,
     credentials,
     hash_token,
-    token_store,
 )
 from pulse.audit import AuditLog, audit_log_path  # noqa: F401  (re-exported)
-from pulse.service import add_access
+from pulse.service import add_access, request_principal
 
 
 def init_app(app: Flask) -> None:
     """Attach the token store and the audit chain shared by every process of the data dir
     (pulse.service.add_access: guarded requests and every 401/403 are recorded)."""
     cfg = app.config["PULSE"]
-    add_access(app, cfg, "bridge", token_store(cfg))
+    add_access(app, cfg, "bridge")
 
 
 def current_principal() -> Principal:
     """Authenticate the request's bearer token, or Basic auth with the token as password
     (401 when missing, invalid or expired)."""
-    if "principal" in g:
-        return g.principal
-    token, basic_user = credentials(request.headers.get("Authorization", ""))
-    if basic_user is not None:
-        g.basic_user = basic_user
     try:
-        principal = authenticate(current_app.extensions["pulse.tokens"], token)
+        return request_principal()
     except AccessDenied as exc:
-        g.auth_failure = exc.reason
         raise ApiError(401, "unauthorized", exc.message) from None
-    g.principal = principal
-    return principal
 
 
 def current_tenant() -> str:

@@ -11,7 +11,6 @@ by the intake and the aggregators at their next request, without a restart.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from pulse.fileio import write_atomic
+from pulse.fileio import file_lock, write_atomic
 
 log = logging.getLogger(__name__)
 GRANTS_FILE = "grants.json"
@@ -128,9 +127,7 @@ class GrantFile:
 
     def _update(self, change) -> object:
         """Apply change(list of grants) -> result under the write lock; write the list back."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_name(f".{self.path.name}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._lock, file_lock(self.path.with_name(f".{self.path.name}.lock")):
             grants = list(self._read())
             result = change(grants)
             doc = {"grants": [_to_record(g) for g in grants]}

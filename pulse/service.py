@@ -15,7 +15,14 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 
 from pulse import __version__
-from pulse.access import AccessDenied, TokenStore, authenticate, check, credentials, token_store
+from pulse.access import (
+    AccessDenied,
+    Principal,
+    authenticate,
+    check,
+    credentials,
+    token_store,
+)
 from pulse.audit import AuditLog, audit_log_path, request_record
 from pulse.config import Config, ConfigError, load_config, split_listen
 from pulse.log import register_secrets, setup
@@ -44,15 +51,14 @@ def add_standard_routes(app: Flask, registry: CollectorRegistry, component: str)
         return {"status": "ready", "component": component}
 
 
-def add_access(app: Flask, cfg: Config, component: str,
-               tokens: TokenStore | None = None) -> None:
+def add_access(app: Flask, cfg: Config, component: str) -> None:
     """Give app the stack's tokens (bridge.tokens and the data dir's grants) and the data
     dir's audit chain, and record
     every request to a guarded route (allowed or refused) and every 401/403 of app.
 
     Allowed requests to open routes (/metrics, health, accepted ingest) are not recorded:
     they are the bulk of the traffic, and are counted by metrics instead."""
-    app.extensions["pulse.tokens"] = tokens or token_store(cfg)
+    app.extensions["pulse.tokens"] = token_store(cfg)
     app.extensions["pulse.audit"] = AuditLog(audit_log_path(cfg.data_dir))
     app.extensions["pulse.component"] = component
     app.after_request(_audit_response)
@@ -77,16 +83,27 @@ def _audit_response(response: Response) -> Response:
     return response
 
 
-def authorize(permission: str):
-    """The request's principal (bearer token, or Basic auth with the token as password) when
-    it holds permission; AccessDenied 401/403 otherwise (noted for the audit record)."""
-    token = credentials(request.headers.get("Authorization", ""))[0]
+def request_principal() -> Principal:
+    """The request's principal (bearer token, or Basic auth with the token as password),
+    authenticated once per request; AccessDenied 401 when the token is missing, invalid or
+    expired (noted for the audit record)."""
+    if "principal" in g:
+        return g.principal
+    token, basic_user = credentials(request.headers.get("Authorization", ""))
+    if basic_user is not None:
+        g.basic_user = basic_user  # the bridge's ruler tenant when no X-Scope-OrgID
     try:
         principal = authenticate(current_app.extensions["pulse.tokens"], token)
     except AccessDenied as exc:
         g.auth_failure = exc.reason
         raise
     g.principal = principal
+    return principal
+
+
+def authorize(permission: str) -> Principal:
+    """The request's principal when it holds permission; AccessDenied 401/403 otherwise."""
+    principal = request_principal()
     check(principal, permission)
     return principal
 
